@@ -1,0 +1,46 @@
+# Two set-up commands for a fresh machine (Python 3.11+): `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU build on the test machines; on a GPU machine the same pin installs the CUDA build.
+TORCH_PIN ?= torch==2.13.0
+CORES ?= 2
+
+.PHONY: demo test install lint dryrun-bench clean-demo
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "video-miner needs Python 3.11 or newer"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstalled when pyproject.toml changes. torch first and pinned, so nothing pulls a
+# different build; torchvision is deliberately absent.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH_PIN)"
+	$(BIN)/pip install --quiet -e ".[models,test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/snakemake --configfile config/demo.yaml --cores $(CORES)
+	@echo
+	@echo "Demo finished. Outputs:"
+	@echo "  results/pipeline_result.json   run summary (videos ok/failed, frames, timings)"
+	@echo "  results/status.tsv             one row per video with its status and reason"
+	@echo "  results/frames/<video>/        extracted frames; manifests in results/frames/<video>.parquet"
+	@echo "  results/videos/                videos and their .info.json records"
+	@echo "  logs/                          one log per job"
+
+test: install
+	$(BIN)/python -m pytest -ra
+
+lint: install
+	$(BIN)/snakemake --lint --configfile config/demo.yaml
+	$(BIN)/snakefmt --check Snakefile rules/
+
+dryrun-bench: install
+	$(BIN)/python benchmarks/dryrun.py
+
+clean-demo:
+	rm -rf results logs resources/demo .snakemake

@@ -1,0 +1,27 @@
+from snakemake.utils import min_version, validate
+
+from video_miner.config import check_config
+
+min_version("9.17")
+
+
+configfile: "config/config.yaml"
+
+
+# Every problem named by its key first; then validate() fills the defaults.
+check_config(config, workflow.source_path("config/schema.yaml"))
+validate(config, "config/schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/demo.smk"
+include: "rules/download.smk"
+include: "rules/extract.smk"
+include: "rules/summary.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/pipeline_result.json",
+        "results/status.tsv",

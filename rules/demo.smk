@@ -1,0 +1,18 @@
+from video_miner.synth import DEMO_CLIPS
+
+
+rule demo_video:
+    output:
+        "resources/demo/{clip}.{ext}",
+    log:
+        "logs/demo/{clip}.{ext}.log",
+    wildcard_constraints:
+        clip="|".join(DEMO_CLIPS),
+        ext="mp4|webm",
+    conda:
+        "../envs/demo.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/demo_video.py"

@@ -1,0 +1,23 @@
+"""Summarise the run: results/pipeline_result.json and the per-video results/status.tsv."""
+
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
+
+from video_miner.logs import log_to_file
+from video_miner.summary import summarize_files
+
+log_to_file(snakemake.log[0])
+summary = summarize_files(
+    list(snakemake.input.records),
+    list(snakemake.input.manifests),
+    list(snakemake.params.rejected),
+    snakemake.params.duplicates,
+    snakemake.output.summary,
+    snakemake.output.status,
+)
+videos = summary["videos"]
+logging.info("%d videos: %d ok, %d failed; %d frames extracted", videos["total"], videos["ok"], videos["failed"],
+             summary["frames"]["extracted"])

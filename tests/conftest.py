@@ -1,0 +1,133 @@
+"""Shared fixtures: synthetic videos made with PyAV, a loopback HTTP server that serves
+them (and misbehaves on purpose), and a helper that runs the real workflow."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from video_miner.synth import encode_video
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def pattern_frames(count: int, width: int = 320, height: int = 240, seed: int = 0) -> list[np.ndarray]:
+    """Frames that differ from each other everywhere (so any mix-up shows in pixels)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
+    frames = []
+    for i in range(count):
+        tile = np.roll(base, shift=(i, 2 * i), axis=(0, 1))
+        frames.append(np.kron(tile, np.ones((8, 8, 1), np.uint8))[:height, :width].copy())
+    return frames
+
+
+@dataclass(frozen=True)
+class TestVideos:
+    root: Path
+
+    def __getitem__(self, name: str) -> Path:
+        return self.root / name
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory) -> TestVideos:
+    """Small videos covering the cases extraction must get right."""
+    root = tmp_path_factory.mktemp("videos")
+    # H.264 with B-frames and a 1 s GOP: 90 frames at 30 fps.
+    encode_video(root / "h264.mp4", pattern_frames(90), fps=30, gop=30)
+    # VP9 in WebM, another codec and container.
+    encode_video(root / "vp9.webm", pattern_frames(40, 160, 120, seed=1), fps=20, codec="libvpx-vp9",
+                 options={"deadline": "realtime", "cpu-used": "8"})
+    # Variable frame rate: gaps of 1 to 6 hundredths of a second.
+    gaps = np.random.default_rng(2).integers(1, 7, 60) / 100
+    encode_video(root / "vfr.mp4", pattern_frames(60, seed=2), fps=30, times=np.concatenate([[0], np.cumsum(gaps)[:-1]]))
+    # A phone video: stored landscape, displayed portrait.
+    encode_video(root / "rotated.mp4", pattern_frames(30, seed=3), fps=30, rotation=90)
+    # Odd dimensions (4:4:4, since 4:2:0 needs even sizes).
+    encode_video(root / "odd.mp4", pattern_frames(30, 321, 241, seed=4), fps=30, pix_fmt="yuv444p")
+    # Index at the front, then cut in half: the first part is still decodable.
+    encode_video(root / "faststart.mp4", pattern_frames(60, seed=5), fps=30, gop=10,
+                 container_options={"movflags": "faststart"})
+    data = (root / "faststart.mp4").read_bytes()
+    (root / "truncated_faststart.mp4").write_bytes(data[: len(data) // 2])
+    h264 = (root / "h264.mp4").read_bytes()
+    (root / "truncated.mp4").write_bytes(h264[: len(h264) // 2])  # index at the end: unreadable
+    (root / "empty.mp4").write_bytes(b"")
+    (root / "page.html").write_text("<html><head><title>Not a video</title></head><body>hello</body></html>")
+    return TestVideos(root)
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    """Serves the test videos; /missing/* is 404 and /flaky/* answers 503 twice first."""
+
+    hits: Counter = Counter()
+
+    def log_message(self, format, *args):  # keep pytest output clean
+        pass
+
+    def do_GET(self):
+        self.hits[self.path] += 1
+        if self.path.startswith("/missing/"):
+            self.send_error(404, "File not found")
+            return
+        if self.path.startswith("/flaky/"):
+            if self.hits[self.path] <= 2:
+                self.send_error(503, "Service Unavailable")
+                return
+            self.path = self.path.removeprefix("/flaky")
+        super().do_GET()
+
+    def do_HEAD(self):
+        if self.path.startswith(("/missing/", "/flaky/")):
+            self.send_error(405)
+            return
+        super().do_HEAD()
+
+
+@dataclass
+class Server:
+    base_url: str
+    hits: Counter
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+
+@pytest.fixture(scope="session")
+def http_server(videos) -> Server:
+    handler = type("Handler", (_Handler,), {"hits": Counter()})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: handler(*a, directory=str(videos.root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield Server(f"http://127.0.0.1:{server.server_address[1]}", handler.hits)
+    server.shutdown()
+
+
+def run_workflow(workdir: Path, config: dict, *args: str, check: bool = True,
+                 timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real workflow in ``workdir`` with ``config`` layered over the defaults."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "test-config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(config_path),
+           "--cores", "2", *args]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+    return proc
+
+
+FAST_DOWNLOADS = {"retries": 2, "retry_backoff_s": 0.05, "socket_timeout_s": 5}

@@ -1,0 +1,74 @@
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import REPO, run_workflow
+from video_miner.config import ConfigValidationError, check_config
+
+SCHEMA = REPO / "config" / "schema.yaml"
+
+
+def defaults():
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_shipped_configs_are_valid():
+    check_config(defaults(), SCHEMA)
+    check_config({**defaults(), **yaml.safe_load((REPO / "config" / "demo.yaml").read_text())}, SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        ({"urlz": []}, "unknown key 'urlz' (did you mean 'urls'?)"),
+        ({"extract": {"strategi": "time"}}, "extract: unknown key 'strategi' (did you mean 'strategy'?)"),
+        ({"extract": {"every_n_frames": "ten"}}, "extract.every_n_frames: 'ten' is not of type 'integer'"),
+        ({"extract": {"strategy": "scene"}}, "extract.strategy: 'scene' is not one of"),
+        ({"extract": {"quality": 0}}, "extract.quality: 0 is less than the minimum of 1"),
+        ({"download": {"retries": -1}}, "download.retries: -1 is less than the minimum of 0"),
+        ({"download": {"rate_limit": "fast"}}, "download.rate_limit: 'fast' is not valid"),
+        ({"urls": "https://example.com/a.mp4"}, "urls: 'https://example.com/a.mp4' is not of type 'array'"),
+        ({"urls": [42]}, "urls[0]: 42 is not of type 'string'"),
+    ],
+)
+def test_each_bad_value_is_named_by_its_key(change, expected):
+    config = defaults()
+    for key, value in change.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
+    with pytest.raises(ConfigValidationError) as info:
+        check_config(config, SCHEMA)
+    assert expected in str(info.value)
+
+
+def test_every_problem_is_reported_at_once():
+    config = {**defaults(), "urlz": [], "extract": {"quality": 500, "every_seconds": 0}}
+    with pytest.raises(ConfigValidationError, match=r"3 problem\(s\)"):
+        check_config(config, SCHEMA)
+
+
+def test_bad_config_stops_the_workflow_before_any_job(tmp_path):
+    proc = run_workflow(tmp_path, {"urls": ["https://example.com/a.mp4"], "extract": {"every_n_frames": 0}},
+                        check=False)
+    assert proc.returncode != 0
+    assert "extract.every_n_frames: 0 is less than the minimum of 1" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_url_file_stops_the_workflow_with_its_name(tmp_path):
+    proc = run_workflow(tmp_path, {"url_files": ["lists/none.txt"]}, "-n", check=False)
+    assert proc.returncode != 0 and "url_files: cannot read 'lists/none.txt'" in proc.stdout + proc.stderr
+
+
+def test_defaults_are_filled_for_omitted_sections(tmp_path):
+    proc = run_workflow(tmp_path, {"urls": ["https://example.com/a.mp4"]}, "-n", "--printshellcmds", check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "download" in proc.stdout and "extract" in proc.stdout
+
+
+def test_lint_and_format_are_clean():
+    lint = subprocess.run(["snakemake", "--lint", "--configfile", "config/demo.yaml"], cwd=REPO,
+                          capture_output=True, text=True)
+    assert lint.returncode == 0 and "Congratulations" in lint.stdout + lint.stderr, lint.stdout + lint.stderr
+    fmt = subprocess.run(["snakefmt", "--check", "Snakefile", "rules/"], cwd=REPO, capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stderr

@@ -1,0 +1,77 @@
+"""Downloads through the real yt-dlp against a loopback server."""
+
+import json
+
+import pytest
+
+from video_miner.download import DownloadOptions, download_url, ingest_local, ytdlp_params
+
+FAST = DownloadOptions(retries=2, retry_backoff_s=0.01, socket_timeout_s=5)
+
+
+def test_download_is_byte_identical_and_probed(http_server, videos, tmp_path):
+    record = download_url(http_server.url("h264.mp4"), tmp_path, "vid", FAST)
+    assert record["status"] == "ok", record
+    assert (tmp_path / "vid.mp4").read_bytes() == videos["h264.mp4"].read_bytes()
+    assert record["file"] == (tmp_path / "vid.mp4").as_posix()
+    assert (record["width"], record["height"], record["fps"]) == (320, 240, 30.0)
+    assert record["duration"] == pytest.approx(3.0, abs=0.05)
+    assert record["title"] == "h264"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vid.mp4"]  # no work folders left
+
+
+def test_webm_keeps_its_container(http_server, tmp_path):
+    record = download_url(http_server.url("vp9.webm"), tmp_path, "vid", FAST)
+    assert record["status"] == "ok" and record["file"].endswith("vid.webm")
+    assert record["vcodec"] == "vp9"
+
+
+@pytest.mark.parametrize(
+    "path,reason",
+    [("missing/clip.mp4", "HTTP Error 404"), ("page.html", "Unsupported URL")],
+)
+def test_permanent_failures_are_recorded_without_retrying(http_server, tmp_path, path, reason):
+    slept = []
+    record = download_url(http_server.url(path), tmp_path, "vid", FAST, sleep=slept.append)
+    assert record["status"] == "failed" and reason in record["reason"]
+    assert record["transient"] is False and record["attempts"] == 1 and slept == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_transient_errors_are_retried_with_backoff_until_success(http_server, videos, tmp_path):
+    slept = []
+    record = download_url(http_server.url("flaky/h264.mp4"), tmp_path, "vid", FAST, sleep=slept.append)
+    assert record["status"] == "ok", record
+    assert record["attempts"] == 3 and slept == [0.01, 0.02]
+    assert (tmp_path / "vid.mp4").read_bytes() == videos["h264.mp4"].read_bytes()
+
+
+def test_refused_connection_is_transient_and_gives_up_after_retries(tmp_path):
+    slept = []
+    record = download_url("http://127.0.0.1:9/clip.mp4", tmp_path, "vid", FAST, sleep=slept.append)
+    assert record["status"] == "failed" and record["transient"] is True
+    assert record["attempts"] == 3 and len(slept) == 2
+    assert "refused" in record["reason"].lower()
+
+
+def test_ytdlp_params_carry_every_setting_and_prefer_video_only():
+    options = DownloadOptions(max_height=720, cookies_file="c.txt", proxy="socks5://127.0.0.1:1080",
+                              rate_limit="2M", sleep_interval_s=1.5, max_filesize="1G")
+    params = ytdlp_params(options, "out/%(ext)s")
+    assert params["format"] == "bv[height<=?720]/b[height<=?720]/bv/b"
+    assert params["cookiefile"] == "c.txt" and params["proxy"] == "socks5://127.0.0.1:1080"
+    assert params["ratelimit"] == 2 * 1024**2 and params["max_filesize"] == 1024**3
+    assert params["sleep_interval"] == 1.5 and params["noplaylist"] is True
+    assert ytdlp_params(DownloadOptions(format="best"), "x")["format"] == "best"
+    assert "+ba" in ytdlp_params(DownloadOptions(audio=True), "x")["format"]
+
+
+def test_local_ingest_links_and_records(videos, tmp_path):
+    record = ingest_local(videos["vp9.webm"], tmp_path / "out", "file-1")
+    assert record["status"] == "ok" and record["file"].endswith("file-1.webm")
+    assert (tmp_path / "out" / "file-1.webm").stat().st_ino == videos["vp9.webm"].stat().st_ino
+    copied = ingest_local(videos["vp9.webm"], tmp_path / "copy", "file-1", mode="copy")
+    assert (tmp_path / "copy" / "file-1.webm").stat().st_ino != videos["vp9.webm"].stat().st_ino
+    assert copied["width"] == 160 and json.dumps(copied)
+    missing = ingest_local(tmp_path / "nope.mp4", tmp_path / "out", "file-2")
+    assert missing["status"] == "failed" and "not found" in missing["reason"]

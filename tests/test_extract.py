@@ -1,0 +1,156 @@
+"""Extraction checked against the video's own frames: each sampled frame must be the
+exact frame (pixels and timestamp) a plain full decode gives at that index."""
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from video_miner.extract import ExtractOptions, extract_video, read_manifest_metadata, write_manifest
+
+
+def decode_all(path):
+    """Ground truth by the simplest possible path: every frame in order."""
+    with av.open(str(path)) as container:
+        frames = [(f.time, f.key_frame, f.rotation, f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+    t0 = frames[0][0]
+    return [(t - t0, key, rot, rgb) for t, key, rot, rgb in frames]
+
+
+def expected_positions(truth, options):
+    times = [t for t, *_ in truth]
+    if options.strategy == "interval":
+        positions = list(range(0, len(truth), options.every_n_frames))
+    elif options.strategy == "keyframe":
+        positions = [i for i, (_, key, *_) in enumerate(truth) if key]
+    else:
+        positions, k = [], 0
+        while k * options.every_seconds <= times[-1] + 1e-9:
+            first = next(i for i, t in enumerate(times) if t >= k * options.every_seconds - 1e-6)
+            if first not in positions:
+                positions.append(first)
+            k += 1
+    return positions[: options.max_frames] if options.max_frames else positions
+
+
+def assert_exact_frames(result, truth, options):
+    assert result.status == "ok", result.reason
+    assert [r["frame_index"] for r in result.rows] == expected_positions(truth, options)
+    for row in result.rows:
+        t, key, rotation, rgb = truth[row["frame_index"]]
+        assert row["timestamp_s"] == pytest.approx(t, abs=1e-6)
+        assert row["keyframe"] == key
+        expected = np.rot90(rgb, k=(rotation or 0) // 90)
+        np.testing.assert_array_equal(np.asarray(Image.open(row["path"])), expected)
+        assert (row["height"], row["width"]) == expected.shape[:2]
+
+
+STRATEGIES = [
+    ExtractOptions("interval", every_n_frames=7, image_format="png"),
+    ExtractOptions("interval", every_n_frames=1, image_format="png", max_frames=12),
+    ExtractOptions("time", every_seconds=0.4, image_format="png"),
+    ExtractOptions("time", every_seconds=1.0, image_format="png", max_frames=2),
+    ExtractOptions("keyframe", image_format="png"),
+]
+
+
+@pytest.mark.parametrize("name", ["h264.mp4", "vp9.webm", "vfr.mp4", "rotated.mp4", "odd.mp4"])
+@pytest.mark.parametrize("options", STRATEGIES, ids=lambda o: f"{o.strategy}-{o.every_n_frames}-{o.every_seconds}-{o.max_frames}")
+def test_sampled_frames_are_exactly_the_expected_frames(videos, tmp_path, name, options):
+    result = extract_video(videos[name], tmp_path / "frames", "vid", options)
+    assert_exact_frames(result, decode_all(videos[name]), options)
+
+
+def test_sparse_time_sampling_seeks_instead_of_decoding_everything(videos, tmp_path):
+    # 90 frames with a 1 s GOP; one frame every 2 s needs only the GOPs that hold targets.
+    options = ExtractOptions("time", every_seconds=2.0, image_format="png")
+    result = extract_video(videos["h264.mp4"], tmp_path, "vid", options)
+    assert [r["frame_index"] for r in result.rows] == [0, 60]
+    assert result.frames_decoded < 45, result.frames_decoded
+
+
+def test_keyframe_sampling_decodes_only_keyframes(videos, tmp_path):
+    result = extract_video(videos["h264.mp4"], tmp_path, "vid", ExtractOptions("keyframe"))
+    assert [r["frame_index"] for r in result.rows] == [0, 30, 60]
+    assert result.frames_decoded == 3
+
+
+def test_rotation_metadata_is_applied(videos, tmp_path):
+    result = extract_video(videos["rotated.mp4"], tmp_path, "vid", ExtractOptions(every_n_frames=10))
+    assert {(r["width"], r["height"]) for r in result.rows} == {(240, 320)}
+
+
+def test_max_side_downscales_keeping_aspect(videos, tmp_path):
+    result = extract_video(videos["h264.mp4"], tmp_path, "vid", ExtractOptions(every_n_frames=30, max_side=160))
+    assert {(r["width"], r["height"]) for r in result.rows} == {(160, 120)}
+    assert Image.open(result.rows[0]["path"]).size == (160, 120)
+
+
+@pytest.mark.parametrize("fmt,pil_format", [("jpg", "JPEG"), ("png", "PNG"), ("webp", "WEBP")])
+def test_image_formats(videos, tmp_path, fmt, pil_format):
+    result = extract_video(videos["h264.mp4"], tmp_path, "vid", ExtractOptions(every_n_frames=45, image_format=fmt))
+    assert [Image.open(r["path"]).format for r in result.rows] == [pil_format, pil_format]
+    assert all(r["path"].endswith(f".{fmt}") for r in result.rows)
+
+
+def test_jpeg_quality_changes_size(videos, tmp_path):
+    sizes = []
+    for quality in (20, 95):
+        result = extract_video(videos["h264.mp4"], tmp_path / str(quality), "vid",
+                               ExtractOptions(every_n_frames=90, quality=quality))
+        sizes.append((tmp_path / str(quality) / "00000000.jpg").stat().st_size)
+        assert result.rows[0]["path"].endswith("00000000.jpg")
+    assert sizes[0] < sizes[1]
+
+
+@pytest.mark.parametrize(
+    "name,reason",
+    [
+        ("empty.mp4", "not a readable media file"),
+        ("truncated.mp4", "not a readable media file"),
+        ("page.html", "not a readable media file"),
+        ("does-not-exist.mp4", "cannot open file"),
+    ],
+)
+def test_unusable_files_fail_with_a_reason(videos, tmp_path, name, reason):
+    result = extract_video(videos[name], tmp_path, "vid", ExtractOptions())
+    assert result.status == "failed" and reason in result.reason
+    assert result.rows == []
+
+
+def test_audio_only_file_fails_with_a_reason(tmp_path):
+    path = tmp_path / "audio.m4a"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        for i in range(5):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    result = extract_video(path, tmp_path / "f", "vid", ExtractOptions())
+    assert result.status == "failed" and "no video stream" in result.reason
+
+
+def test_truncated_but_readable_file_keeps_what_decodes(videos, tmp_path):
+    result = extract_video(videos["truncated_faststart.mp4"], tmp_path, "vid", ExtractOptions(every_n_frames=5))
+    assert result.status == "ok"
+    assert 0 < len(result.rows) < 12
+    assert all(Image.open(r["path"]).size == (320, 240) for r in result.rows)
+
+
+def test_manifest_round_trip_keeps_schema_and_record(videos, tmp_path):
+    import pyarrow.parquet as pq
+
+    options = ExtractOptions(every_n_frames=30)
+    result = extract_video(videos["h264.mp4"], tmp_path / "f", "vid", options)
+    write_manifest(tmp_path / "m.parquet", result.rows, result.metadata("vid", options))
+    table = pq.read_table(tmp_path / "m.parquet")
+    assert table.column_names == ["video_id", "frame_index", "timestamp_s", "width", "height", "keyframe", "path"]
+    assert table.column("frame_index").to_pylist() == [0, 30, 60]
+    meta = read_manifest_metadata(tmp_path / "m.parquet")
+    assert meta["status"] == "ok" and meta["frames_extracted"] == 3 and meta["frames_in_video"] == 90
+    write_manifest(tmp_path / "empty.parquet", [], {"status": "failed"})
+    assert pq.read_table(tmp_path / "empty.parquet").num_rows == 0
+    assert list(tmp_path.glob(".*tmp*")) == []  # no temp files left behind

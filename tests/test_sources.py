@@ -1,0 +1,45 @@
+import pytest
+
+from video_miner.sources import ConfigError, collect_videos, read_url_file
+
+
+def test_url_file_skips_blanks_and_comments_but_keeps_fragments(tmp_path):
+    listing = tmp_path / "urls.txt"
+    listing.write_text("# my list\n\nhttps://a.example/x.mp4  # inline note\n   \n  # indented comment\nhttps://b.example/y.mp4#t=5\n")
+    assert list(read_url_file(listing)) == [(3, "https://a.example/x.mp4"), (6, "https://b.example/y.mp4#t=5")]
+
+
+def test_inputs_combine_and_duplicates_collapse(tmp_path):
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "a.txt").write_text("https://youtu.be/dQw4w9WgXcQ\nhttps://example.com/v.mp4\n")
+    (tmp_path / "clips" / "sub").mkdir(parents=True)
+    for name in ("one.mp4", "sub/two.MKV", "notes.txt"):
+        (tmp_path / "clips" / name).write_bytes(b"x")
+    config = {
+        "urls": ["https://www.youtube.com/watch?v=dQw4w9WgXcQ&t=1", "ftp://nope/a.mp4"],
+        "url_files": ["lists/a.txt"],
+        "local_videos": ["clips", "clips/one.mp4", "later/generated.mp4"],
+        "local_extensions": [".mp4", ".mkv"],
+    }
+    collection = collect_videos(config, root=str(tmp_path))
+    by_kind = {}
+    for source in collection.videos.values():
+        by_kind.setdefault(source.kind, []).append(source.location)
+    assert by_kind["url"] == ["https://www.youtube.com/watch?v=dQw4w9WgXcQ", "https://example.com/v.mp4"]
+    assert by_kind["local"] == ["clips/one.mp4", "clips/sub/two.MKV", "later/generated.mp4"]
+    assert collection.duplicates == 2  # the youtu.be form and clips/one.mp4 listed again
+    assert collection.rejected == [
+        {"input": "ftp://nope/a.mp4", "origin": "urls[1]", "reason": pytest.approx(collection.rejected[0]["reason"])}
+    ]
+    assert "only http and https" in collection.rejected[0]["reason"]
+    assert collection.videos["dQw4w9WgXcQ"].origin == "urls[0]"
+
+
+def test_missing_url_file_is_a_config_error_naming_it(tmp_path):
+    with pytest.raises(ConfigError, match="url_files: cannot read 'nope.txt'"):
+        collect_videos({"url_files": ["nope.txt"]}, root=str(tmp_path))
+
+
+def test_local_entry_that_is_neither_folder_nor_video_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="local_videos: 'missing_folder'"):
+        collect_videos({"local_videos": ["missing_folder"], "local_extensions": [".mp4"]}, root=str(tmp_path))

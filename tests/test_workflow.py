@@ -1,0 +1,107 @@
+"""The real workflow end to end: loopback downloads, extraction, summary."""
+
+import json
+import os
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from test_extract import decode_all, expected_positions
+
+from conftest import FAST_DOWNLOADS, run_workflow
+from video_miner.extract import ExtractOptions
+from video_miner.ids import video_id_for_url
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory, http_server, videos):
+    """One run over good, duplicated, dead and invalid inputs, sampling by time."""
+    workdir = tmp_path_factory.mktemp("run")
+    (workdir / "lists").mkdir()
+    (workdir / "lists" / "more.txt").write_text(
+        "# second list\n"
+        f"{http_server.url('h264.mp4')}#again\n"  # the same video as urls[0]
+        f"{http_server.url('missing/gone.mp4')}\n"
+        f"{http_server.url('flaky/vfr.mp4')}\n"
+    )
+    config = {
+        "urls": [http_server.url("h264.mp4"), http_server.url("vp9.webm"), http_server.url("page.html"),
+                 "ftp://example.com/x.mp4"],
+        "url_files": ["lists/more.txt"],
+        "local_videos": [str(videos["rotated.mp4"]), str(videos["truncated.mp4"])],
+        "download": FAST_DOWNLOADS,
+        "extract": {"strategy": "time", "every_seconds": 0.5, "image_format": "png"},
+    }
+    run_workflow(workdir, config)
+    return workdir, config
+
+
+def test_summary_counts_and_reasons(mixed_run, http_server):
+    workdir, _ = mixed_run
+    summary = json.loads((workdir / "results" / "pipeline_result.json").read_text())
+    assert summary["videos"] == {"total": 7, "ok": 4, "failed": 3, "duplicates_in_input": 1, "rejected_inputs": 1}
+    failed = {f["location"]: f for f in summary["failed_videos"]}
+    assert "HTTP Error 404" in failed[http_server.url("missing/gone.mp4")]["reason"]
+    assert "Unsupported URL" in failed[http_server.url("page.html")]["reason"]
+    assert failed[http_server.url("page.html")]["stage"] == "download"
+    truncated = next(f for f in summary["failed_videos"] if f["location"].endswith("truncated.mp4"))
+    assert truncated["stage"] == "extract" and "not a readable media file" in truncated["reason"]
+    assert summary["rejected_inputs"][0]["input"] == "ftp://example.com/x.mp4"
+    assert summary["frames"]["extracted"] > 0 and summary["stage_seconds"]["total"] > 0
+
+
+def test_status_table_has_a_row_per_video(mixed_run, http_server):
+    workdir, _ = mixed_run
+    table = pd.read_csv(workdir / "results" / "status.tsv", sep="\t").set_index("video_id")
+    assert len(table) == 7
+    gone = table.loc[video_id_for_url(http_server.url("missing/gone.mp4"))]
+    assert gone["status"] == "failed" and gone["failed_stage"] == "download"
+    flaky = table.loc[video_id_for_url(http_server.url("flaky/vfr.mp4"))]
+    assert flaky["status"] == "extracted" and flaky["frames_extracted"] > 0
+    assert set(table["status"]) == {"extracted", "failed"}
+
+
+@pytest.mark.parametrize("name,url_path", [("h264.mp4", "h264.mp4"), ("vp9.webm", "vp9.webm"), ("vfr.mp4", "flaky/vfr.mp4")])
+def test_manifests_hold_exactly_the_expected_frames(mixed_run, http_server, videos, name, url_path):
+    workdir, config = mixed_run
+    video_id = video_id_for_url(http_server.url(url_path))
+    manifest = pq.read_table(workdir / "results" / "frames" / f"{video_id}.parquet").to_pandas()
+    truth = decode_all(videos[name])
+    options = ExtractOptions(**config["extract"])
+    assert manifest["frame_index"].tolist() == expected_positions(truth, options)
+    assert manifest["timestamp_s"].tolist() == pytest.approx([truth[i][0] for i in manifest["frame_index"]], abs=1e-6)
+    assert all((workdir / p).is_file() for p in manifest["path"])
+    record = json.loads((workdir / "results" / "videos" / f"{video_id}.info.json").read_text())
+    assert record["status"] == "ok" and record["url"] == http_server.url(url_path)
+
+
+def test_failed_videos_have_empty_manifests_and_logs(mixed_run, http_server):
+    workdir, _ = mixed_run
+    video_id = video_id_for_url(http_server.url("missing/gone.mp4"))
+    assert pq.read_table(workdir / "results" / "frames" / f"{video_id}.parquet").num_rows == 0
+    assert "HTTP Error 404" in (workdir / "logs" / "download" / f"{video_id}.log").read_text()
+
+
+@pytest.mark.parametrize("strategy", [{"strategy": "interval", "every_n_frames": 10}, {"strategy": "keyframe"}])
+def test_changing_the_strategy_reextracts_without_redownloading(mixed_run, http_server, videos, strategy):
+    workdir, config = mixed_run
+    video_id = video_id_for_url(http_server.url("h264.mp4"))
+    record = workdir / "results" / "videos" / f"{video_id}.info.json"
+    before = record.stat().st_mtime_ns
+    changed = {**config, "extract": {**strategy, "image_format": "png"}}
+    run_workflow(workdir, changed)
+    assert record.stat().st_mtime_ns == before
+    manifest = pq.read_table(workdir / "results" / "frames" / f"{video_id}.parquet").to_pandas()
+    expected = expected_positions(decode_all(videos["h264.mp4"]), ExtractOptions(**changed["extract"]))
+    assert manifest["frame_index"].tolist() == expected
+    frames = sorted(f for f in os.listdir(workdir / "results" / "frames" / video_id) if not f.startswith("."))
+    assert frames == [f"{i:08d}.png" for i in expected]  # no frames left from the earlier strategy
+
+
+def test_rerun_with_nothing_changed_does_nothing(mixed_run):
+    workdir, config = mixed_run
+    run_workflow(workdir, config)  # back to the fixture's strategy after the tests above
+    proc = run_workflow(workdir, config, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr

@@ -1,0 +1,270 @@
+"""Download videos with yt-dlp's Python API, or ingest local files.
+
+Every outcome is a record: the per-video ``.info.json`` that downstream stages read. A
+permanent failure (404, private, unsupported URL, not a video, a playlist) is recorded,
+not raised, so one bad URL never stops the run; transient ones (timeouts, 5xx, 429,
+refused connections) are retried with exponential backoff first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from video_miner.fsutil import safe_name, write_json_atomic
+from video_miner.video import VideoError, probe
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+_TRANSIENT_TEXT = re.compile(
+    r"timed? ?out|temporar|connection (reset|refused|aborted)|remote end closed|incompleteread|"
+    r"eof occurred|network is unreachable|http error (5\d\d|429|408)",
+    re.IGNORECASE,
+)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@dataclass(frozen=True)
+class DownloadOptions:
+    max_height: int = 1080
+    format: str | None = None  # a yt-dlp format selector; overrides max_height/audio
+    audio: bool = False  # frames need no audio; video-only streams also need no ffmpeg merge
+    socket_timeout_s: float = 30.0
+    retries: int = 3
+    retry_backoff_s: float = 2.0
+    cookies_file: str | None = None
+    proxy: str | None = None
+    rate_limit: str | int | None = None  # bytes/s, or yt-dlp's "5M" form
+    sleep_interval_s: float = 0.0
+    max_filesize: str | int | None = None
+
+    @classmethod
+    def from_config(cls, section: dict) -> "DownloadOptions":
+        return cls(**{k: v for k, v in section.items() if k in cls.__dataclass_fields__})
+
+    def format_selector(self) -> str:
+        if self.format:
+            return self.format
+        h = self.max_height
+        if self.audio:
+            return f"bv*[height<=?{h}]+ba/b[height<=?{h}]/bv*+ba/b"
+        return f"bv[height<=?{h}]/b[height<=?{h}]/bv/b"
+
+
+class _YtdlpLogger:
+    """Routes yt-dlp's messages into logging (the rule's log file)."""
+
+    def debug(self, msg: str) -> None:
+        if not msg.startswith("[download]"):  # per-chunk progress lines would flood logs
+            log.debug(msg)
+
+    def info(self, msg: str) -> None:
+        log.info(msg)
+
+    def warning(self, msg: str) -> None:
+        log.warning(msg)
+
+    def error(self, msg: str) -> None:
+        log.error(msg)
+
+
+def _bytes(value: str | int | None) -> int | None:
+    if value is None or isinstance(value, int):
+        return value
+    from yt_dlp.utils import parse_bytes
+
+    parsed = parse_bytes(str(value))
+    if parsed is None:
+        raise ValueError(f"not a byte size: {value!r} (use e.g. 500K, 5M, 2G)")
+    return parsed
+
+
+def ytdlp_params(options: DownloadOptions, outtmpl: str) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "format": options.format_selector(),
+        "outtmpl": {"default": outtmpl},
+        "socket_timeout": options.socket_timeout_s,
+        "retries": options.retries,
+        "fragment_retries": options.retries,
+        "noplaylist": True,
+        # A playlist URL resolves to its entries' URLs only, so nothing is downloaded
+        # under one video's id; it is then recorded as "a playlist, not a video".
+        "extract_flat": "in_playlist",
+        "noprogress": True,
+        "quiet": True,
+        "logger": _YtdlpLogger(),
+        "overwrites": True,
+        "continuedl": True,
+        "color": {"stdout": "no_color", "stderr": "no_color"},
+    }
+    optional = {
+        "cookiefile": options.cookies_file,
+        "proxy": options.proxy,
+        "ratelimit": _bytes(options.rate_limit),
+        "sleep_interval": options.sleep_interval_s or None,
+        "max_filesize": _bytes(options.max_filesize),
+    }
+    params.update({k: v for k, v in optional.items() if v is not None})
+    return params
+
+
+class DownloadFailed(Exception):
+    def __init__(self, reason: str, transient: bool):
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+
+
+def classify_error(exc: BaseException) -> DownloadFailed:
+    """Turn a yt-dlp error into a reason and whether retrying may help."""
+    from yt_dlp.networking.exceptions import HTTPError, TransportError
+
+    reason = _ANSI.sub("", str(exc)).removeprefix("ERROR: ").strip() or type(exc).__name__
+    cause: BaseException | None = exc
+    seen = set()
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, HTTPError):
+            return DownloadFailed(reason, cause.status in _TRANSIENT_STATUS)
+        if isinstance(cause, TransportError):
+            return DownloadFailed(reason, True)
+        inner = getattr(cause, "exc_info", None)
+        cause = inner[1] if inner else (cause.__cause__ or cause.__context__)
+    return DownloadFailed(reason, bool(_TRANSIENT_TEXT.search(reason)))
+
+
+def _fetch_once(url: str, work_dir: Path, video_id: str, options: DownloadOptions) -> tuple[Path, dict]:
+    import yt_dlp
+
+    params = ytdlp_params(options, str(work_dir / f"{video_id}.%(ext)s"))
+    try:
+        with yt_dlp.YoutubeDL(params) as ydl:
+            info = ydl.sanitize_info(ydl.extract_info(url, download=True))
+    except Exception as exc:  # yt-dlp raises DownloadError, but extractors leak others
+        raise classify_error(exc) from exc
+    if info.get("_type") == "playlist":
+        entries = len(info.get("entries") or [])
+        raise DownloadFailed(f"URL is a playlist ({entries} entries), not a video: list its videos instead", False)
+    files = [Path(d["filepath"]) for d in info.get("requested_downloads") or [] if d.get("filepath")]
+    files = [f for f in files if f.is_file()] or sorted(work_dir.glob(f"{video_id}.*"))
+    if not files:
+        raise DownloadFailed("yt-dlp finished without a file (filtered by max_filesize or format?)", False)
+    return files[0], info
+
+
+def _probe_fields(path: Path) -> dict:
+    try:
+        return probe(str(path))
+    except VideoError as exc:
+        return {"probe_error": str(exc)}
+
+
+def _place(src: Path, out_dir: Path, video_id: str, ext: str, mode: str) -> Path:
+    """Put ``src`` at ``out_dir/<id>.<ext>`` by ``mode`` (move, link or copy), removing
+    earlier copies of any extension. ``link`` falls back to a copy across filesystems."""
+    ext = safe_name(ext.lstrip(".").lower() or "video", 10)
+    dest = out_dir / f"{video_id}.{ext}"
+    for old in out_dir.glob(f"{video_id}.*"):
+        if old != dest and not old.name.endswith(".info.json") and old.is_file():
+            old.unlink()
+    tmp = out_dir / f".{video_id}.{ext}.partial"
+    tmp.unlink(missing_ok=True)
+    if mode == "move":
+        os.replace(src, tmp)
+    elif mode == "link":
+        try:
+            os.link(src, tmp)
+        except OSError:  # another filesystem, or links not allowed
+            shutil.copy2(src, tmp)
+    else:
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dest)
+    return dest
+
+
+def download_url(url: str, out_dir: str | os.PathLike, video_id: str, options: DownloadOptions,
+                 sleep: Callable[[float], None] = time.sleep) -> dict:
+    """Download one URL into ``out_dir``; returns its record (never raises for a bad URL)."""
+    out_dir = Path(out_dir)
+    work_dir = out_dir / f".{video_id}.download"
+    record: dict[str, Any] = {"video_id": video_id, "source": "url", "url": url}
+    started = time.perf_counter()
+    attempts = 0
+    max_attempts = options.retries + 1
+    while True:
+        attempts += 1
+        work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            path, info = _fetch_once(url, work_dir, video_id, options)
+            break
+        except DownloadFailed as failure:
+            if failure.transient and attempts < max_attempts:
+                delay = options.retry_backoff_s * 2 ** (attempts - 1)
+                log.warning("attempt %d/%d failed (%s); retrying in %.1fs", attempts, max_attempts, failure.reason, delay)
+                sleep(delay)
+                continue
+            shutil.rmtree(work_dir, ignore_errors=True)
+            log.error("download failed: %s", failure.reason)
+            record.update(status="failed", reason=failure.reason, transient=failure.transient, attempts=attempts,
+                          download_seconds=round(time.perf_counter() - started, 3))
+            return record
+    dest = _place(path, out_dir, video_id, path.suffix, "move")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    record.update(
+        status="ok",
+        reason=None,
+        attempts=attempts,
+        file=dest.as_posix(),
+        filesize=dest.stat().st_size,
+        title=info.get("title"),
+        channel=info.get("channel") or info.get("uploader"),
+        upload_date=info.get("upload_date"),
+        extractor=info.get("extractor_key"),
+        webpage_url=info.get("webpage_url") or url,
+        duration=info.get("duration"),
+        width=info.get("width"),
+        height=info.get("height"),
+        fps=info.get("fps"),
+    )
+    _fill_from_probe(record, dest)
+    record["download_seconds"] = round(time.perf_counter() - started, 3)
+    return record
+
+
+def _fill_from_probe(record: dict, path: Path) -> None:
+    """Fill what the site did not say (generic downloads have no size or duration) from
+    the file itself; the file's own values win for width/height since rotation applies."""
+    probed = _probe_fields(path)
+    for key in ("width", "height", "vcodec", "rotation", "probe_error"):
+        if probed.get(key) is not None:
+            record[key] = probed[key]
+    for key in ("duration", "fps"):
+        if record.get(key) is None and probed.get(key) is not None:
+            record[key] = probed[key]
+
+
+def ingest_local(path: str | os.PathLike, out_dir: str | os.PathLike, video_id: str, mode: str = "link") -> dict:
+    """Bring a local video into ``out_dir`` by hard link (``link``) or ``copy``."""
+    src = Path(path)
+    record: dict[str, Any] = {"video_id": video_id, "source": "local", "path": src.as_posix(), "title": src.stem}
+    started = time.perf_counter()
+    if not src.is_file():
+        record.update(status="failed", reason=f"local file not found: {src}", transient=False)
+        return record
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    dest = _place(src, Path(out_dir), video_id, src.suffix, mode)
+    record.update(status="ok", reason=None, file=dest.as_posix(), filesize=dest.stat().st_size)
+    _fill_from_probe(record, dest)
+    record["download_seconds"] = round(time.perf_counter() - started, 3)
+    return record
+
+
+def write_record(path: str | os.PathLike, record: dict) -> None:
+    write_json_atomic(path, record)

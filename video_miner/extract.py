@@ -1,0 +1,312 @@
+"""Frame extraction with PyAV: interval, time and keyframe sampling.
+
+Frame numbers and timestamps come from the demuxed frame index (see
+:mod:`video_miner.video`), so they are exact whatever the frame rate does. Sparse
+sampling seeks to the keyframe before a target whenever that skips decoding; keyframe
+sampling tells the decoder to skip every other frame. Images are encoded and written on
+worker threads (Pillow releases the GIL) while the next frames decode.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import av
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from video_miner.fsutil import atomic_path
+from video_miner.video import FrameIndex, VideoError, build_frame_index, open_video
+
+STRATEGIES = ("interval", "time", "keyframe")
+IMAGE_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+_TIME_EPS = 1e-6  # seconds; absorbs float error in k * every_seconds
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("frame_index", pa.int64(), nullable=False),
+        pa.field("timestamp_s", pa.float64(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("keyframe", pa.bool_(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+    ]
+)
+MANIFEST_META_KEY = b"video_miner"
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    strategy: str = "interval"
+    every_n_frames: int = 30
+    every_seconds: float = 1.0
+    max_frames: int | None = None
+    image_format: str = "jpg"
+    quality: int = 90
+    max_side: int | None = None
+    threads: int = 2
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"extract.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.image_format not in IMAGE_FORMATS:
+            raise ValueError(f"extract.image_format must be one of {tuple(IMAGE_FORMATS)}")
+        if self.every_n_frames < 1 or self.every_seconds <= 0:
+            raise ValueError("extract.every_n_frames must be >= 1 and extract.every_seconds > 0")
+
+
+@dataclass
+class ExtractResult:
+    rows: list[dict]
+    status: str  # "ok" or "failed"
+    reason: str | None
+    frames_in_video: int
+    frames_decoded: int
+    decode_errors: int
+    seconds: float = 0.0
+
+    def metadata(self, video_id: str, options: ExtractOptions) -> dict:
+        meta = {k: v for k, v in asdict(self).items() if k != "rows"}
+        meta.update(video_id=video_id, frames_extracted=len(self.rows), options=asdict(options))
+        return meta
+
+
+def select_positions(index: FrameIndex, options: ExtractOptions) -> np.ndarray:
+    """Display-order positions of the frames a strategy samples."""
+    n = len(index)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    if options.strategy == "interval":
+        positions = np.arange(0, n, options.every_n_frames)
+    elif options.strategy == "time":
+        seconds = index.seconds(index.pts)
+        targets = np.arange(0.0, seconds[-1] + options.every_seconds, options.every_seconds)
+        positions = np.unique(np.searchsorted(seconds, targets - _TIME_EPS, side="left"))
+        positions = positions[positions < n]
+    else:
+        positions = np.flatnonzero(index.keyframe)
+    if options.max_frames:
+        positions = positions[: options.max_frames]
+    return positions.astype(np.int64)
+
+
+class _FrameWriter:
+    """Converts selected frames and writes them on a thread pool, in bounded flight."""
+
+    def __init__(self, out_dir: Path, video_id: str, options: ExtractOptions):
+        self.out_dir = out_dir
+        self.video_id = video_id
+        self.options = options
+        self.rows: list[dict] = []
+        self._pool = ThreadPoolExecutor(max_workers=max(1, options.threads))
+        self._pending: list[Future] = []
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    def _target_size(self, frame: av.VideoFrame, rotation: int) -> tuple[int, int]:
+        width, height = frame.width, frame.height
+        max_side = self.options.max_side
+        if max_side and max(width, height) > max_side:
+            scale = max_side / max(width, height)
+            width, height = max(1, round(width * scale)), max(1, round(height * scale))
+        return width, height
+
+    def add(self, frame: av.VideoFrame, frame_index: int, timestamp_s: float, keyframe: bool) -> None:
+        rotation = int(frame.rotation or 0) % 360
+        width, height = self._target_size(frame, rotation)
+        rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+        if rotation:
+            # Display matrix angles are counter-clockwise, as np.rot90 turns.
+            rgb = np.ascontiguousarray(np.rot90(rgb, k=rotation // 90))
+        ext = self.options.image_format
+        path = self.out_dir / f"{frame_index:08d}.{ext}"
+        self.rows.append(
+            {
+                "video_id": self.video_id,
+                "frame_index": int(frame_index),
+                "timestamp_s": round(float(timestamp_s), 6),
+                "width": int(rgb.shape[1]),
+                "height": int(rgb.shape[0]),
+                "keyframe": bool(keyframe),
+                "path": path.as_posix(),
+            }
+        )
+        if len(self._pending) >= 4 * max(1, self.options.threads):
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(self._save, rgb, path))
+
+    def _save(self, rgb: np.ndarray, path: Path) -> None:
+        fmt = IMAGE_FORMATS[self.options.image_format]
+        kwargs = {"compress_level": 1} if fmt == "PNG" else {"quality": self.options.quality}
+        with atomic_path(path, suffix=path.suffix) as tmp:
+            Image.fromarray(rgb).save(tmp, format=fmt, **kwargs)
+
+    def close(self) -> None:
+        try:
+            for future in self._pending:
+                future.result()
+        finally:
+            self._pool.shutdown()
+
+
+class _SeekUnreliable(Exception):
+    """A seek landed after its target: the file's index cannot be trusted for seeking."""
+
+
+@dataclass
+class _DecodeStats:
+    decoded: int = 0
+    errors: int = 0
+
+
+def _configure(stream, options: ExtractOptions, keyframes_only: bool) -> None:
+    stream.thread_type = "AUTO"
+    stream.thread_count = max(1, options.threads)
+    if keyframes_only:
+        stream.codec_context.skip_frame = "NONKEY"
+
+
+def _frames(container, stream, stats: _DecodeStats):
+    """Decoded frames; a corrupt packet is counted and skipped, a demux error (truncated
+    file) ends the stream instead of raising."""
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                stats.errors += 1
+                continue
+            for frame in frames:
+                stats.decoded += 1
+                yield frame
+    except av.FFmpegError:
+        stats.errors += 1
+
+
+def _decode_indexed(path: str, index: FrameIndex, positions: np.ndarray, writer: _FrameWriter,
+                    options: ExtractOptions, seek: bool, stats: _DecodeStats) -> None:
+    """Decode the frames at ``positions``, seeking ahead where that skips decoding."""
+    targets = index.pts[positions]
+    key_pts = index.pts[index.keyframe]
+    # The keyframe at or before each target; targets before any keyframe start at frame 0.
+    before = np.searchsorted(key_pts, targets, side="right") - 1
+    seek_pts = np.where(before >= 0, key_pts[np.maximum(before, 0)], index.pts[0])
+    seconds = index.seconds(targets)
+    i = 0
+    position_pts = None  # pts of the last decoded frame
+    container, stream = open_video(path)
+    with container:
+        _configure(stream, options, keyframes_only=options.strategy == "keyframe")
+        while i < len(targets):
+            just_seeked = seek and position_pts is not None and seek_pts[i] > position_pts
+            if just_seeked:
+                container.seek(int(seek_pts[i]), stream=stream, backward=True, any_frame=False)
+            for frame in _frames(container, stream, stats):
+                if frame.pts is None or (just_seeked and frame.pts > targets[i]):
+                    raise _SeekUnreliable(f"seek to {seek_pts[i]} landed at {frame.pts}")
+                just_seeked = False
+                position_pts = frame.pts
+                # Targets the decoder never produced (corrupt packets) are passed over.
+                while i < len(targets) and targets[i] < frame.pts:
+                    i += 1
+                if i < len(targets) and targets[i] == frame.pts:
+                    writer.add(frame, int(positions[i]), float(seconds[i]), bool(index.keyframe[positions[i]]))
+                    i += 1
+                if i >= len(targets) or (seek and seek_pts[i] > position_pts):
+                    break
+            else:
+                break  # end of stream
+
+
+def _decode_sequential(path: str, writer: _FrameWriter, options: ExtractOptions,
+                       select: Callable[[int, float, bool], bool], stats: _DecodeStats) -> None:
+    """Decode every frame in order, for streams whose packets carry no timestamps."""
+    container, stream = open_video(path)
+    rate = float(stream.average_rate or stream.guessed_rate or 0) or None
+    with container:
+        _configure(stream, options, keyframes_only=False)
+        first_time = None
+        for frame in _frames(container, stream, stats):
+            position = stats.decoded - 1
+            if frame.time is not None:
+                first_time = frame.time if first_time is None else first_time
+                seconds = frame.time - first_time
+            else:
+                seconds = position / rate if rate else 0.0
+            if select(position, seconds, bool(frame.key_frame)):
+                writer.add(frame, position, seconds, bool(frame.key_frame))
+            if options.max_frames and len(writer.rows) >= options.max_frames:
+                break
+
+
+def _sequential_selector(options: ExtractOptions) -> Callable[[int, float, bool], bool]:
+    if options.strategy == "interval":
+        return lambda position, seconds, key: position % options.every_n_frames == 0
+    if options.strategy == "keyframe":
+        return lambda position, seconds, key: key
+    next_target = [0.0]
+
+    def select(position: int, seconds: float, key: bool) -> bool:
+        if seconds + _TIME_EPS >= next_target[0]:
+            next_target[0] = (math.floor(seconds / options.every_seconds + _TIME_EPS) + 1) * options.every_seconds
+            return True
+        return False
+
+    return select
+
+
+def extract_video(path: str | os.PathLike, out_dir: str | os.PathLike, video_id: str,
+                  options: ExtractOptions) -> ExtractResult:
+    """Sample frames of one video into ``out_dir``. Never raises for a bad video: the
+    result says ``failed`` with the reason, or ``ok`` with any decode errors counted."""
+    started = time.perf_counter()
+    path = str(path)
+    writer = _FrameWriter(Path(out_dir), video_id, options)
+    stats = _DecodeStats()
+    frames_in_video = 0
+    reason = None
+    try:
+        index = build_frame_index(path)
+        if index is None:
+            _decode_sequential(path, writer, options, _sequential_selector(options), stats)
+            frames_in_video = stats.decoded
+        else:
+            frames_in_video = len(index)
+            positions = select_positions(index, options)
+            try:
+                _decode_indexed(path, index, positions, writer, options, options.strategy != "keyframe", stats)
+            except _SeekUnreliable:
+                # Start over without seeking; frames already written are rewritten identically.
+                writer.rows.clear()
+                stats = _DecodeStats()
+                _decode_indexed(path, index, positions, writer, options, False, stats)
+        if frames_in_video == 0 or stats.decoded == 0:
+            reason = "no decodable video frames"
+    except VideoError as exc:
+        reason = str(exc)
+    finally:
+        writer.close()
+    return ExtractResult(writer.rows, "failed" if reason else "ok", reason, frames_in_video,
+                         stats.decoded, stats.errors, round(time.perf_counter() - started, 3))
+
+
+def write_manifest(path: str | os.PathLike, rows: list[dict], metadata: dict) -> None:
+    """The per-video frame manifest, with the extraction record in the parquet metadata."""
+    table = pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
+    table = table.replace_schema_metadata({MANIFEST_META_KEY: json.dumps(metadata, sort_keys=True).encode()})
+    with atomic_path(path, suffix=".parquet") as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_manifest_metadata(path: str | os.PathLike) -> dict:
+    schema = pq.read_schema(path)
+    return json.loads((schema.metadata or {}).get(MANIFEST_META_KEY, b"{}"))

@@ -1,0 +1,65 @@
+"""Atomic file writes and path-safe names.
+
+Every file the library writes goes through here: a crash (even SIGKILL) leaves either
+the previous file or the new one, never a truncated one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_NAME_LEN = 100
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it over ``path`` on success.
+
+    ``suffix`` keeps the extension for writers that pick the format from it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def safe_name(name: str, max_len: int = MAX_NAME_LEN) -> str:
+    """A file-name component derived from untrusted text (titles, ids).
+
+    Path separators, ``..``, NUL and anything outside ``[A-Za-z0-9._-]`` become ``_``;
+    leading dots and dashes are dropped so the result is never hidden, relative or an
+    option; long names are cut. Never returns an empty string.
+    """
+    cleaned = _UNSAFE_CHARS.sub("_", name).lstrip(".-")
+    cleaned = cleaned.replace("..", "_")[:max_len]
+    return cleaned or "_"

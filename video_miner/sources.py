@@ -1,0 +1,106 @@
+"""Collect the workflow's videos from the config, offline and fast.
+
+Runs when Snakemake parses the workflow (also for ``snakemake -n``), so it touches no
+network and does O(1) work per URL. Inputs are merged in config order; the first
+listing of a video wins and later ones count as duplicates. URLs that cannot be used are
+not fatal: they are returned as rejected inputs with the reason, and the summary lists them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from video_miner.ids import InvalidURL, normalize_path, normalize_url, video_id_for_path, video_id_for_url, youtube_id
+
+
+# A comment starts a line or follows white space; a '#' inside a URL is its fragment.
+_COMMENT = re.compile(r"(?:^|\s)#")
+
+
+class ConfigError(ValueError):
+    """A configuration problem found before any job runs."""
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    video_id: str
+    kind: str  # "url" or "local"
+    location: str  # normalised URL, or path relative to the working directory
+    origin: str  # where it was listed, e.g. "urls[3]" or "lists/a.txt:12"
+
+
+@dataclass
+class VideoCollection:
+    videos: dict[str, VideoSource] = field(default_factory=dict)
+    rejected: list[dict] = field(default_factory=list)
+    duplicates: int = 0
+
+    def add(self, source: VideoSource) -> None:
+        if source.video_id in self.videos:
+            self.duplicates += 1
+        else:
+            self.videos[source.video_id] = source
+
+    def reject(self, text: str, origin: str, reason: str) -> None:
+        self.rejected.append({"input": text, "origin": origin, "reason": reason})
+
+    def as_records(self) -> list[dict]:
+        return [asdict(v) for v in self.videos.values()]
+
+
+def read_url_file(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """(line number, URL) for each URL line: blank lines and ``#`` comments skipped."""
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            text = _COMMENT.split(line, 1)[0].strip()
+            if text:
+                yield lineno, text
+
+
+def canonical_url(url: str) -> str:
+    yt = youtube_id(url)
+    return f"https://www.youtube.com/watch?v={yt}" if yt else normalize_url(url)
+
+
+def _add_url(collection: VideoCollection, url: str, origin: str) -> None:
+    try:
+        collection.add(VideoSource(video_id_for_url(url), "url", canonical_url(url), origin))
+    except InvalidURL as exc:
+        collection.reject(url, origin, str(exc))
+
+
+def _local_files(entry: str, root: str, extensions: Iterable[str]) -> list[str]:
+    path = Path(root, entry)
+    exts = {e.lower() for e in extensions}
+    if path.is_dir():
+        return sorted(
+            os.path.relpath(p, root) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in exts
+        )
+    if path.is_file() or path.suffix.lower() in exts:
+        # A listed video file that does not exist yet may be made by a rule (the demo's are).
+        return [entry]
+    raise ConfigError(f"local_videos: {entry!r} is neither a folder nor a video file ({', '.join(sorted(exts))})")
+
+
+def collect_videos(config: dict, root: str = ".") -> VideoCollection:
+    """All videos named by ``urls``, ``url_files`` and ``local_videos``, in that order."""
+    collection = VideoCollection()
+    for i, url in enumerate(config.get("urls") or []):
+        _add_url(collection, url, f"urls[{i}]")
+    for list_file in config.get("url_files") or []:
+        try:
+            lines = list(read_url_file(Path(root, list_file)))
+        except OSError as exc:
+            raise ConfigError(f"url_files: cannot read {list_file!r}: {exc.strerror or exc}") from exc
+        for lineno, url in lines:
+            _add_url(collection, url, f"{list_file}:{lineno}")
+    extensions = config.get("local_extensions") or []
+    for entry in config.get("local_videos") or []:
+        for path in _local_files(entry, root, extensions):
+            normalised = normalize_path(path, root)
+            collection.add(VideoSource(video_id_for_path(normalised, root), "local", normalised, entry))
+    return collection

@@ -1,0 +1,154 @@
+"""Synthetic videos from real photos: the demo's inputs and the tests' fixtures.
+
+Scenes are camera moves over scikit-image's bundled photos (pans, zooms, static shots
+with sensor-like noise), joined by hard cuts, so every later stage sees what real footage
+gives it: near-duplicate runs, repeated scenes, faces (``astronaut``) and a cat
+(``chelsea``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Iterable, Iterator, Sequence
+
+import av
+import numpy as np
+from PIL import Image
+
+from video_miner.fsutil import atomic_path
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "cat")
+
+
+def photo(name: str) -> np.ndarray:
+    """An RGB uint8 photo shipped with scikit-image."""
+    import skimage.data
+
+    if name not in PHOTOS:
+        raise ValueError(f"unknown photo {name!r}; choose from {PHOTOS}")
+    image = getattr(skimage.data, name)()
+    if image.ndim == 2:
+        image = np.stack([image] * 3, axis=-1)
+    return np.ascontiguousarray(image[..., :3])
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A camera move over a photo: the view (centre x, centre y, zoom) goes linearly from
+    ``start`` to ``end``; zoom 1 shows the largest crop of the output's aspect."""
+
+    photo: str
+    seconds: float
+    start: tuple[float, float, float] = (0.5, 0.5, 1.0)
+    end: tuple[float, float, float] | None = None
+    noise: float = 2.0  # std of per-frame noise, like a real sensor's
+
+    def frames(self, width: int, height: int, fps: float, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        image = Image.fromarray(photo(self.photo))
+        end = self.end or self.start
+        count = max(1, round(self.seconds * fps))
+        aspect = width / height
+        base_w = min(image.width, image.height * aspect)
+        for i in range(count):
+            a = i / max(1, count - 1)
+            cx, cy, zoom = (s + (e - s) * a for s, e in zip(self.start, end))
+            crop_w = base_w / zoom
+            crop_h = crop_w / aspect
+            left = min(max(cx * image.width - crop_w / 2, 0), image.width - crop_w)
+            top = min(max(cy * image.height - crop_h / 2, 0), image.height - crop_h)
+            view = image.resize((width, height), Image.BILINEAR, box=(left, top, left + crop_w, top + crop_h))
+            frame = np.array(view, dtype=np.float32)
+            if self.noise:
+                frame += rng.standard_normal(frame.shape, dtype=np.float32) * self.noise
+            yield np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def encode_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 25, codec: str = "libx264",
+                 gop: int | None = None, options: dict | None = None, rotation: int = 0,
+                 times: Sequence[float] | None = None, container_format: str | None = None,
+                 container_options: dict | None = None, pix_fmt: str = "yuv420p") -> None:
+    """Encode RGB frames to a video file (atomically).
+
+    ``gop`` is the keyframe interval in frames (default 2 s); ``rotation`` writes a display
+    matrix as phones do; ``times`` gives per-frame timestamps in seconds for a variable
+    frame rate; ``container_options`` such as ``{"movflags": "faststart"}`` go to the muxer.
+    """
+    frames = iter(frames)
+    first = next(frames)
+    height, width = first.shape[:2]
+    suffix = os.path.splitext(str(path))[1]
+    with atomic_path(path, suffix=suffix) as tmp:
+        with av.open(str(tmp), "w", format=container_format, options=container_options or {}) as container:
+            stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+            stream.width, stream.height = width, height
+            stream.pix_fmt = pix_fmt
+            opts = {"g": str(gop or max(1, round(2 * fps)))}
+            if codec == "libx264":
+                opts.update(preset="veryfast", crf="23")
+            opts.update(options or {})
+            stream.options = opts
+            if times is not None:
+                stream.codec_context.time_base = Fraction(1, 1000)
+            if rotation:
+                stream.set_display_rotation(rotation)
+            for i, rgb in enumerate(_chain(first, frames)):
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                if times is not None:
+                    frame.pts = round(times[i] * 1000)
+                    frame.time_base = Fraction(1, 1000)
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+
+
+def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    yield first
+    yield from rest
+
+
+def render_scenes(path: str | os.PathLike, scenes: Sequence[Scene], width: int = 640, height: int = 360,
+                  fps: float = 25, seed: int = 0, **encode_kwargs) -> None:
+    rng = np.random.default_rng(seed)
+    frames = (f for scene in scenes for f in scene.frames(width, height, fps, rng))
+    encode_video(path, frames, fps=fps, **encode_kwargs)
+
+
+# The demo's clips. "astronaut_reupload" is "astronaut_interview" re-encoded at another
+# quality, the cross-video duplicate a real crawl always contains.
+_INTERVIEW = (
+    Scene("astronaut", 3.0, (0.5, 0.45, 1.0)),
+    Scene("astronaut", 3.0, (0.5, 0.45, 1.0), (0.52, 0.3, 2.2)),
+    Scene("coffee", 2.0, (0.5, 0.5, 1.0), (0.5, 0.5, 1.3)),
+    Scene("astronaut", 2.0, (0.5, 0.45, 1.0)),
+)
+DEMO_CLIPS: dict[str, dict] = {
+    "astronaut_interview": {"scenes": _INTERVIEW, "seed": 1},
+    "astronaut_reupload": {"scenes": _INTERVIEW, "seed": 1, "options": {"crf": "30"}},
+    "cat_and_rocket": {
+        "scenes": (
+            Scene("chelsea", 3.0, (0.2, 0.5, 1.0), (0.8, 0.5, 1.0)),
+            Scene("chelsea", 2.0, (0.45, 0.45, 1.0)),
+            Scene("rocket", 3.0, (0.5, 0.6, 1.0), (0.5, 0.3, 1.8)),
+            Scene("chelsea", 2.0, (0.45, 0.45, 1.0), (0.4, 0.4, 1.6)),
+        ),
+        "seed": 2,
+    },
+    "street_camera": {
+        "scenes": (
+            Scene("camera", 4.0, (0.5, 0.5, 1.0)),
+            Scene("cat", 3.0, (0.3, 0.5, 1.2), (0.7, 0.5, 1.2)),
+        ),
+        "seed": 3,
+        "codec": "libvpx-vp9",
+        "options": {"deadline": "realtime", "cpu-used": "8", "crf": "40", "b": "0"},
+    },
+}
+
+
+def make_demo_clip(name: str, path: str | os.PathLike) -> None:
+    spec = dict(DEMO_CLIPS[name])
+    scenes = spec.pop("scenes")
+    render_scenes(path, scenes, **spec)

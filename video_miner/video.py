@@ -1,0 +1,105 @@
+"""Opening, probing and indexing videos with PyAV.
+
+The frame index comes from one demux pass (packets only, no decoding): the display-order
+timestamps and keyframe flags of every frame. With it, frame numbers and timestamps are
+exact under variable frame rate and B-frames, and sparse sampling can seek to the
+keyframe before each target instead of decoding everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+
+
+class VideoError(Exception):
+    """The file cannot be used as a video; the message is the reason recorded for it."""
+
+
+def open_video(path: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+    """Open ``path`` and pick its first real video stream (cover art is not video)."""
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except OSError as exc:  # before FFmpegError: PyAV's file errors are both
+        raise VideoError(f"cannot open file: {exc.strerror or exc}") from exc
+    except av.FFmpegError as exc:
+        raise VideoError(f"not a readable media file: {exc.strerror or exc}") from exc
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return container, stream
+    container.close()
+    raise VideoError("no video stream (audio-only or not a video)")
+
+
+@dataclass(frozen=True)
+class FrameIndex:
+    """Presentation timestamps of all frames in display order, and which are keyframes."""
+
+    pts: np.ndarray  # int64, sorted
+    keyframe: np.ndarray  # bool, aligned with pts
+    time_base: Fraction
+
+    def __len__(self) -> int:
+        return len(self.pts)
+
+    def seconds(self, pts: np.ndarray | int) -> np.ndarray | float:
+        """Seconds since the first frame."""
+        return (np.asarray(pts) - self.pts[0]) * float(self.time_base)
+
+
+def build_frame_index(path: str) -> FrameIndex | None:
+    """Index the first video stream by demuxing its packets; None when packets carry no
+    pts (raw streams, some AVI), in which case callers decode sequentially instead."""
+    container, stream = open_video(path)
+    pts_list: list[int] = []
+    key_list: list[bool] = []
+    with container:
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.is_discard:
+                    continue
+                if packet.pts is None:
+                    return None
+                pts_list.append(packet.pts)
+                key_list.append(packet.is_keyframe)
+        except av.FFmpegError:
+            pass  # truncated file: index what was readable; the decoder stops there too
+        pts = np.asarray(pts_list, dtype=np.int64)
+        order = np.argsort(pts, kind="stable")
+        return FrameIndex(pts[order], np.asarray(key_list, dtype=bool)[order], stream.time_base)
+
+
+def probe(path: str) -> dict:
+    """Technical metadata of a video: display width/height (rotation applied), fps,
+    duration, codec, rotation, frame count. Raises :class:`VideoError`."""
+    container, stream = open_video(path)
+    with container:
+        rotation = 0
+        try:
+            first = next(container.decode(stream), None)
+            if first is not None:
+                rotation = int(first.rotation or 0) % 360
+        except av.FFmpegError:
+            pass
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if rotation in (90, 270):
+            width, height = height, width
+        duration = None
+        if stream.duration is not None and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        rate = stream.average_rate or stream.guessed_rate
+        return {
+            "width": width or None,
+            "height": height or None,
+            "fps": round(float(rate), 6) if rate else None,
+            "duration": round(duration, 6) if duration is not None else None,
+            "vcodec": stream.codec_context.name,
+            "container": container.format.name,
+            "rotation": rotation,
+            "frame_count": stream.frames or None,
+        }
