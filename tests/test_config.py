@@ -1,9 +1,11 @@
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, run_workflow
+from conftest import REPO, SNAKEMAKE, run_workflow
 from video_miner.config import ConfigValidationError, check_config
 
 SCHEMA = REPO / "config" / "schema.yaml"
@@ -67,8 +69,9 @@ def test_defaults_are_filled_for_omitted_sections(tmp_path):
 
 
 def test_lint_and_format_are_clean():
-    lint = subprocess.run(["snakemake", "--lint", "--configfile", "config/demo.yaml"], cwd=REPO,
+    lint = subprocess.run([*SNAKEMAKE, "--lint", "--configfile", "config/demo.yaml"], cwd=REPO,
                           capture_output=True, text=True)
     assert lint.returncode == 0 and "Congratulations" in lint.stdout + lint.stderr, lint.stdout + lint.stderr
-    fmt = subprocess.run(["snakefmt", "--check", "Snakefile", "rules/"], cwd=REPO, capture_output=True, text=True)
+    snakefmt = Path(sys.executable).with_name("snakefmt")
+    fmt = subprocess.run([str(snakefmt), "--check", "Snakefile", "rules/"], cwd=REPO, capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stderr
