@@ -17,6 +17,8 @@ include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/download.smk"
 include: "rules/extract.smk"
+include: "rules/filter.smk"
+include: "rules/dedup.smk"
 include: "rules/summary.smk"
 
 

@@ -16,3 +16,19 @@ rule demo_video:
         runtime=10,
     script:
         "../scripts/demo_video.py"
+
+
+rule demo_model:
+    output:
+        directory("resources/models/{name}"),
+    log:
+        "logs/demo/model_{name}.log",
+    wildcard_constraints:
+        name="siglip2|siglip|dinov2",
+    conda:
+        "../envs/models.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/demo_model.py"

@@ -1,7 +1,6 @@
 rule summary:
     input:
-        records=all_download_records,
-        manifests=all_frame_manifests,
+        unpack(summary_inputs),
     output:
         summary="results/pipeline_result.json",
         status="results/status.tsv",

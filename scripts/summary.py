@@ -17,6 +17,8 @@ summary = summarize_files(
     snakemake.params.duplicates,
     snakemake.output.summary,
     snakemake.output.status,
+    filter_paths=list(snakemake.input.filtered) if "filtered" in snakemake.input.keys() else None,
+    unique_path=snakemake.input.get("unique"),
 )
 videos = summary["videos"]
 logging.info("%d videos: %d ok, %d failed; %d frames extracted", videos["total"], videos["ok"], videos["failed"],

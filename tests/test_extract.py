@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from video_miner.extract import ExtractOptions, extract_video, read_manifest_metadata, write_manifest
+from video_miner.extract import ExtractOptions, extract_video, write_manifest
+from video_miner.tables import read_metadata
 
 
 def decode_all(path):
@@ -149,7 +150,7 @@ def test_manifest_round_trip_keeps_schema_and_record(videos, tmp_path):
     table = pq.read_table(tmp_path / "m.parquet")
     assert table.column_names == ["video_id", "frame_index", "timestamp_s", "width", "height", "keyframe", "path"]
     assert table.column("frame_index").to_pylist() == [0, 30, 60]
-    meta = read_manifest_metadata(tmp_path / "m.parquet")
+    meta = read_metadata(tmp_path / "m.parquet")
     assert meta["status"] == "ok" and meta["frames_extracted"] == 3 and meta["frames_in_video"] == 90
     write_manifest(tmp_path / "empty.parquet", [], {"status": "failed"})
     assert pq.read_table(tmp_path / "empty.parquet").num_rows == 0

@@ -1,6 +1,8 @@
 import pytest
 
-from video_miner.sources import ConfigError, collect_videos, read_url_file
+import re
+
+from video_miner.sources import ConfigError, assign_shards, collect_videos, read_url_file
 
 
 def test_url_file_skips_blanks_and_comments_but_keeps_fragments(tmp_path):
@@ -43,3 +45,18 @@ def test_missing_url_file_is_a_config_error_naming_it(tmp_path):
 def test_local_entry_that_is_neither_folder_nor_video_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="local_videos: 'missing_folder'"):
         collect_videos({"local_videos": ["missing_folder"], "local_extensions": [".mp4"]}, root=str(tmp_path))
+
+
+def test_shards_are_stable_when_lists_grow(tmp_path):
+    (tmp_path / "a.txt").write_text("".join(f"https://a.example/{i}.mp4\n" for i in range(5)))
+    config = {"urls": [f"https://u.example/{i}.mp4" for i in range(3)], "url_files": ["a.txt"]}
+    before = assign_shards(collect_videos(config, root=str(tmp_path)), shard_size=2)
+    assert [len(v) for v in before.values()] == [2, 1, 2, 2, 1]
+    config["urls"].append("https://u.example/new.mp4")
+    with open(tmp_path / "a.txt", "a") as fh:
+        fh.write("https://a.example/new.mp4\n")
+    after = assign_shards(collect_videos(config, root=str(tmp_path)), shard_size=2)
+    changed = {name for name in before if before[name] != after.get(name)}
+    assert len(changed) == 2  # only the last shard of each list gained a video
+    assert all(after[name] == videos for name, videos in before.items() if name not in changed)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", name) for name in after)

@@ -37,12 +37,21 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{where}: {error.message}" + (f" (expected: {expected})" if expected else "")
 
 
+def _cross_key_problems(config: dict) -> list[str]:
+    """Rules a JSON schema cannot express."""
+    section = config.get("filter") or {}
+    classes = set(section.get("classes") or [])
+    return [f"filter.class_thresholds: {name!r} is not one of filter.classes"
+            for name in section.get("class_thresholds") or {} if name not in classes]
+
+
 def check_config(config: dict, schema_path: str | os.PathLike) -> None:
-    """Raise :class:`ConfigValidationError` listing every violation of the schema."""
+    """Raise :class:`ConfigValidationError` listing every problem in ``config``."""
     with open(schema_path, encoding="utf-8") as fh:
         schema = yaml.safe_load(fh)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        lines = "\n".join(f"  - {_describe(e)}" for e in errors)
-        raise ConfigValidationError(f"Invalid configuration ({len(errors)} problem(s)):\n{lines}")
+    problems = [_describe(e) for e in errors] or _cross_key_problems(config)
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise ConfigValidationError(f"Invalid configuration ({len(problems)} problem(s)):\n{lines}")

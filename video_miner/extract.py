@@ -9,7 +9,6 @@ worker threads (Pillow releases the GIL) while the next frames decode.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -21,10 +20,10 @@ from typing import Callable
 import av
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from PIL import Image
 
 from video_miner.fsutil import atomic_path
+from video_miner.tables import write_parquet
 from video_miner.video import FrameIndex, VideoError, build_frame_index, open_video
 
 STRATEGIES = ("interval", "time", "keyframe")
@@ -42,7 +41,6 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("path", pa.string(), nullable=False),
     ]
 )
-MANIFEST_META_KEY = b"video_miner"
 
 
 @dataclass(frozen=True)
@@ -301,12 +299,4 @@ def extract_video(path: str | os.PathLike, out_dir: str | os.PathLike, video_id:
 
 def write_manifest(path: str | os.PathLike, rows: list[dict], metadata: dict) -> None:
     """The per-video frame manifest, with the extraction record in the parquet metadata."""
-    table = pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
-    table = table.replace_schema_metadata({MANIFEST_META_KEY: json.dumps(metadata, sort_keys=True).encode()})
-    with atomic_path(path, suffix=".parquet") as tmp:
-        pq.write_table(table, tmp)
-
-
-def read_manifest_metadata(path: str | os.PathLike) -> dict:
-    schema = pq.read_schema(path)
-    return json.loads((schema.metadata or {}).get(MANIFEST_META_KEY, b"{}"))
+    write_parquet(path, pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), metadata)

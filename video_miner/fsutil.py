@@ -63,3 +63,21 @@ def safe_name(name: str, max_len: int = MAX_NAME_LEN) -> str:
     cleaned = _UNSAFE_CHARS.sub("_", name).lstrip(".-")
     cleaned = cleaned.replace("..", "_")[:max_len]
     return cleaned or "_"
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder next to ``path``; it replaces ``path`` on success."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

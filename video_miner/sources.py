@@ -8,12 +8,14 @@ not fatal: they are returned as rejected inputs with the reason, and the summary
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from video_miner.fsutil import safe_name
 from video_miner.ids import InvalidURL, normalize_path, normalize_url, video_id_for_path, video_id_for_url, youtube_id
 
 
@@ -31,6 +33,7 @@ class VideoSource:
     kind: str  # "url" or "local"
     location: str  # normalised URL, or path relative to the working directory
     origin: str  # where it was listed, e.g. "urls[3]" or "lists/a.txt:12"
+    group: str  # the list it belongs to ("urls", a url file, a local_videos entry)
 
 
 @dataclass
@@ -66,9 +69,9 @@ def canonical_url(url: str) -> str:
     return f"https://www.youtube.com/watch?v={yt}" if yt else normalize_url(url)
 
 
-def _add_url(collection: VideoCollection, url: str, origin: str) -> None:
+def _add_url(collection: VideoCollection, url: str, origin: str, group: str) -> None:
     try:
-        collection.add(VideoSource(video_id_for_url(url), "url", canonical_url(url), origin))
+        collection.add(VideoSource(video_id_for_url(url), "url", canonical_url(url), origin, group))
     except InvalidURL as exc:
         collection.reject(url, origin, str(exc))
 
@@ -90,17 +93,35 @@ def collect_videos(config: dict, root: str = ".") -> VideoCollection:
     """All videos named by ``urls``, ``url_files`` and ``local_videos``, in that order."""
     collection = VideoCollection()
     for i, url in enumerate(config.get("urls") or []):
-        _add_url(collection, url, f"urls[{i}]")
+        _add_url(collection, url, f"urls[{i}]", "urls")
     for list_file in config.get("url_files") or []:
         try:
             lines = list(read_url_file(Path(root, list_file)))
         except OSError as exc:
             raise ConfigError(f"url_files: cannot read {list_file!r}: {exc.strerror or exc}") from exc
         for lineno, url in lines:
-            _add_url(collection, url, f"{list_file}:{lineno}")
+            _add_url(collection, url, f"{list_file}:{lineno}", list_file)
     extensions = config.get("local_extensions") or []
     for entry in config.get("local_videos") or []:
+        # Files listed one by one form one list, like urls; each folder is a list of its own.
+        group = entry if Path(root, entry).is_dir() else "local_videos"
         for path in _local_files(entry, root, extensions):
             normalised = normalize_path(path, root)
-            collection.add(VideoSource(video_id_for_path(normalised, root), "local", normalised, entry))
+            collection.add(VideoSource(video_id_for_path(normalised, root), "local", normalised, entry, group))
     return collection
+
+
+def assign_shards(collection: VideoCollection, shard_size: int) -> dict[str, list[str]]:
+    """Group videos into shards of ``shard_size``, per input list and in listing order, so
+    appending to any list only fills that list's last shard or opens new ones: earlier
+    videos never move and their shard jobs stay done. Shard names are path-safe:
+    ``<list name>-<hash of the list key>-<number>``."""
+    position: dict[str, int] = {}
+    shards: dict[str, list[str]] = {}
+    for source in collection.videos.values():
+        n = position.get(source.group, 0)
+        position[source.group] = n + 1
+        label = safe_name(Path(source.group).name, 24).replace(".", "_")
+        tag = hashlib.sha256(source.group.encode()).hexdigest()[:6]
+        shards.setdefault(f"{label}-{tag}-{n // shard_size:05d}", []).append(source.video_id)
+    return shards

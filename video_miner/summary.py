@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from video_miner.extract import read_manifest_metadata
+from video_miner.tables import read_metadata
 from video_miner.fsutil import atomic_path, write_json_atomic
 
 STATUS_COLUMNS = [
     "video_id", "status", "failed_stage", "reason", "source", "location", "origin", "title", "channel",
     "duration_s", "width", "height", "fps", "frames_in_video", "frames_extracted", "decode_errors",
+    "frames_passed", "frames_unique",
 ]
 
 
@@ -47,9 +48,23 @@ def video_status(record: dict, extraction: dict) -> dict:
     }
 
 
-def build_summary(records: list[dict], extractions: list[dict], rejected: list[dict], duplicates: int) -> tuple[dict, pd.DataFrame]:
+def _add_stage_counts(table: pd.DataFrame, passed: pd.Series | None, unique: pd.Series | None) -> None:
+    """Per-video frames after the filter and after dedup; a video that reached a stage
+    gets that stage as its status."""
+    for column, counts, stage in (("frames_passed", passed, "filtered"), ("frames_unique", unique, "deduplicated")):
+        if counts is None:
+            table[column] = pd.NA
+            continue
+        table[column] = table["video_id"].map(counts).fillna(0).astype("int64")
+        table.loc[table["status"] != "failed", "status"] = stage
+
+
+def build_summary(records: list[dict], extractions: list[dict], rejected: list[dict], duplicates: int,
+                  passed: pd.Series | None = None, unique: pd.Series | None = None,
+                  stage_seconds: dict | None = None) -> tuple[dict, pd.DataFrame]:
     rows = [video_status(r, e) for r, e in zip(records, extractions, strict=True)]
-    table = pd.DataFrame(rows, columns=STATUS_COLUMNS)
+    table = pd.DataFrame(rows, columns=STATUS_COLUMNS[:-2])
+    _add_stage_counts(table, passed, unique)
     failed = table[table["status"] == "failed"]
     transient = {r["video_id"] for r in records if r.get("transient")}
     summary = {
@@ -75,10 +90,13 @@ def build_summary(records: list[dict], extractions: list[dict], rejected: list[d
             "in_videos": int(table["frames_in_video"].sum()),
             "extracted": int(table["frames_extracted"].sum()),
             "decode_errors": int(table["decode_errors"].sum()),
+            "passed_filter": None if passed is None else int(passed.sum()),
+            "unique": None if unique is None else int(unique.sum()),
         },
         "stage_seconds": {
             "download": round(sum(r.get("download_seconds") or 0 for r in records), 3),
             "extract": round(sum(e.get("seconds") or 0 for e in extractions), 3),
+            **(stage_seconds or {}),
         },
     }
     summary["stage_seconds"]["total"] = round(sum(summary["stage_seconds"].values()), 3)
@@ -86,10 +104,21 @@ def build_summary(records: list[dict], extractions: list[dict], rejected: list[d
 
 
 def summarize_files(record_paths: list[str], manifest_paths: list[str], rejected: list[dict], duplicates: int,
-                    summary_path: str | os.PathLike, status_path: str | os.PathLike) -> dict:
+                    summary_path: str | os.PathLike, status_path: str | os.PathLike,
+                    filter_paths: list[str] | None = None, unique_path: str | None = None) -> dict:
     records = [json.loads(Path(p).read_text()) for p in record_paths]
-    extractions = [read_manifest_metadata(p) for p in manifest_paths]
-    summary, table = build_summary(records, extractions, rejected, duplicates)
+    extractions = [read_metadata(p) for p in manifest_paths]
+    passed = unique = None
+    stage_seconds = {}
+    if filter_paths is not None:
+        tables = [pd.read_parquet(p, columns=["video_id", "passed"]) for p in filter_paths]
+        frames = pd.concat(tables) if tables else pd.DataFrame({"video_id": [], "passed": []})
+        passed = frames.groupby("video_id")["passed"].sum()
+        stage_seconds["filter"] = round(sum(read_metadata(p).get("seconds", 0) for p in filter_paths), 3)
+    if unique_path is not None:
+        frames = pd.read_parquet(unique_path, columns=["video_id", "kept"])
+        unique = frames.groupby("video_id")["kept"].sum()
+    summary, table = build_summary(records, extractions, rejected, duplicates, passed, unique, stage_seconds)
     with atomic_path(status_path, suffix=".tsv") as tmp:
         table.to_csv(tmp, sep="\t", index=False)
     write_json_atomic(summary_path, summary)

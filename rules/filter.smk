@@ -1,0 +1,21 @@
+rule filter:
+    input:
+        manifests=shard_manifests,
+        model=filter_model_input,
+    output:
+        "results/filter/{shard}.parquet",
+    log:
+        "logs/filter/{shard}.log",
+    benchmark:
+        "logs/benchmarks/filter/{shard}.tsv"
+    conda:
+        "../envs/models.yaml"
+    threads: 4
+    resources:
+        gpu=MODEL_GPUS,
+        mem_mb=16000,
+        runtime=240,
+    params:
+        settings=FILTER,
+    script:
+        "../scripts/filter.py"

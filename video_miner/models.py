@@ -1,0 +1,274 @@
+"""Model wrappers behind one small interface: ``process(paths) -> np.ndarray``.
+
+Each wrapper loads its checkpoint once (Hugging Face id or local folder, through
+``from_pretrained``), runs batched inference under ``torch.inference_mode()`` on the
+configured device and dtype, and decodes and preprocesses images on worker threads so
+the accelerator is not kept waiting on JPEG decoding. A new backend is one class.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+# How often each checkpoint was loaded in this process: a shard job loads each once.
+LOAD_COUNTS: Counter = Counter()
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto (bf16/fp16 on GPU, fp32 on CPU) | float32 | float16 | bfloat16
+    batch_size: int = 32
+    num_workers: int = 2  # the job's threads: image decoding runs ahead of the model
+    trust_remote_code: bool = False
+
+    @classmethod
+    def from_config(cls, section: dict) -> "ModelSettings":
+        return cls(**{k: v for k, v in section.items() if k in cls.__dataclass_fields__})
+
+
+def resolve_device(spec: str):
+    import torch
+
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"models.device is {spec!r} but no CUDA device is visible to this job")
+    return device
+
+
+def resolve_dtype(spec: str, device):
+    import torch
+
+    if spec == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return getattr(torch, spec)
+
+
+def load_image(path: str, min_side: int | None = None) -> Image.Image | None:
+    """An RGB image, or None when unreadable. Large JPEGs are decoded at reduced scale
+    (``draft``) when the model needs far fewer pixels."""
+    try:
+        with Image.open(path) as image:
+            if min_side and image.format == "JPEG":
+                image.draft("RGB", (2 * min_side, 2 * min_side))
+            return image.convert("RGB")
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read image %s: %s", path, exc)
+        return None
+
+
+def prefetch(fn: Callable, items: Iterable, workers: int, depth: int) -> Iterator:
+    """``fn`` over ``items`` on a thread pool, results in order, at most ``depth`` ahead."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _batches(seq: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(seq), size):
+        yield seq[start : start + size]
+
+
+def _pooled(output):
+    """Image/text feature calls return a tensor or, in newer transformers, an output object."""
+    return output.pooler_output if hasattr(output, "pooler_output") else output
+
+
+class FrameModel:
+    """The interface: ``process(paths)`` gives one row per image (NaN where unreadable)."""
+
+    dim: int
+
+    def process(self, paths: Sequence[str]) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class HFFrameModel(FrameModel):
+    """Shared loading, batching and prefetching for transformers checkpoints."""
+
+    auto_class = "AutoModel"
+
+    def __init__(self, model_id: str, settings: ModelSettings):
+        import torch
+        import transformers
+
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        self.dtype = resolve_dtype(settings.dtype, self.device)
+        log.info("loading model %s on %s as %s", model_id, self.device, str(self.dtype).removeprefix("torch."))
+        LOAD_COUNTS[model_id] += 1
+        model_class = getattr(transformers, self.auto_class)
+        self.model = model_class.from_pretrained(model_id, dtype=self.dtype,
+                                                 trust_remote_code=settings.trust_remote_code).to(self.device).eval()
+        self.image_processor = transformers.AutoImageProcessor.from_pretrained(
+            model_id, trust_remote_code=settings.trust_remote_code)
+        self.model_id = model_id
+        self._torch = torch
+
+    def _input_side(self) -> int | None:
+        size = getattr(self.image_processor, "size", None) or {}
+        return max((v for v in dict(size).values() if isinstance(v, int)), default=None)
+
+    def _preprocess(self, paths: Sequence[str]):
+        """Runs on worker threads: decode, resize/normalise, pin for a fast copy."""
+        images = [load_image(p, self._input_side()) for p in paths]
+        valid = np.array([im is not None for im in images])
+        images = [im if im is not None else Image.new("RGB", (32, 32)) for im in images]
+        inputs = dict(self.image_processor(images=images, return_tensors="pt"))
+        if self.device.type == "cuda":
+            inputs = {k: v.pin_memory() for k, v in inputs.items()}
+        return inputs, valid
+
+    def _to_device(self, inputs: dict) -> dict:
+        moved = {}
+        for key, value in inputs.items():
+            value = value.to(self.device, non_blocking=True)
+            moved[key] = value.to(self.dtype) if value.is_floating_point() else value
+        return moved
+
+    def _forward(self, inputs: dict):  # pragma: no cover - per backend
+        raise NotImplementedError
+
+    def process(self, paths: Sequence[str]) -> np.ndarray:
+        rows = []
+        batches = _batches(list(paths), self.settings.batch_size)
+        with self._torch.inference_mode():
+            for inputs, valid in prefetch(self._preprocess, batches, self.settings.num_workers, depth=2):
+                out = self._forward(self._to_device(inputs)).float().cpu().numpy()
+                out[~valid] = np.nan
+                rows.append(out)
+        return np.concatenate(rows) if rows else np.zeros((0, self.dim), np.float32)
+
+
+def _normalise(features):
+    return features / features.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+class SiglipScorer(HFFrameModel):
+    """SigLIP / SigLIP2 image-text scores: sigmoid(scale * cos + bias) per (image, prompt).
+    Prompt features are computed once, when the scorer is made."""
+
+    def __init__(self, model_id: str, settings: ModelSettings, prompts: Sequence[str]):
+        super().__init__(model_id, settings)
+        import transformers
+
+        tokenizer = transformers.AutoTokenizer.from_pretrained(model_id, trust_remote_code=settings.trust_remote_code)
+        # SigLIP models are trained on prompts padded to their full text length.
+        max_length = self.model.config.text_config.max_position_embeddings
+        text = tokenizer(list(prompts), padding="max_length", max_length=max_length, truncation=True,
+                         return_tensors="pt")
+        text = {k: v.to(self.device) for k, v in text.items() if k in ("input_ids", "attention_mask")}
+        if self.model.config.model_type == "siglip":  # v1 was trained without a text attention mask
+            text.pop("attention_mask", None)
+        with self._torch.inference_mode():
+            self.text_features = _normalise(_pooled(self.model.get_text_features(**text)).float())
+        self.scale = self.model.logit_scale.float().exp()
+        self.bias = self.model.logit_bias.float()
+        self.dim = len(prompts)
+
+    def _forward(self, inputs):
+        image = _normalise(_pooled(self.model.get_image_features(**inputs)).float())
+        return self._torch.sigmoid(image @ self.text_features.T * self.scale + self.bias)
+
+
+class HFImageEmbedder(HFFrameModel):
+    """L2-normalised image embeddings: DINOv2/DINOv3 (pooled CLS token) or the image tower
+    of a SigLIP/SigLIP2 checkpoint."""
+
+    def __init__(self, model_id: str, settings: ModelSettings):
+        super().__init__(model_id, settings)
+        config = self.model.config
+        self._contrastive = hasattr(self.model, "get_image_features")
+        self.dim = (config.text_config.projection_size if self._contrastive and hasattr(config.text_config, "projection_size")
+                    else getattr(config, "vision_config", config).hidden_size)
+
+    def _forward(self, inputs):
+        if self._contrastive:
+            return _normalise(_pooled(self.model.get_image_features(**inputs)).float())
+        return _normalise(self.model(**inputs).pooler_output.float())
+
+
+class PHashEmbedder(FrameModel):
+    """Perceptual hash (DCT of a 32x32 grey image, 8x8 low frequencies against their
+    median) as a model-free CPU backend. Bits become +-1/8 vectors, so the inner product
+    is 1 - 2 * hamming / 64 and the same FAISS search serves every backend."""
+
+    dim = 64
+
+    def __init__(self, settings: ModelSettings):
+        self.settings = settings
+        n = 32
+        k = np.arange(n)
+        self._dct = np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n))  # DCT-II basis
+
+    def hash_bits(self, image: Image.Image) -> np.ndarray:
+        grey = np.asarray(image.convert("L").resize((32, 32), Image.LANCZOS), dtype=np.float64)
+        low = (self._dct @ grey @ self._dct.T)[:8, :8].ravel()
+        return low > np.median(low)
+
+    def _one(self, path: str) -> np.ndarray:
+        image = load_image(path, 64)
+        if image is None:
+            return np.full(self.dim, np.nan, np.float32)
+        return np.where(self.hash_bits(image), 1.0, -1.0).astype(np.float32) / 8.0
+
+    def process(self, paths: Sequence[str]) -> np.ndarray:
+        rows = list(prefetch(self._one, paths, self.settings.num_workers, depth=4 * self.settings.num_workers))
+        return np.stack(rows) if rows else np.zeros((0, self.dim), np.float32)
+
+
+def phash_similarity_to_cosine(max_distance: int) -> float:
+    """The inner-product threshold of PHashEmbedder vectors for a Hamming distance."""
+    return 1.0 - 2.0 * max_distance / 64.0
+
+
+def is_local_model(model: str) -> bool:
+    """A folder path rather than a hub id ("org/name")."""
+    return os.path.exists(model) or model.startswith((".", "/", "~")) or model.count("/") != 1
+
+
+def visible_gpus() -> int:
+    """NVIDIA GPUs this process may use, without importing torch (used while Snakemake
+    parses the workflow)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    try:
+        return len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return 0
+
+
+def job_gpus(device: str) -> int:
+    """The ``gpu`` resource a model job requests: 0 on CPU, so CPU-only runs (and
+    ``--resources gpu=0``) schedule it."""
+    if device == "cpu":
+        return 0
+    if device.startswith("cuda"):
+        return 1
+    return 1 if visible_gpus() else 0
+
+
+def make_embedder(backend: str, model_id: str, settings: ModelSettings) -> FrameModel:
+    if backend == "phash":
+        return PHashEmbedder(settings)
+    return HFImageEmbedder(model_id, settings)
