@@ -29,8 +29,6 @@ def local_video_input(wildcards):
     return [source.location] if source.kind == "local" else []
 
 
-
-
 from video_miner.models import is_local_model, job_gpus
 from video_miner.sources import assign_shards
 

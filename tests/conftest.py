@@ -131,3 +131,29 @@ def run_workflow(workdir: Path, config: dict, *args: str, check: bool = True,
 
 
 FAST_DOWNLOADS = {"retries": 2, "retry_backoff_s": 0.05, "socket_timeout_s": 5}
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random-weight SigLIP2, SigLIP and DINOv2 checkpoints saved to disk, loaded by
+    path through the config like real ones."""
+    from video_miner.tiny_models import BUILDERS
+
+    root = tmp_path_factory.mktemp("models")
+    return {name: build(root / name) for name, build in BUILDERS.items()}
+
+
+@pytest.fixture(scope="session")
+def scene_videos(videos) -> TestVideos:
+    """Photo-based clips for dedup (a long static shot, two unrelated clips), next to the
+    other test videos so the loopback server serves them too."""
+    from video_miner.synth import Scene, render_scenes
+
+    root = videos.root
+    render_scenes(root / "static_then_cut.mp4", [Scene("astronaut", 4.0, (0.5, 0.45, 1.0)),
+                                                Scene("coffee", 1.0, (0.5, 0.5, 1.0))], width=160, height=96, fps=10)
+    render_scenes(root / "cat_pan.mp4", [Scene("chelsea", 2.0, (0.2, 0.5, 1.0), (0.8, 0.5, 1.0))],
+                  width=160, height=96, fps=10, seed=1)
+    render_scenes(root / "rocket_zoom.mp4", [Scene("rocket", 2.0, (0.5, 0.5, 1.0), (0.5, 0.4, 2.0))],
+                  width=160, height=96, fps=10, seed=2)
+    return TestVideos(root)

@@ -33,6 +33,7 @@ def mixed_run(tmp_path_factory, http_server, videos):
         "local_videos": [str(videos["rotated.mp4"]), str(videos["truncated.mp4"])],
         "download": FAST_DOWNLOADS,
         "extract": {"strategy": "time", "every_seconds": 0.5, "image_format": "png"},
+        "dedup": {"enabled": False},  # model stages have their own tests
     }
     run_workflow(workdir, config)
     return workdir, config

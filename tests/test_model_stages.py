@@ -1,0 +1,133 @@
+"""Filter and dedup stages through the real workflow, with tiny checkpoints by path."""
+
+import pandas as pd
+import pytest
+
+from conftest import FAST_DOWNLOADS, run_workflow
+from video_miner.ids import video_id_for_url
+
+pytestmark = pytest.mark.slow
+CLASSES = ["a photo of a cat", "a photo of a face"]
+
+
+def model_config(server, tiny_models):
+    return {
+        "urls": [server.url("static_then_cut.mp4"), server.url("static_then_cut.mp4?mirror=1"),
+                 server.url("cat_pan.mp4"), server.url("rocket_zoom.mp4")],
+        "download": FAST_DOWNLOADS,
+        "extract": {"strategy": "time", "every_seconds": 0.5},
+        "models": {"device": "cpu", "batch_size": 4},
+        "shard_size": 2,
+        "filter": {"enabled": True, "model": str(tiny_models["siglip2"]), "classes": CLASSES, "threshold": 0.0},
+        "dedup": {"model": str(tiny_models["dinov2"]), "threshold": 0.99},
+    }
+
+
+@pytest.fixture(scope="module")
+def model_run(tmp_path_factory, http_server, scene_videos, tiny_models):
+    workdir = tmp_path_factory.mktemp("model_run")
+    config = model_config(http_server, tiny_models)
+    run_workflow(workdir, config)
+    return workdir, config
+
+
+def ids(server):
+    return {name: video_id_for_url(server.url(name))
+            for name in ("static_then_cut.mp4", "static_then_cut.mp4?mirror=1", "cat_pan.mp4", "rocket_zoom.mp4")}
+
+
+def unique_frames(workdir):
+    return pd.read_parquet(workdir / "results" / "dedup" / "unique_frames.parquet")
+
+
+def test_filter_tables_score_every_frame_for_every_class(model_run):
+    workdir, _ = model_run
+    tables = [pd.read_parquet(p) for p in sorted((workdir / "results" / "filter").glob("*.parquet"))]
+    assert len(tables) == 2  # 4 videos in shards of 2
+    for table in tables:
+        assert [c for c in table.columns if c.startswith("score:")] == [f"score:{c}" for c in CLASSES]
+        assert {"best_class", "best_score", "passed"} <= set(table.columns)
+        assert table["passed"].all()  # threshold 0
+    assert sum(len(t) for t in tables) == 2 * 10 + 2 * 4  # two 5 s and two 2 s clips, a frame per 0.5 s
+
+
+def test_each_shard_job_loads_its_model_once(model_run):
+    workdir, _ = model_run
+    for stage in ("filter", "embed"):
+        logs = sorted((workdir / "logs" / stage).glob("*.log"))
+        assert len(logs) == 2
+        assert all(log.read_text().count("loading model") == 1 for log in logs)
+
+
+def test_static_stretch_collapses_to_few_frames(model_run, http_server):
+    workdir, _ = model_run
+    video = ids(http_server)["static_then_cut.mp4"]
+    shard = next(p for p in (workdir / "results" / "dedup").iterdir() if (p / f"{video}.faiss").exists())
+    frames = pd.read_parquet(shard / "frames.parquet")
+    static = frames[(frames["video_id"] == video) & (frames["timestamp_s"] < 4.0)]
+    assert len(static) == 8 and static["kept"].sum() == 1 and static["kept"].iloc[0]
+    assert (static["duplicate_of"].dropna() == 0).all()
+
+
+def test_the_same_video_under_two_urls_leaves_no_cross_video_duplicate(model_run, http_server):
+    workdir, _ = model_run
+    unique = unique_frames(workdir)
+    video_ids = ids(http_server)
+    kept_by_video = unique[unique["kept"]].groupby("video_id").size()
+    copies = [video_ids["static_then_cut.mp4"], video_ids["static_then_cut.mp4?mirror=1"]]
+    assert sorted(kept_by_video.reindex(copies, fill_value=0).tolist())[0] == 0
+    dropped = unique[unique["video_id"] == max(copies)]
+    assert not dropped["kept"].any() and dropped["duplicate_of"].str.startswith(min(copies)).all()
+    assert (dropped["similarity"] > 0.99).all()
+
+
+def test_different_videos_keep_their_frames(model_run, http_server):
+    workdir, _ = model_run
+    unique = unique_frames(workdir)
+    video_ids = ids(http_server)
+    for name in ("cat_pan.mp4", "rocket_zoom.mp4"):
+        rows = unique[unique["video_id"] == video_ids[name]]
+        assert rows["kept"].sum() >= 1
+        assert rows["duplicate_of"].dropna().str.startswith(video_ids[name]).all()
+
+
+def test_summary_reports_the_frame_funnel(model_run):
+    import json
+
+    workdir, _ = model_run
+    summary = json.loads((workdir / "results" / "pipeline_result.json").read_text())
+    frames = summary["frames"]
+    assert frames["extracted"] == frames["passed_filter"] == 28
+    assert frames["unique"] == int(unique_frames(workdir)["kept"].sum()) < 20
+    status = pd.read_csv(workdir / "results" / "status.tsv", sep="\t")
+    assert set(status["status"]) == {"deduplicated"} and status["frames_unique"].sum() == frames["unique"]
+
+
+def test_kept_set_is_independent_of_sharding_and_parallelism(model_run, tmp_path, http_server, tiny_models):
+    workdir, config = model_run
+    run_workflow(tmp_path, {**config, "shard_size": 3}, "--cores", "1")
+    columns = ["frame_id", "kept", "duplicate_of"]
+    pd.testing.assert_frame_equal(unique_frames(workdir)[columns], unique_frames(tmp_path)[columns])
+
+
+def test_appending_a_url_reruns_only_its_shard_and_the_cross_video_step(model_run, http_server):
+    workdir, config = model_run
+    grown = {**config, "urls": [*config["urls"], http_server.url("vp9.webm")]}
+    proc = run_workflow(workdir, grown, "-n", "--quiet", "rules")
+    counts = {line.split()[0]: int(line.split()[1]) for line in proc.stdout.splitlines()
+              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert counts == {"download": 1, "extract": 1, "filter": 1, "embed": 1, "dedup_cross_video": 1, "summary": 1,
+                      "all": 1, "total": 7}
+
+
+def test_phash_backend_makes_the_same_decisions_on_exact_duplicates(model_run, tmp_path, http_server, tiny_models):
+    workdir, config = model_run
+    phash = {**config, "dedup": {"backend": "phash", "phash_max_distance": 4}, "filter": {"enabled": False}}
+    run_workflow(tmp_path, phash)
+    copies = [ids(http_server)["static_then_cut.mp4"], ids(http_server)["static_then_cut.mp4?mirror=1"]]
+    for run in (workdir, tmp_path):
+        unique = unique_frames(run)
+        mirror = unique[unique["video_id"] == max(copies)]
+        assert len(mirror) > 0 and not mirror["kept"].any()
+        assert mirror["duplicate_of"].str.startswith(min(copies)).all()
+    assert not (tmp_path / "results" / "filter").exists()

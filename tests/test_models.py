@@ -1,0 +1,137 @@
+"""The model layer with tiny random-weight checkpoints of the real architectures."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from video_miner.models import (LOAD_COUNTS, HFImageEmbedder, ModelSettings, PHashEmbedder, SiglipScorer,
+                                is_local_model, job_gpus, resolve_device, resolve_dtype)
+from video_miner.synth import photo
+
+CPU = ModelSettings(device="cpu", batch_size=3, num_workers=2)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    paths = []
+    for name in ("astronaut", "chelsea", "coffee", "rocket", "astronaut"):
+        path = root / f"{len(paths)}_{name}.jpg"
+        Image.fromarray(photo(name)).save(path, quality=90)
+        paths.append(str(path))
+    (root / "broken.jpg").write_bytes(b"not a jpeg")
+    return paths, str(root / "broken.jpg")
+
+
+@pytest.mark.parametrize("name", ["siglip2", "siglip"])
+def test_scorer_gives_one_sigmoid_score_per_prompt(tiny_models, images, name):
+    paths, _ = images
+    prompts = ["a photo of a cat", "a photo of a face", "a photo of a rocket"]
+    scorer = SiglipScorer(str(tiny_models[name]), CPU, prompts)
+    scores = scorer.process(paths)
+    assert scores.shape == (5, 3) and scores.dtype == np.float32
+    assert np.all((scores > 0) & (scores < 1))
+    np.testing.assert_allclose(scores[0], scores[4], atol=1e-5)  # same image, same scores
+    assert not np.allclose(scores[0], scores[1])
+
+
+@pytest.mark.parametrize("name", ["siglip", "siglip2"])
+def test_scorer_matches_the_models_own_forward(tiny_models, tmp_path, name):
+    """Our batched, prefetched path equals transformers' own logits for the pair."""
+    import torch
+    from transformers import AutoModel, AutoProcessor
+
+    paths = []
+    for picture in ("chelsea", "rocket"):  # PNG: the same pixels on both paths (no JPEG draft decoding)
+        paths.append(str(tmp_path / f"{picture}.png"))
+        Image.fromarray(photo(picture)).save(paths[-1])
+    prompts = ["a photo of a cat", "a photo of a dog"]
+    ours = SiglipScorer(str(tiny_models[name]), CPU, prompts).process(paths)
+    model = AutoModel.from_pretrained(tiny_models[name]).eval()
+    processor = AutoProcessor.from_pretrained(tiny_models[name])
+    # Siglip2Processor's class defaults would override the checkpoint's patch settings.
+    patches = {"patch_size": 8, "max_num_patches": 64} if name == "siglip2" else {}
+    inputs = processor(text=prompts, images=[Image.open(p).convert("RGB") for p in paths],
+                       padding="max_length", max_length=16, return_tensors="pt", **patches)
+    if name == "siglip":
+        inputs.pop("attention_mask", None)  # SigLIP (v1) is trained and used without one
+    with torch.no_grad():
+        reference = torch.sigmoid(model(**inputs).logits_per_image).numpy()
+    np.testing.assert_allclose(ours, reference, atol=1e-4)
+
+
+def test_siglip2_preprocessing_uses_the_checkpoints_patch_settings(tiny_models, images):
+    scorer = SiglipScorer(str(tiny_models["siglip2"]), CPU, ["a photo of a cat"])
+    inputs, valid = scorer._preprocess(images[0][:2])
+    assert inputs["pixel_values"].shape[1] == 64  # max_num_patches of the checkpoint, not the class default
+    assert valid.all()
+
+
+@pytest.mark.parametrize("name,dim", [("dinov2", 32), ("siglip2", 32), ("siglip", 32)])
+def test_embedders_give_unit_vectors(tiny_models, images, name, dim):
+    paths, _ = images
+    embeddings = HFImageEmbedder(str(tiny_models[name]), CPU).process(paths)
+    assert embeddings.shape == (5, dim)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+    assert embeddings[0] @ embeddings[4] > 0.999 > embeddings[0] @ embeddings[1]
+
+
+def test_unreadable_images_give_nan_rows_not_a_crash(tiny_models, images):
+    paths, broken = images
+    embeddings = HFImageEmbedder(str(tiny_models["dinov2"]), CPU).process([paths[0], broken, paths[1]])
+    assert np.isnan(embeddings[1]).all() and not np.isnan(embeddings[[0, 2]]).any()
+    hashes = PHashEmbedder(CPU).process([broken, paths[0]])
+    assert np.isnan(hashes[0]).all() and not np.isnan(hashes[1]).any()
+
+
+def test_each_construction_loads_the_checkpoint_once(tiny_models, images):
+    key = str(tiny_models["dinov2"])
+    before = LOAD_COUNTS[key]
+    embedder = HFImageEmbedder(key, CPU)
+    for _ in range(3):
+        embedder.process(images[0][:2])
+    assert LOAD_COUNTS[key] == before + 1
+
+
+def test_phash_is_a_hamming_distance_in_inner_product_form(images):
+    paths, _ = images
+    hashes = PHashEmbedder(CPU).process(paths)
+    assert hashes.shape == (5, 64) and set(np.unique(hashes)) == {-0.125, 0.125}
+    hamming = (np.sign(hashes[0]) != np.sign(hashes[1])).sum()
+    assert hashes[0] @ hashes[1] == pytest.approx(1 - 2 * hamming / 64)
+    assert hashes[0] @ hashes[4] == pytest.approx(1.0)
+    # A re-encoded copy stays close; another photo is far.
+    recompressed = Image.open(paths[0])
+    recompressed.save(paths[0] + ".q30.jpg", quality=30)
+    again = PHashEmbedder(CPU).process([paths[0] + ".q30.jpg"])[0]
+    assert (np.sign(again) != np.sign(hashes[0])).sum() <= 4 < hamming
+
+
+def test_device_and_dtype_resolution():
+    import torch
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
+    if not torch.cuda.is_available():
+        assert resolve_device("auto").type == "cpu"
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            resolve_device("cuda:1")
+
+
+def test_gpu_resource_follows_the_device(monkeypatch):
+    assert job_gpus("cpu") == 0 and job_gpus("cuda:0") == 1
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert job_gpus("auto") == 1
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert job_gpus("auto") == 0
+
+
+def test_remote_code_is_off_unless_enabled(tiny_models):
+    assert ModelSettings().trust_remote_code is False
+    assert HFImageEmbedder(str(tiny_models["dinov2"]), CPU).settings.trust_remote_code is False
+
+
+def test_local_paths_and_hub_ids_are_told_apart(tmp_path):
+    assert not is_local_model("facebook/dinov2-base")
+    assert is_local_model("resources/models/dinov2") and is_local_model("./model") and is_local_model("/abs/model")
