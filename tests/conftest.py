@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +32,20 @@ def pattern_frames(count: int, width: int = 320, height: int = 240, seed: int = 
         tile = np.roll(base, shift=(i, 2 * i), axis=(0, 1))
         frames.append(np.kron(tile, np.ones((8, 8, 1), np.uint8))[:height, :width].copy())
     return frames
+
+
+def write_audio_only(path: Path) -> None:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        for i in range(5):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
 
 
 @dataclass(frozen=True)
@@ -65,12 +80,17 @@ def videos(tmp_path_factory) -> TestVideos:
     h264 = (root / "h264.mp4").read_bytes()
     (root / "truncated.mp4").write_bytes(h264[: len(h264) // 2])  # index at the end: unreadable
     (root / "empty.mp4").write_bytes(b"")
+    write_audio_only(root / "audio.m4a")
+    encode_video(root / "single_frame.mp4", pattern_frames(1, seed=6), fps=30)
+    encode_video(root / "long.mp4", pattern_frames(600, 64, 48, seed=7), fps=30)  # 20 s
+    encode_video(root / "huge.mp4", pattern_frames(4, 3840, 2160, seed=8), fps=2)
     (root / "page.html").write_text("<html><head><title>Not a video</title></head><body>hello</body></html>")
     return TestVideos(root)
 
 
 class _Handler(SimpleHTTPRequestHandler):
-    """Serves the test videos; /missing/* is 404 and /flaky/* answers 503 twice first."""
+    """Serves the test videos, and misbehaves on purpose: /missing/* is 404, /flaky/*
+    answers 503 twice first, /slow/* stalls before answering, /loop/* redirects to itself."""
 
     hits: Counter = Counter()
 
@@ -87,10 +107,19 @@ class _Handler(SimpleHTTPRequestHandler):
                 self.send_error(503, "Service Unavailable")
                 return
             self.path = self.path.removeprefix("/flaky")
+        if self.path.startswith("/slow/"):
+            time.sleep(3)  # longer than the tests' socket timeout
+            self.path = self.path.removeprefix("/slow")
+        if self.path.startswith("/loop/"):
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         super().do_GET()
 
     def do_HEAD(self):
-        if self.path.startswith(("/missing/", "/flaky/")):
+        if self.path.startswith(("/missing/", "/flaky/", "/slow/", "/loop/")):
             self.send_error(405)
             return
         super().do_HEAD()

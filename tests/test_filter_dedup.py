@@ -76,3 +76,23 @@ def test_global_dedup_is_independent_of_chunking_and_ivf_matches_exact():
 def test_phash_threshold_is_the_hamming_bound():
     assert threshold_for({"backend": "phash", "phash_max_distance": 8}) == pytest.approx(0.75)
     assert threshold_for({"backend": "model", "threshold": 0.9, "phash_max_distance": 8}) == 0.9
+
+
+def test_cross_video_skips_empty_shards(tmp_path):
+    from video_miner.dedup import cross_video, embed_shard
+
+    class Fixed:
+        def __init__(self, vectors):
+            self.vectors = vectors
+
+        def process(self, paths):
+            return self.vectors[: len(paths)]
+
+    frames = frames_table([("a", 3)])
+    vectors, _ = clustered(3, 1, dim=8)
+    embed_shard(frames, lambda: Fixed(vectors), 0.9, tmp_path / "s1")
+    embed_shard(frames.iloc[:0], lambda: pytest.fail("no model for an empty shard"), 0.9, tmp_path / "s2")
+    table, index = cross_video([str(tmp_path / "s2"), str(tmp_path / "s1")], 0.9, SearchSettings())
+    assert table.num_rows == 3 and all(table.column("kept").to_pylist()) and index.ntotal == 3
+    empty, _ = cross_video([str(tmp_path / "s2")], 0.9, SearchSettings())
+    assert empty.num_rows == 0

@@ -190,6 +190,8 @@ def cross_video(shard_dirs: list[str], threshold: float, settings: SearchSetting
     for shard in shard_dirs:
         table = pd.read_parquet(Path(shard, FRAMES_FILE))
         keep = table["kept"].to_numpy()
+        if not keep.any():  # a shard of failed or filtered-out videos: nothing to compare
+            continue
         tables.append(table[keep])
         vectors.append(np.load(Path(shard, EMBEDDINGS_FILE))[keep].astype(np.float32))
     frames = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=UNIQUE_SCHEMA.names)

@@ -268,3 +268,17 @@ def ingest_local(path: str | os.PathLike, out_dir: str | os.PathLike, video_id: 
 
 def write_record(path: str | os.PathLike, record: dict) -> None:
     write_json_atomic(path, record)
+
+
+def ensure_video(record: dict, config: dict) -> dict:
+    """The record of a video whose file is on disk: fetched again when it was deleted after
+    an earlier extraction (``keep_videos: false``) and is needed once more."""
+    if record.get("status") != "ok" or Path(record["file"]).is_file():
+        return record
+    out_dir = Path(record["file"]).parent
+    log.info("%s was deleted after extraction; fetching it again", record["file"])
+    if record["source"] == "local":
+        fresh = ingest_local(record["path"], out_dir, record["video_id"], config["local_mode"])
+    else:
+        fresh = download_url(record["url"], out_dir, record["video_id"], DownloadOptions.from_config(config["download"]))
+    return {**record, **{k: fresh[k] for k in ("status", "reason", "file") if k in fresh}}

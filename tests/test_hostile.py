@@ -1,0 +1,100 @@
+"""Hostile inputs, all in one run: each video is processed or failed with its reason,
+the run finishes, and the good videos are unaffected."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import run_workflow
+from video_miner.ids import video_id_for_url
+
+pytestmark = pytest.mark.slow
+
+# url path -> (expected status, failed stage, words the reason must contain)
+CASES = {
+    "missing/clip.mp4": ("failed", "download", "HTTP Error 404"),
+    "slow/h264.mp4": ("failed", "download", "timed out"),
+    "flaky/single_frame.mp4": ("deduplicated", None, None),
+    "page.html": ("failed", "download", "Unsupported URL"),
+    "loop/clip.mp4": ("failed", "download", "redirect"),
+    "empty.mp4": ("failed", None, None),
+    "truncated.mp4": ("failed", "extract", "not a readable media file"),
+    "truncated_faststart.mp4": ("deduplicated", None, None),
+    "audio.m4a": ("failed", "extract", "no video stream"),
+    "rotated.mp4": ("deduplicated", None, None),
+    "vfr.mp4": ("deduplicated", None, None),
+    "odd.mp4": ("deduplicated", None, None),
+    "vp9.webm": ("deduplicated", None, None),
+    "long.mp4": ("deduplicated", None, None),
+    "huge.mp4": ("deduplicated", None, None),
+}
+REFUSED = "http://127.0.0.1:9/clip.mp4"
+
+
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory, http_server, videos, tiny_models):
+    workdir = tmp_path_factory.mktemp("hostile")
+    config = {
+        "urls": [http_server.url(path) for path in CASES] + [REFUSED],
+        "download": {"retries": 2, "retry_backoff_s": 0.05, "socket_timeout_s": 1},
+        "extract": {"strategy": "interval", "every_n_frames": 10, "max_frames": 5},
+        "models": {"device": "cpu"},
+        "shard_size": 8,
+        "filter": {"enabled": True, "model": str(tiny_models["siglip2"]), "classes": ["a photo of a cat"],
+                   "threshold": 0.0},
+        "dedup": {"backend": "phash"},
+    }
+    run_workflow(workdir, config)
+    status = pd.read_csv(workdir / "results" / "status.tsv", sep="\t").set_index("video_id")
+    return workdir, status
+
+
+@pytest.mark.parametrize("path", list(CASES))
+def test_each_input_ends_processed_or_failed_with_its_reason(hostile_run, http_server, path):
+    _, status = hostile_run
+    expected_status, stage, words = CASES[path]
+    row = status.loc[video_id_for_url(http_server.url(path))]
+    assert row["status"] == expected_status, row.to_dict()
+    if expected_status == "failed":
+        assert isinstance(row["reason"], str) and row["reason"]
+    if stage:
+        assert row["failed_stage"] == stage
+    if words:
+        assert words.lower() in row["reason"].lower(), row["reason"]
+
+
+def test_refused_connection_is_a_retryable_failure(hostile_run):
+    workdir, status = hostile_run
+    assert status.loc[video_id_for_url(REFUSED), "failed_stage"] == "download"
+    summary = json.loads((workdir / "results" / "pipeline_result.json").read_text())
+    refused = next(f for f in summary["failed_videos"] if f["location"] == REFUSED)
+    assert refused["retryable"] is True and "refused" in refused["reason"].lower()
+
+
+def test_good_videos_keep_their_frames(hostile_run, http_server):
+    workdir, status = hostile_run
+    frames = status.set_index("location")["frames_extracted"]
+    assert frames[http_server.url("flaky/single_frame.mp4")] == 1
+    assert frames[http_server.url("long.mp4")] == 5  # 600 frames, max_frames 5
+    assert frames[http_server.url("vp9.webm")] == 4
+    manifest = pd.read_parquet(workdir / "results" / "frames" / f"{video_id_for_url(http_server.url('rotated.mp4'))}.parquet")
+    assert set(zip(manifest["width"], manifest["height"])) == {(240, 320)}
+    manifest = pd.read_parquet(workdir / "results" / "frames" / f"{video_id_for_url(http_server.url('odd.mp4'))}.parquet")
+    assert set(zip(manifest["width"], manifest["height"])) == {(321, 241)}
+
+
+def test_very_high_resolution_frames_are_scored(hostile_run, http_server):
+    workdir, _ = hostile_run
+    video_id = video_id_for_url(http_server.url("huge.mp4"))
+    scored = pd.concat(pd.read_parquet(p) for p in (workdir / "results" / "filter").glob("*.parquet"))
+    huge = scored[scored["video_id"] == video_id]
+    assert len(huge) == 1 and (huge["width"] == 3840).all() and huge["best_score"].notna().all()
+
+
+def test_the_summary_lists_every_failure(hostile_run):
+    workdir, status = hostile_run
+    summary = json.loads((workdir / "results" / "pipeline_result.json").read_text())
+    failed = status[status["status"] == "failed"]
+    assert summary["videos"]["failed"] == len(failed) == 8
+    assert {f["video_id"] for f in summary["failed_videos"]} == set(failed.index)
