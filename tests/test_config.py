@@ -75,3 +75,34 @@ def test_lint_and_format_are_clean():
     snakefmt = Path(sys.executable).with_name("snakefmt")
     fmt = subprocess.run([str(snakefmt), "--check", "Snakefile", "rules/"], cwd=REPO, capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stderr
+
+
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        ({"filter": {"threshold": 1.5}}, "filter.threshold: 1.5 is greater than the maximum of 1"),
+        ({"dedup": {"threshold": -0.1}}, "dedup.threshold: -0.1 is less than the minimum of 0"),
+        ({"filter": {"enabled": True}}, "filter.classes: [] should be non-empty"),
+        ({"filter": {"enabled": True, "classes": ["a cat"], "class_thresholds": {"a dog": 0.2}}},
+         "filter.class_thresholds: 'a dog' is not one of filter.classes"),
+        ({"dedup": {"model": "checkpoints/dinov2/base"}},
+         "dedup.model: 'checkpoints/dinov2/base' is not an existing folder, nor a Hugging Face id"),
+        ({"filter": {"enabled": True, "classes": ["a cat"], "model": "/no/such/siglip2"}},
+         "filter.model: '/no/such/siglip2' is not an existing folder"),
+        ({"models": {"device": "gpu0"}}, "models.device: 'gpu0' does not match"),
+    ],
+)
+def test_model_stage_settings_are_checked(change, expected):
+    config = defaults()
+    for key, value in change.items():
+        config[key] = {**config[key], **value}
+    with pytest.raises(ConfigValidationError) as info:
+        check_config(config, SCHEMA)
+    assert expected in str(info.value)
+
+
+def test_hub_ids_and_buildable_demo_models_are_accepted():
+    config = defaults()
+    config["filter"] = {**config["filter"], "enabled": True, "classes": ["a cat"], "model": "resources/models/siglip2"}
+    config["dedup"] = {**config["dedup"], "model": "facebook/dinov2-large"}
+    check_config(config, SCHEMA)

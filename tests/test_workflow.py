@@ -106,3 +106,24 @@ def test_rerun_with_nothing_changed_does_nothing(mixed_run):
     run_workflow(workdir, config)  # back to the fixture's strategy after the tests above
     proc = run_workflow(workdir, config, "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_keep_videos_false_deletes_videos_and_reextraction_fetches_them_again(tmp_path, http_server, videos):
+    local = tmp_path / "mine.mp4"
+    local.write_bytes(videos["odd.mp4"].read_bytes())
+    config = {"urls": [http_server.url("h264.mp4")], "local_videos": [str(local)], "keep_videos": False,
+              "download": FAST_DOWNLOADS, "dedup": {"enabled": False}}
+    run_workflow(tmp_path, config)
+    videos_dir = tmp_path / "results" / "videos"
+    assert sorted(p.suffix for p in videos_dir.iterdir() if not p.name.startswith(".")) == [".json", ".json"]
+    assert local.is_file()  # the user's own file is never touched
+    url_id = video_id_for_url(http_server.url("h264.mp4"))
+    record = videos_dir / f"{url_id}.info.json"
+    before = record.stat().st_mtime_ns
+    run_workflow(tmp_path, {**config, "extract": {"strategy": "keyframe"}})
+    assert record.stat().st_mtime_ns == before  # the download job did not run again
+    manifest = pq.read_table(tmp_path / "results" / "frames" / f"{url_id}.parquet").to_pandas()
+    assert manifest["frame_index"].tolist() == [0, 30, 60]
+    summary = json.loads((tmp_path / "results" / "pipeline_result.json").read_text())
+    assert summary["videos"]["failed"] == 0
+    assert not any(p.suffix == ".mp4" for p in videos_dir.iterdir())

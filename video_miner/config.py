@@ -7,8 +7,10 @@ Snakefile runs it before ``validate`` (which then fills the defaults).
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
+import re
 
 import jsonschema
 import yaml
@@ -37,12 +39,29 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{where}: {error.message}" + (f" (expected: {expected})" if expected else "")
 
 
+# Model folders a rule of the workflow builds (the demo's tiny checkpoints).
+_BUILT_MODELS = re.compile(r"^(\./)?resources/models/(siglip2|siglip|dinov2)/?$")
+
+
+def _model_problem(key: str, model: str) -> list[str]:
+    from video_miner.models import is_local_model
+
+    if not is_local_model(model) or os.path.isdir(model) or _BUILT_MODELS.match(model):
+        return []
+    return [f"{key}: {model!r} is not an existing folder, nor a Hugging Face id of the form org/name"]
+
+
 def _cross_key_problems(config: dict) -> list[str]:
     """Rules a JSON schema cannot express."""
-    section = config.get("filter") or {}
-    classes = set(section.get("classes") or [])
-    return [f"filter.class_thresholds: {name!r} is not one of filter.classes"
-            for name in section.get("class_thresholds") or {} if name not in classes]
+    section = config["filter"]
+    problems = [f"filter.class_thresholds: {name!r} is not one of filter.classes"
+                for name in section["class_thresholds"] if name not in section["classes"]]
+    if section["enabled"]:
+        problems += _model_problem("filter.model", section["model"])
+    dedup = config["dedup"]
+    if dedup["enabled"] and dedup["backend"] == "model" and dedup["model"] != "filter":
+        problems += _model_problem("dedup.model", dedup["model"])
+    return problems
 
 
 def check_config(config: dict, schema_path: str | os.PathLike) -> None:
@@ -51,7 +70,13 @@ def check_config(config: dict, schema_path: str | os.PathLike) -> None:
         schema = yaml.safe_load(fh)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    problems = [_describe(e) for e in errors] or _cross_key_problems(config)
+    problems = [_describe(e) for e in errors]
+    if not problems:
+        from snakemake.utils import validate
+
+        filled = copy.deepcopy(config)  # cross-key rules see the defaults too
+        validate(filled, str(schema_path), set_default=True)
+        problems = _cross_key_problems(filled)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ConfigValidationError(f"Invalid configuration ({len(problems)} problem(s)):\n{lines}")

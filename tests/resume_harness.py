@@ -1,0 +1,153 @@
+"""Interrupt the real workflow at chosen stages (SIGKILL to the whole process group, or
+SIGTERM/SIGINT), resume it, and compare every result with an uninterrupted run.
+
+Used by tests/test_resume.py and by tests/soak_kill.py for longer randomised runs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+# Fields that measure time, not results.
+TIMING_KEYS = {"seconds", "download_seconds", "stage_seconds"}
+STAGE_LOGS = {
+    "download": "logs/download/*.log",
+    "extract": "logs/extract/*.log",
+    "filter": "logs/filter/*.log",
+    "embed": "logs/embed/*.log",
+    "dedup_cross_video": "logs/dedup_cross_video.log",
+    "summary": "logs/summary.log",
+}
+
+
+@dataclass(frozen=True)
+class Interruption:
+    stage: str  # kill once a job of this rule has started
+    delay_s: float  # ... this long after
+    signal: int = signal.SIGKILL
+
+
+def snakemake_cmd(workdir: Path, config_path: Path, *args: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+            "--configfile", str(config_path), "--cores", "2", *args]
+
+
+def write_config(workdir: Path, config: dict) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "test-config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _stage_started(workdir: Path, stage: str, since: float) -> bool:
+    return any(p.stat().st_mtime >= since for p in workdir.glob(STAGE_LOGS[stage]))
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def interrupted_run(workdir: Path, config_path: Path, interruption: Interruption, timeout: float = 300) -> str:
+    """Start the workflow and interrupt it as planned. Returns what happened:
+    ``interrupted``, or ``finished`` when it completed before the stage began."""
+    subprocess.run(snakemake_cmd(workdir, config_path, "--unlock"), cwd=workdir, capture_output=True, check=True)
+    started = time.time()
+    proc = subprocess.Popen(snakemake_cmd(workdir, config_path), cwd=workdir, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        while not _stage_started(workdir, interruption.stage, started):
+            if proc.poll() is not None:
+                return "finished"
+            if time.time() - started > timeout:
+                raise TimeoutError(f"stage {interruption.stage} never started")
+            time.sleep(0.05)
+        time.sleep(interruption.delay_s)
+        if interruption.signal == signal.SIGKILL:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.send_signal(interruption.signal)  # as a user's Ctrl-C or a scheduler's TERM
+        proc.wait(timeout=120)  # a clean stop must not hang
+        deadline = time.time() + 30
+        while _group_alive(proc.pid) and time.time() < deadline:
+            time.sleep(0.1)
+        if _group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(f"jobs outlived snakemake after {signal.Signals(interruption.signal).name}")
+        return "interrupted"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def complete_run(workdir: Path, config_path: Path, timeout: float = 600) -> None:
+    subprocess.run(snakemake_cmd(workdir, config_path, "--unlock"), cwd=workdir, capture_output=True, check=True)
+    proc = subprocess.run(snakemake_cmd(workdir, config_path, "--rerun-incomplete"), cwd=workdir,
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"resumed run failed:\n{proc.stderr[-6000:]}")
+
+
+def _without_timing(value):
+    if isinstance(value, dict):
+        return {k: _without_timing(v) for k, v in value.items() if k not in TIMING_KEYS}
+    if isinstance(value, list):
+        return [_without_timing(v) for v in value]
+    return value
+
+
+def _parquet(path: Path):
+    table = pq.read_table(path)
+    meta = {k.decode(): json.loads(v) for k, v in (table.schema.metadata or {}).items() if k == b"video_miner"}
+    buffer = io.StringIO()
+    table.to_pandas().to_csv(buffer, index=False)  # NaN-safe comparison of every value
+    return buffer.getvalue(), _without_timing(meta)
+
+
+def comparable_results(workdir: Path) -> dict[str, object]:
+    """Every result file under results/ in a form where equal means the same result."""
+    results = {}
+    for path in sorted((workdir / "results").rglob("*")):
+        rel = path.relative_to(workdir).as_posix()
+        if not path.is_file() or any(part.startswith(".") for part in path.relative_to(workdir).parts):
+            continue
+        if path.suffix == ".parquet":
+            results[rel] = _parquet(path)
+        elif path.suffix == ".json":
+            results[rel] = _without_timing(json.loads(path.read_text()))
+        elif path.suffix == ".npy":
+            results[rel] = np.load(path).tobytes()
+        else:
+            results[rel] = path.read_bytes()
+    return results
+
+
+def random_plan(seed: int, count: int, stages: list[str]) -> list[Interruption]:
+    """``count`` interruptions in stage order, cycling through ``stages``, at seeded
+    delays; every third one is a SIGTERM or SIGINT instead of SIGKILL."""
+    rng = random.Random(seed)
+    plan = []
+    for i in range(count):
+        sig = signal.SIGKILL if i % 3 else (signal.SIGTERM if i % 2 else signal.SIGINT)
+        plan.append(Interruption(stages[i % len(stages)], round(rng.uniform(0.0, 0.6), 3), sig))
+    return plan
