@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from video_miner.models import (LOAD_COUNTS, HFImageEmbedder, ModelSettings, PHashEmbedder, SiglipScorer,
+from video_miner.models import (LOAD_COUNTS, HFImageEmbedder, ModelSettings, PHashEmbedder, SiglipScorer, claim_gpu,
                                 is_local_model, job_gpus, resolve_device, resolve_dtype)
 from video_miner.synth import photo
 
@@ -135,3 +135,22 @@ def test_remote_code_is_off_unless_enabled(tiny_models):
 def test_local_paths_and_hub_ids_are_told_apart(tmp_path):
     assert not is_local_model("facebook/dinov2-base")
     assert is_local_model("resources/models/dinov2") and is_local_model("./model") and is_local_model("/abs/model")
+
+
+def test_concurrent_jobs_claim_different_gpus(tmp_path):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from video_miner.models import claim_gpu;"
+         f"print(claim_gpu(2, Path({str(tmp_path)!r})), flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "0"
+        assert claim_gpu(2, tmp_path, timeout_s=5) == 1  # device 0 is taken
+        with pytest.raises(TimeoutError, match="all 2 GPUs are held"):
+            claim_gpu(2, tmp_path, timeout_s=1)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert claim_gpu(3, tmp_path, timeout_s=5) == 0  # released when the holder died (even by SIGKILL)

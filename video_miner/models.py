@@ -8,11 +8,15 @@ the accelerator is not kept waiting on JPEG decoding. A new backend is one class
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import tempfile
+import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -37,11 +41,49 @@ class ModelSettings:
         return cls(**{k: v for k, v in section.items() if k in cls.__dataclass_fields__})
 
 
+GPU_LOCK_DIR = Path(os.environ.get("VIDEO_MINER_GPU_LOCK_DIR", Path(tempfile.gettempdir(), "video-miner-gpu-locks")))
+_held_gpu_locks: list = []  # open lock files: each lock lasts as long as this process
+
+
+def claim_gpu(count: int, lock_dir: Path = GPU_LOCK_DIR, timeout_s: float | None = None) -> int:
+    """A GPU index (0..count-1) that no other job on this machine holds.
+
+    Snakemake does not assign devices to local jobs; with ``--resources gpu=N`` at most N
+    model jobs run at once, and each takes the first free device here. The lock is an
+    flock on a file, so the OS releases it when the job ends, even on SIGKILL.
+    """
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    while True:
+        for index in range(count):
+            handle = open(lock_dir / f"gpu{index}.lock", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            _held_gpu_locks.append(handle)
+            return index
+        waited = time.monotonic() - started
+        if timeout_s is not None and waited >= timeout_s:
+            raise TimeoutError(f"all {count} GPUs are held by other jobs (locks in {lock_dir})")
+        if int(waited) % 60 == 0:
+            log.warning("all %d GPUs busy; waiting (is --resources gpu larger than the GPU count?)", count)
+        time.sleep(1)
+
+
 def resolve_device(spec: str):
+    """``auto`` and ``cuda`` take a free GPU when several are visible (see claim_gpu);
+    ``cuda:N`` is used as given."""
     import torch
 
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "auto" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    if spec in ("auto", "cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError("models.device is 'cuda' but no CUDA device is visible to this job")
+        count = torch.cuda.device_count()
+        return torch.device("cuda", claim_gpu(count) if count > 1 else 0)
     device = torch.device(spec)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"models.device is {spec!r} but no CUDA device is visible to this job")
