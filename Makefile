@@ -29,6 +29,8 @@ demo: install
 	@echo "  results/pipeline_result.json   run summary (videos ok/failed, frames, timings)"
 	@echo "  results/status.tsv             one row per video with its status and reason"
 	@echo "  results/frames/<video>/        extracted frames; manifests in results/frames/<video>.parquet"
+	@echo "  results/filter/<shard>.parquet text-prompt scores per frame (demo models: random weights)"
+	@echo "  results/dedup/unique_frames.parquet  near-duplicates removed within and across videos"
 	@echo "  results/videos/                videos and their .info.json records"
 	@echo "  logs/                          one log per job"
 

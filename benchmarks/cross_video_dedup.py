@@ -11,6 +11,7 @@ Usage: python benchmarks/cross_video_dedup.py [--sizes 100000 1000000] [--exact-
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 
 import faiss
@@ -58,6 +59,7 @@ def run(n: int, exact_max: int, threshold: float) -> dict:
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="  %(message)s")
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--exact-max", type=int, default=200_000)

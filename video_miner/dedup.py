@@ -10,8 +10,10 @@ a fixed sample above it.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import time
 from dataclasses import dataclass
 
 from pathlib import Path
@@ -23,6 +25,8 @@ import pyarrow as pa
 
 from video_miner.filtering import FRAME_COLUMNS, read_manifests
 from video_miner.fsutil import atomic_dir, atomic_path
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -69,6 +73,7 @@ class SearchSettings:
     train_size: int = 100_000
     chunk: int = 8192
     seed: int = 0
+    kmeans_iterations: int = 10  # cells only route the search; 10 iterations place them well enough
 
 
 def search_index(embeddings: np.ndarray, settings: SearchSettings) -> faiss.Index:
@@ -80,6 +85,7 @@ def search_index(embeddings: np.ndarray, settings: SearchSettings) -> faiss.Inde
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
     sample = np.random.default_rng(settings.seed).choice(n, size=min(n, max(settings.train_size, 39 * nlist)), replace=False)
     index.cp.seed = settings.seed
+    index.cp.niter = settings.kmeans_iterations
     index.train(embeddings[np.sort(sample)])
     index.add(embeddings)
     index.nprobe = settings.nprobe
@@ -94,7 +100,10 @@ def global_dedup(embeddings: np.ndarray, threshold: float, settings: SearchSetti
     kept = np.zeros(n, bool)
     duplicate_of = np.full(n, -1, np.int64)
     similarity = np.full(n, np.nan, np.float32)
+    started = time.perf_counter()
     index = search_index(embeddings, settings)
+    log.info("%s over %d frames built in %.1fs", type(index).__name__, n, time.perf_counter() - started)
+    started = time.perf_counter()
     for start in range(0, n, settings.chunk):
         stop = min(n, start + settings.chunk)
         limits, sims, rows = index.range_search(embeddings[start:stop], threshold)
@@ -107,6 +116,7 @@ def global_dedup(embeddings: np.ndarray, threshold: float, settings: SearchSetti
                 duplicate_of[i], similarity[i] = neighbours[best], neighbour_sims[best]
             else:
                 kept[i] = True
+    log.info("searched and decided %d frames in %.1fs", n, time.perf_counter() - started)
     return DedupResult(kept, duplicate_of, similarity), index
 
 
