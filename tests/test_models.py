@@ -154,3 +154,14 @@ def test_concurrent_jobs_claim_different_gpus(tmp_path):
         holder.kill()
         holder.wait()
     assert claim_gpu(3, tmp_path, timeout_s=5) == 0  # released when the holder died (even by SIGKILL)
+
+
+def test_gpu_locks_are_named_by_physical_device(tmp_path, monkeypatch):
+    # Two SLURM jobs on one node each see their own GPU as index 0: no conflict.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    assert claim_gpu(1, tmp_path, timeout_s=1) == 0
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")
+    assert claim_gpu(1, tmp_path, timeout_s=1) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu-3.lock", "gpu-5.lock"]
+    with pytest.raises(TimeoutError):
+        claim_gpu(1, tmp_path, timeout_s=0)  # device 5 is held by this process already

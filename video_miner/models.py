@@ -22,6 +22,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
+from video_miner.fsutil import safe_name
+
 log = logging.getLogger(__name__)
 
 # How often each checkpoint was loaded in this process: a shard job loads each once.
@@ -46,17 +48,21 @@ _held_gpu_locks: list = []  # open lock files: each lock lasts as long as this p
 
 
 def claim_gpu(count: int, lock_dir: Path = GPU_LOCK_DIR, timeout_s: float | None = None) -> int:
-    """A GPU index (0..count-1) that no other job on this machine holds.
+    """A visible GPU (index 0..count-1) that no other job on this machine holds.
 
-    Snakemake does not assign devices to local jobs; with ``--resources gpu=N`` at most N
-    model jobs run at once, and each takes the first free device here. The lock is an
-    flock on a file, so the OS releases it when the job ends, even on SIGKILL.
+    Snakemake does not assign devices to local jobs: each model job takes the first free
+    device here, and waits while all are busy, so concurrent jobs never share a GPU. The
+    lock is an flock on a file named after the physical device (its CUDA_VISIBLE_DEVICES
+    entry when set, as under SLURM), released by the OS when the job ends, even on SIGKILL.
     """
     lock_dir.mkdir(parents=True, exist_ok=True)
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    names = visible[:count] if len(visible) >= count else [str(i) for i in range(count)]
     started = time.monotonic()
+    warned_at = 0.0
     while True:
-        for index in range(count):
-            handle = open(lock_dir / f"gpu{index}.lock", "w")
+        for index, name in enumerate(names):
+            handle = open(lock_dir / f"gpu-{safe_name(name)}.lock", "w")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -67,14 +73,15 @@ def claim_gpu(count: int, lock_dir: Path = GPU_LOCK_DIR, timeout_s: float | None
         waited = time.monotonic() - started
         if timeout_s is not None and waited >= timeout_s:
             raise TimeoutError(f"all {count} GPUs are held by other jobs (locks in {lock_dir})")
-        if int(waited) % 60 == 0:
-            log.warning("all %d GPUs busy; waiting (is --resources gpu larger than the GPU count?)", count)
+        if waited - warned_at >= 60:
+            warned_at = waited
+            log.warning("all %d GPUs busy; waiting for one (use --resources gpu=%d to queue in Snakemake)", count, count)
         time.sleep(1)
 
 
 def resolve_device(spec: str):
-    """``auto`` and ``cuda`` take a free GPU when several are visible (see claim_gpu);
-    ``cuda:N`` is used as given."""
+    """``auto`` and ``cuda`` take a GPU no other job holds (see claim_gpu); ``cuda:N`` is
+    used as given."""
     import torch
 
     if spec == "auto" and not torch.cuda.is_available():
@@ -82,8 +89,7 @@ def resolve_device(spec: str):
     if spec in ("auto", "cuda"):
         if not torch.cuda.is_available():
             raise RuntimeError("models.device is 'cuda' but no CUDA device is visible to this job")
-        count = torch.cuda.device_count()
-        return torch.device("cuda", claim_gpu(count) if count > 1 else 0)
+        return torch.device("cuda", claim_gpu(torch.cuda.device_count()))
     device = torch.device(spec)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"models.device is {spec!r} but no CUDA device is visible to this job")
