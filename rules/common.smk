@@ -1,5 +1,3 @@
-from dataclasses import asdict
-
 from snakemake.exceptions import WorkflowError
 
 from video_miner.ids import VIDEO_ID_PATTERN
@@ -19,8 +17,10 @@ wildcard_constraints:
 
 
 def video_source(wildcards):
-    """The listing of one video (kind, URL or path, where it was listed)."""
-    return asdict(VIDEOS.videos[wildcards.video])
+    """What to fetch for one video. Where it was listed is left out on purpose: a line
+    inserted above it in a list must not re-run its download."""
+    source = VIDEOS.videos[wildcards.video]
+    return {"video_id": source.video_id, "kind": source.kind, "location": source.location}
 
 
 def local_video_input(wildcards):

@@ -16,5 +16,4 @@ if source["kind"] == "local":
 else:
     options = DownloadOptions.from_config(snakemake.config["download"])
     record = download_url(source["location"], out_dir, source["video_id"], options)
-record["origin"] = source["origin"]
 write_record(snakemake.output[0], record)

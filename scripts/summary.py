@@ -7,9 +7,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
 
 from video_miner.logs import log_to_file
+from video_miner.sources import collect_videos
 from video_miner.summary import summarize_files
 
 log_to_file(snakemake.log[0])
+origins = {v.video_id: v.origin for v in collect_videos(snakemake.config).videos.values()}
 summary = summarize_files(
     list(snakemake.input.records),
     list(snakemake.input.manifests),
@@ -19,6 +21,7 @@ summary = summarize_files(
     snakemake.output.status,
     filter_paths=list(snakemake.input.filtered) if "filtered" in snakemake.input.keys() else None,
     unique_path=snakemake.input.get("unique"),
+    origins=origins,
 )
 videos = summary["videos"]
 logging.info("%d videos: %d ok, %d failed; %d frames extracted", videos["total"], videos["ok"], videos["failed"],

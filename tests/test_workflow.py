@@ -127,3 +127,17 @@ def test_keep_videos_false_deletes_videos_and_reextraction_fetches_them_again(tm
     summary = json.loads((tmp_path / "results" / "pipeline_result.json").read_text())
     assert summary["videos"]["failed"] == 0
     assert not any(p.suffix == ".mp4" for p in videos_dir.iterdir())
+
+
+def test_editing_a_list_above_a_url_does_not_rerun_its_download(tmp_path, http_server):
+    listing = tmp_path / "urls.txt"
+    listing.write_text(f"{http_server.url('h264.mp4')}\n{http_server.url('vp9.webm')}\n")
+    config = {"url_files": ["urls.txt"], "download": FAST_DOWNLOADS, "dedup": {"enabled": False}}
+    run_workflow(tmp_path, config)
+    listing.write_text(f"# kitchen videos\n{http_server.url('odd.mp4')}\n" + listing.read_text())
+    proc = run_workflow(tmp_path, config, "-n", "--quiet", "rules")
+    counts = {line.split()[0]: line.split()[1] for line in proc.stdout.splitlines() if len(line.split()) == 2}
+    assert counts["download"] == "1" and counts["extract"] == "1"  # only the new video
+    run_workflow(tmp_path, config)
+    status = pd.read_csv(tmp_path / "results" / "status.tsv", sep="\t").set_index("location")
+    assert status.loc[http_server.url("vp9.webm"), "origin"] == "urls.txt:4"  # origins follow the list

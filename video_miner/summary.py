@@ -21,7 +21,7 @@ STATUS_COLUMNS = [
 ]
 
 
-def video_status(record: dict, extraction: dict) -> dict:
+def video_status(record: dict, extraction: dict, origin: str | None = None) -> dict:
     """One row of the status table from a video's download record and extraction metadata."""
     status, stage, reason = "extracted", None, None
     if record.get("status") != "ok":
@@ -35,7 +35,7 @@ def video_status(record: dict, extraction: dict) -> dict:
         "reason": reason,
         "source": record.get("source"),
         "location": record.get("url") or record.get("path"),
-        "origin": record.get("origin"),
+        "origin": origin,
         "title": record.get("title"),
         "channel": record.get("channel"),
         "duration_s": record.get("duration"),
@@ -61,8 +61,8 @@ def _add_stage_counts(table: pd.DataFrame, passed: pd.Series | None, unique: pd.
 
 def build_summary(records: list[dict], extractions: list[dict], rejected: list[dict], duplicates: int,
                   passed: pd.Series | None = None, unique: pd.Series | None = None,
-                  stage_seconds: dict | None = None) -> tuple[dict, pd.DataFrame]:
-    rows = [video_status(r, e) for r, e in zip(records, extractions, strict=True)]
+                  stage_seconds: dict | None = None, origins: dict | None = None) -> tuple[dict, pd.DataFrame]:
+    rows = [video_status(r, e, (origins or {}).get(r["video_id"])) for r, e in zip(records, extractions, strict=True)]
     table = pd.DataFrame(rows, columns=STATUS_COLUMNS[:-2])
     _add_stage_counts(table, passed, unique)
     failed = table[table["status"] == "failed"]
@@ -105,7 +105,8 @@ def build_summary(records: list[dict], extractions: list[dict], rejected: list[d
 
 def summarize_files(record_paths: list[str], manifest_paths: list[str], rejected: list[dict], duplicates: int,
                     summary_path: str | os.PathLike, status_path: str | os.PathLike,
-                    filter_paths: list[str] | None = None, unique_path: str | None = None) -> dict:
+                    filter_paths: list[str] | None = None, unique_path: str | None = None,
+                    origins: dict | None = None) -> dict:
     records = [json.loads(Path(p).read_text()) for p in record_paths]
     extractions = [read_metadata(p) for p in manifest_paths]
     passed = unique = None
@@ -118,7 +119,7 @@ def summarize_files(record_paths: list[str], manifest_paths: list[str], rejected
     if unique_path is not None:
         frames = pd.read_parquet(unique_path, columns=["video_id", "kept"])
         unique = frames.groupby("video_id")["kept"].sum()
-    summary, table = build_summary(records, extractions, rejected, duplicates, passed, unique, stage_seconds)
+    summary, table = build_summary(records, extractions, rejected, duplicates, passed, unique, stage_seconds, origins)
     with atomic_path(status_path, suffix=".tsv") as tmp:
         table.to_csv(tmp, sep="\t", index=False)
     write_json_atomic(summary_path, summary)
