@@ -20,7 +20,11 @@ def video_source(wildcards):
     """What to fetch for one video. Where it was listed is left out on purpose: a line
     inserted above it in a list must not re-run its download."""
     source = VIDEOS.videos[wildcards.video]
-    return {"video_id": source.video_id, "kind": source.kind, "location": source.location}
+    return {
+        "video_id": source.video_id,
+        "kind": source.kind,
+        "location": source.location,
+    }
 
 
 def local_video_input(wildcards):
