@@ -49,8 +49,9 @@ def main() -> int:
     resumed = comparable_results(soak_dir)
     different = [name for name in reference.keys() | resumed.keys() if reference.get(name) != resumed.get(name)]
     print(f"{len(reference)} result files compared; {len(different)} differ" + (f": {different[:10]}" if different else ""))
-    print(f"run folders: {root}" if args.keep else "")
-    if not args.keep:
+    if args.keep:
+        print(f"run folders: {root}")
+    else:
         shutil.rmtree(root, ignore_errors=True)
     return 1 if different else 0
 

@@ -80,7 +80,9 @@ def encode_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: flo
     height, width = first.shape[:2]
     suffix = os.path.splitext(str(path))[1]
     with atomic_path(path, suffix=suffix) as tmp:
-        with av.open(str(tmp), "w", format=container_format, options=container_options or {}) as container:
+        # bitexact: no random container ids, so the same frames always give the same bytes
+        muxer_options = {"fflags": "+bitexact", **(container_options or {})}
+        with av.open(str(tmp), "w", format=container_format, options=muxer_options) as container:
             stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
             stream.width, stream.height = width, height
             stream.pix_fmt = pix_fmt
