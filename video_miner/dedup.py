@@ -125,11 +125,6 @@ def write_index(path: str | os.PathLike, index: faiss.Index) -> None:
         faiss.write_index(index, str(tmp))
 
 
-def save_embeddings(path: str | os.PathLike, embeddings: np.ndarray, dtype: str = "float16") -> None:
-    with atomic_path(path, suffix=".npy") as tmp:
-        np.save(tmp, embeddings.astype(dtype))
-
-
 FRAMES_FILE = "frames.parquet"
 EMBEDDINGS_FILE = "embeddings.npy"
 

@@ -284,11 +284,6 @@ class PHashEmbedder(FrameModel):
         return np.stack(rows) if rows else np.zeros((0, self.dim), np.float32)
 
 
-def phash_similarity_to_cosine(max_distance: int) -> float:
-    """The inner-product threshold of PHashEmbedder vectors for a Hamming distance."""
-    return 1.0 - 2.0 * max_distance / 64.0
-
-
 def is_local_model(model: str) -> bool:
     """A folder path rather than a hub id ("org/name")."""
     return os.path.exists(model) or model.startswith((".", "/", "~")) or model.count("/") != 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -50,10 +50,6 @@ class VideoCollection:
 
     def reject(self, text: str, origin: str, reason: str) -> None:
         self.rejected.append({"input": text, "origin": origin, "reason": reason})
-
-    def as_records(self) -> list[dict]:
-        return [asdict(v) for v in self.videos.values()]
-
 
 def read_url_file(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     """(line number, URL) for each URL line: blank lines and ``#`` comments skipped."""
