@@ -17,7 +17,7 @@ $(BIN)/python:
 # different build; torchvision is deliberately absent.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_PIN)"
-	$(BIN)/pip install --quiet -e ".[models,test,slurm]"
+	$(BIN)/pip install --quiet -e ".[models,upload,test,slurm]"
 	touch $@
 
 install: $(VENV)/.installed

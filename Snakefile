@@ -13,17 +13,22 @@ check_config(config, workflow.source_path("config/schema.yaml"))
 validate(config, "config/schema.yaml")
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/demo.smk"
+include: "rules/search.smk"
 include: "rules/download.smk"
 include: "rules/extract.smk"
 include: "rules/filter.smk"
 include: "rules/dedup.smk"
+include: "rules/detect.smk"
+include: "rules/export.smk"
 include: "rules/summary.smk"
 
 
 rule all:
     default_target: True
     input:
-        "results/pipeline_result.json",
-        "results/status.tsv",
+        final_outputs,

@@ -12,7 +12,7 @@ rule summary:
         mem_mb=2000,
         runtime=30,
     params:
-        rejected=VIDEOS.rejected,
-        duplicates=VIDEOS.duplicates,
+        rejected=rejected_inputs,
+        duplicates=duplicate_inputs,
     script:
         "../scripts/summary.py"

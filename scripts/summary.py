@@ -22,6 +22,8 @@ summary = summarize_files(
     filter_paths=list(snakemake.input.filtered) if "filtered" in snakemake.input.keys() else None,
     unique_path=snakemake.input.get("unique"),
     origins=origins,
+    detection_paths=list(snakemake.input.detections) if "detections" in snakemake.input.keys() else None,
+    search_paths=list(snakemake.input.get("searches", [])),
 )
 videos = summary["videos"]
 logging.info("%d videos: %d ok, %d failed; %d frames extracted", videos["total"], videos["ok"], videos["failed"],

@@ -145,14 +145,14 @@ def http_server(videos) -> Server:
 
 
 def run_workflow(workdir: Path, config: dict, *args: str, check: bool = True,
-                 timeout: float = 300) -> subprocess.CompletedProcess:
+                 timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real workflow in ``workdir`` with ``config`` layered over the defaults."""
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "test-config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(config_path),
            "--cores", "2", *args]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")

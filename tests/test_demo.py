@@ -55,3 +55,82 @@ def test_demo_static_stretch_repeats_and_scene_returns(demo_run):
     assert np.abs(first - second).mean() < 4  # the static opening: only sensor noise
     assert np.abs(first - coffee).mean() > 30
     assert np.abs(first - back).mean() < 4
+
+
+def coco_of(workdir):
+    return json.loads((workdir / "results" / "detections" / "annotations.json").read_text())
+
+
+def test_demo_opencv_backend_finds_the_astronauts_face_and_the_cat(demo_run):
+    coco = coco_of(demo_run)
+    status = pd.read_csv(demo_run / "results" / "status.tsv", sep="\t").set_index("video_id")
+    images = {image["id"]: status.loc[image["video_id"], "title"] for image in coco["images"]}
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    found = {(images[a["image_id"]], names[a["category_id"]], a["score"] > 0.8) for a in coco["annotations"]}
+    assert ("astronaut_interview", "face", True) in found  # dozens of cascade windows agree on her face
+    assert any(title == "cat_and_rocket" and name == "cat face" for title, name, _ in found)
+    summary = json.loads((demo_run / "results" / "pipeline_result.json").read_text())
+    assert summary["detections_per_class"]["face"] == sum(names[a["category_id"]] == "face" for a in coco["annotations"])
+    assert 0 < summary["frames"]["with_detections"] <= summary["frames"]["unique"] == len(coco["images"])
+
+
+def test_demo_coco_loads_and_evaluates_in_pycocotools(demo_run):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    path = demo_run / "results" / "detections" / "annotations.json"
+    ground_truth = COCO(str(path))
+    assert [c["name"] for c in ground_truth.loadCats(ground_truth.getCatIds())] == ["face", "cat face"]
+    for image in ground_truth.loadImgs(ground_truth.getImgIds()):
+        with Image.open(demo_run / "results" / "dataset" / image["file_name"]) as frame:
+            assert frame.size == (image["width"], image["height"])
+    results = ground_truth.loadRes(coco_of(demo_run)["annotations"])
+    evaluation = COCOeval(ground_truth, results, "bbox")
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    assert evaluation.stats[0] == pytest.approx(1.0)  # the detections scored against themselves
+
+
+def test_demo_dataset_loads_as_imagefolder_with_objects(demo_run):
+    import datasets
+
+    data_dir = demo_run / "results" / "dataset"
+    dataset = datasets.load_dataset("imagefolder", data_dir=str(data_dir), split="train",
+                                    cache_dir=str(demo_run / "hf-cache"))
+    coco = coco_of(demo_run)
+    assert len(dataset) == len(coco["images"])
+    by_name = {image["file_name"]: image for image in coco["images"]}
+    lines = [json.loads(line) for line in (data_dir / "metadata.jsonl").read_text().splitlines()]
+    boxes = sum(len(line["objects"]["bbox"]) for line in lines)
+    assert boxes == len(coco["annotations"]) > 0
+    row = dataset[0]
+    assert row["image"].size == (by_name[lines[0]["file_name"]]["width"], by_name[lines[0]["file_name"]]["height"])
+    assert row["video_id"] == lines[0]["video_id"] and row["timestamp_s"] == lines[0]["timestamp_s"]
+    assert set(row["objects"]) == {"bbox", "category", "score"}
+    assert str(row["source"]).startswith("resources/demo/")
+
+
+def test_demo_upload_marker_lists_every_file_with_its_hash(demo_run):
+    import hashlib
+
+    marker = json.loads((demo_run / "results" / "upload" / "demo_folder.done").read_text())
+    target = demo_run / "demo-upload"
+    uploaded = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
+    assert sorted(f["path"] for f in marker["files"]) == uploaded
+    assert {"annotations.json", "metadata.jsonl", "pipeline_result.json"} <= set(uploaded)
+    for entry in marker["files"]:
+        assert hashlib.sha256((target / entry["path"]).read_bytes()).hexdigest() == entry["sha256"]
+
+
+def test_demo_report_has_plots_and_the_gallery(demo_run):
+    config = demo_run / "demo.yaml"
+    config.write_text((REPO / "config" / "demo.yaml").read_text())
+    run_workflow(demo_run, yaml.safe_load(config.read_text()), "--report", str(demo_run / "report.zip"))
+    import zipfile
+
+    names = zipfile.ZipFile(demo_run / "report.zip").namelist()
+    assert any(n.endswith("funnel.png") for n in names)
+    assert any(n.endswith("detections_per_class.png") for n in names)
+    drawn = sorted((demo_run / "results" / "detections" / "visualizations").glob("*.jpg"))
+    assert drawn and all(any(n.endswith(p.name) for n in names) for p in drawn)

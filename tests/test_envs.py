@@ -18,9 +18,10 @@ from conftest import REPO, SNAKEMAKE
 # import name -> conda-forge package
 CONDA_NAME = {"av": "av", "yt_dlp": "yt-dlp", "numpy": "numpy", "PIL": "pillow", "pyarrow": "pyarrow",
               "pandas": "pandas", "torch": "pytorch", "transformers": "transformers", "faiss": "faiss-cpu",
-              "skimage": "scikit-image", "tokenizers": "tokenizers", "yaml": "pyyaml", "jsonschema": "jsonschema"}
+              "skimage": "scikit-image", "tokenizers": "tokenizers", "yaml": "pyyaml", "jsonschema": "jsonschema",
+              "cv2": "py-opencv", "matplotlib": "matplotlib-base", "fsspec": "fsspec", "scipy": "scipy"}
 # conda-forge package -> PyPI distribution, where they differ
-PYPI_NAME = {"pytorch": "torch"}
+PYPI_NAME = {"pytorch": "torch", "py-opencv": "opencv-python-headless", "matplotlib-base": "matplotlib"}
 RULE = re.compile(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", re.S | re.M)
 
 
@@ -69,7 +70,8 @@ ALL_RULES = list(rules())
 
 def test_rules_are_found():
     assert {name for name, _, _ in ALL_RULES} >= {"download", "extract", "filter", "embed", "dedup_cross_video",
-                                                 "summary", "demo_video", "demo_model"}
+                                                 "summary", "demo_video", "demo_model", "detect", "coco",
+                                                 "visualize", "dataset", "upload", "report_plots"}
 
 
 @pytest.mark.parametrize("name,env,script", ALL_RULES, ids=[r[0] for r in ALL_RULES])
@@ -83,7 +85,8 @@ def test_rule_env_provides_every_import_of_its_script(name, env, script):
 
 def test_env_pins_agree_with_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    requirements = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["models"]]
+    extras = project["optional-dependencies"]
+    requirements = [Requirement(r) for r in project["dependencies"] + extras["models"] + extras["upload"]]
     ranges = {r.name.lower(): r.specifier for r in requirements}
     for env in sorted((REPO / "envs").glob("*.yaml")):
         for package, pin in env_packages(env).items():

@@ -38,7 +38,7 @@ def test_summary_and_status_table_from_result_files(tmp_path):
          "reason": "no video stream (audio-only or not a video)", "retryable": False},
     ]
     assert summary["frames"] == {"in_videos": 90, "extracted": 3, "decode_errors": 0, "passed_filter": None,
-                                 "unique": None}  # model stages off
+                                 "unique": None, "with_detections": None}  # model stages off
     assert summary["stage_seconds"] == {"download": 5.51, "extract": 0.6, "total": 6.11}
     assert json.loads((tmp_path / "s.json").read_text()) == summary
 

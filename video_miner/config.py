@@ -11,6 +11,7 @@ import copy
 import difflib
 import os
 import re
+from pathlib import Path
 
 import jsonschema
 import yaml
@@ -40,7 +41,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 
 # Model folders a rule of the workflow builds (the demo's tiny checkpoints).
-_BUILT_MODELS = re.compile(r"^(\./)?resources/models/(siglip2|siglip|dinov2)/?$")
+_BUILT_MODELS = re.compile(r"^(\./)?resources/models/(siglip2|siglip|dinov2|grounding_dino|owlv2|florence2)/?$")
 
 
 def _model_problem(key: str, model: str) -> list[str]:
@@ -61,7 +62,21 @@ def _cross_key_problems(config: dict) -> list[str]:
     dedup = config["dedup"]
     if dedup["enabled"] and dedup["backend"] == "model" and dedup["model"] != "filter":
         problems += _model_problem("dedup.model", dedup["model"])
+    detection = config["detection"]
+    if detection["enabled"]:
+        problems += _detection_problems(detection)
     return problems
+
+
+def _detection_problems(detection: dict) -> list[str]:
+    from video_miner.detection import HAAR_CASCADES
+
+    if detection["backend"] != "opencv":
+        return _model_problem("detection.model", detection["model"]) if detection["model"] else []
+    cascades = {**HAAR_CASCADES, **detection["opencv"]["cascades"]}
+    return [f"detection.classes: the opencv backend has no cascade for {name!r}; known: {', '.join(sorted(cascades))} "
+            "(or map it to a cascade file in detection.opencv.cascades)"
+            for name in detection["classes"] if name.lower() not in cascades]
 
 
 def check_config(config: dict, schema_path: str | os.PathLike) -> None:
@@ -80,3 +95,31 @@ def check_config(config: dict, schema_path: str | os.PathLike) -> None:
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ConfigValidationError(f"Invalid configuration ({len(problems)} problem(s)):\n{lines}")
+
+
+def _merge(base: dict, override: dict) -> dict:
+    """Nested dict update, as Snakemake layers --configfile over configfile."""
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
+
+
+def load_config(config_files: list[str | os.PathLike], root: str | os.PathLike = ".",
+                schema_path: str | os.PathLike | None = None) -> dict:
+    """The configuration a ``snakemake`` run in ``root`` would see: ``config/config.yaml``
+    there (when present), each file in ``config_files`` layered on top, checked, with
+    defaults filled."""
+    from snakemake.utils import validate
+
+    schema_path = schema_path or Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
+    config: dict = {}
+    for path in [Path(root, "config", "config.yaml"), *map(Path, config_files)]:
+        if path == Path(root, "config", "config.yaml") and not path.exists():
+            continue
+        with open(path, encoding="utf-8") as fh:
+            config = _merge(config, yaml.safe_load(fh) or {})
+    check_config(config, schema_path)
+    validate(config, str(schema_path), set_default=True)
+    return config

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from video_miner.filtering import FRAME_COLUMNS, read_manifests
 from video_miner.fsutil import atomic_dir, atomic_path
+from video_miner.ids import frame_id
 
 log = logging.getLogger(__name__)
 
@@ -183,10 +184,6 @@ UNIQUE_SCHEMA = pa.schema([
     pa.field("duplicate_of", pa.string()),
     pa.field("similarity", pa.float32()),
 ])
-
-
-def frame_id(video_id: str, frame_index: int) -> str:
-    return f"{video_id}/{frame_index:08d}"
 
 
 def cross_video(shard_dirs: list[str], threshold: float, settings: SearchSettings) -> tuple[pa.Table, faiss.Index]:

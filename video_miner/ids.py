@@ -104,3 +104,16 @@ def normalize_path(path: str | os.PathLike, root: str | os.PathLike = ".") -> st
 
 def video_id_for_path(path: str | os.PathLike, root: str | os.PathLike = ".") -> str:
     return "file-" + _short_hash(normalize_path(path, root))
+
+
+def frame_id(video_id: str, frame_index: int) -> str:
+    """A frame's id across the run: ``<video_id>/<frame index, 8 digits>``."""
+    return f"{video_id}/{frame_index:08d}"
+
+
+def query_slug(query: str) -> str:
+    """A path-safe, unique name for a query's cached result."""
+    from video_miner.fsutil import safe_name
+
+    digest = hashlib.sha256(query.encode()).hexdigest()[:8]
+    return f"{safe_name(query.lower(), 40).strip('_') or 'query'}-{digest}"

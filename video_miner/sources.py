@@ -9,6 +9,7 @@ not fatal: they are returned as rejected inputs with the reason, and the summary
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from video_miner.fsutil import safe_name
-from video_miner.ids import InvalidURL, normalize_path, normalize_url, video_id_for_path, video_id_for_url, youtube_id
+from video_miner.ids import InvalidURL, query_slug, normalize_path, normalize_url, video_id_for_path, video_id_for_url, youtube_id
 
 
 # A comment starts a line or follows white space; a '#' inside a URL is its fragment.
@@ -86,7 +87,8 @@ def _local_files(entry: str, root: str, extensions: Iterable[str]) -> list[str]:
 
 
 def collect_videos(config: dict, root: str = ".") -> VideoCollection:
-    """All videos named by ``urls``, ``url_files`` and ``local_videos``, in that order."""
+    """All videos named by ``urls``, ``url_files``, ``local_videos``, the video sheet and
+    the cached results of ``search.queries``, in that order."""
     collection = VideoCollection()
     for i, url in enumerate(config.get("urls") or []):
         _add_url(collection, url, f"urls[{i}]", "urls")
@@ -104,7 +106,36 @@ def collect_videos(config: dict, root: str = ".") -> VideoCollection:
         for path in _local_files(entry, root, extensions):
             normalised = normalize_path(path, root)
             collection.add(VideoSource(video_id_for_path(normalised, root), "local", normalised, entry, group))
+    _add_sheet(collection, config.get("video_sheet"), root)
+    for query in (config.get("search") or {}).get("queries") or []:
+        for i, url in enumerate(cached_search_urls(query, root)):
+            _add_url(collection, url, f"search {query!r}[{i}]", f"search:{query}")
     return collection
+
+
+def _add_sheet(collection: VideoCollection, sheet_path: str | None, root: str) -> None:
+    from video_miner.sheet import SheetError, read_sheet
+
+    if not sheet_path:
+        return
+    try:
+        sheet = read_sheet(Path(root, sheet_path))
+    except (OSError, SheetError, ValueError) as exc:
+        raise ConfigError(f"video_sheet: cannot read {sheet_path!r}: {exc}") from exc
+    for row, url in enumerate(sheet["url"], start=2):  # line 1 is the header
+        _add_url(collection, url, f"{sheet_path}:{row}", sheet_path)
+
+
+def search_result_path(query: str) -> str:
+    return f"results/search/{query_slug(query)}.json"
+
+
+def cached_search_urls(query: str, root: str = ".") -> list[str]:
+    """The URLs a query found, once its search ran (the result is cached on disk)."""
+    path = Path(root, search_result_path(query))
+    if not path.exists():
+        return []
+    return [entry["url"] for entry in json.loads(path.read_text()).get("entries", [])]
 
 
 def assign_shards(collection: VideoCollection, shard_size: int) -> dict[str, list[str]]:

@@ -121,10 +121,10 @@ def render_scenes(path: str | os.PathLike, scenes: Sequence[Scene], width: int =
 # The demo's clips. "astronaut_reupload" is "astronaut_interview" re-encoded at another
 # quality, the cross-video duplicate a real crawl always contains.
 _INTERVIEW = (
-    Scene("astronaut", 3.0, (0.5, 0.45, 1.0)),
-    Scene("astronaut", 3.0, (0.5, 0.45, 1.0), (0.52, 0.3, 2.2)),
+    Scene("astronaut", 3.0, (0.5, 0.3, 1.0)),
+    Scene("astronaut", 3.0, (0.5, 0.3, 1.0), (0.45, 0.22, 1.6)),
     Scene("coffee", 2.0, (0.5, 0.5, 1.0), (0.5, 0.5, 1.3)),
-    Scene("astronaut", 2.0, (0.5, 0.45, 1.0)),
+    Scene("astronaut", 2.0, (0.5, 0.3, 1.0)),
 )
 DEMO_CLIPS: dict[str, dict] = {
     "astronaut_interview": {"scenes": _INTERVIEW, "seed": 1},

@@ -3,7 +3,9 @@
 They are saved with ``save_pretrained`` and loaded back through the same
 ``from_pretrained(path)`` code as real checkpoints, so tests and the offline demo run
 every model code path without a model hub. Their scores mean nothing: they are
-stand-ins for ``google/siglip2-so400m-patch14-384``, ``facebook/dinov2-base`` and others.
+stand-ins for ``google/siglip2-so400m-patch14-384``, ``facebook/dinov2-base``,
+``IDEA-Research/grounding-dino-base``, ``google/owlv2-base-patch16-ensemble`` and
+Florence-2.
 """
 
 from __future__ import annotations
@@ -80,6 +82,86 @@ def build_dinov2(path: str | os.PathLike, seed: int = 0) -> Path:
     return _save(Dinov2Model(config).eval(), processor, path)
 
 
+def _byte_level_chars() -> list[str]:
+    """The 256 printable stand-ins byte-level BPE tokenizers (CLIP, BART) use for bytes."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = [chr(b) for b in printable]
+    chars += [chr(256 + n) for n in range(256 - len(printable))]
+    return chars
+
+
+def build_grounding_dino(path: str | os.PathLike, seed: int = 0) -> Path:
+    import torch
+    from transformers import (BertConfig, BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
+                              GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)
+
+    torch.manual_seed(seed)
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS)}
+    tokenizer = BertTokenizer(vocab=vocab, model_max_length=32)
+    processor = GroundingDinoProcessor(
+        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96}), tokenizer=tokenizer)
+    config = GroundingDinoConfig(
+        backbone_config=SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1], num_heads=[1, 1, 2],
+                                   window_size=4, out_features=["stage1", "stage2", "stage3"]),
+        text_config=BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=64),
+        # decoder_layers must be >= 2 (weight tying fails with one)
+        d_model=32, num_queries=20, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        encoder_attention_heads=2, decoder_attention_heads=2, num_feature_levels=3, encoder_n_points=2,
+        decoder_n_points=2, max_text_len=32)
+    return _save(GroundingDinoForObjectDetection(config).eval(), processor, path)
+
+
+def build_owlv2(path: str | os.PathLike, seed: int = 0) -> Path:
+    import torch
+    from transformers import CLIPTokenizer, Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
+
+    torch.manual_seed(seed)
+    chars = _byte_level_chars()
+    vocab: dict[str, int] = {}
+    for token in chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]:
+        vocab.setdefault(token, len(vocab))
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16)
+    processor = Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer)
+    eos = vocab["<|endoftext|>"]
+    config = Owlv2Config(
+        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=16, bos_token_id=vocab["<|startoftext|>"],
+                         eos_token_id=eos, pad_token_id=eos),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=32)
+    return _save(Owlv2ForObjectDetection(config).eval(), processor, path)
+
+
+def build_florence2(path: str | os.PathLike, seed: int = 0) -> Path:
+    import torch
+    from transformers import (BartConfig, BartTokenizer, CLIPImageProcessor, Florence2Config,
+                              Florence2ForConditionalGeneration, Florence2Processor, Florence2VisionConfig)
+
+    torch.manual_seed(seed)
+    vocab: dict[str, int] = {}
+    for token in ["<s>", "<pad>", "</s>", "<unk>"] + _byte_level_chars():
+        vocab.setdefault(token, len(vocab))
+    tokenizer = BartTokenizer(vocab=vocab, merges=[], model_max_length=256, extra_special_tokens={"image_token": "<image>"})
+    tokenizer.add_tokens([f"<loc_{i}>" for i in range(1000)] + ["<od>", "</od>"], special_tokens=False)
+    vision = Florence2VisionConfig(depths=[1, 1], patch_size=[7, 3], patch_stride=[4, 2], patch_padding=[3, 1],
+                                   patch_prenorm=[False, True], embed_dim=[16, 32], num_heads=[1, 2], num_groups=[1, 2],
+                                   window_size=2, projection_dim=32, max_temporal_embeddings=4, max_position_embeddings=8)
+    # image_seq_length must match the vision tower's tokens: (32 / 8)^2 + 1 pooled token.
+    image_processor = CLIPImageProcessor(size={"height": 32, "width": 32}, crop_size={"height": 32, "width": 32},
+                                         do_center_crop=False, image_seq_length=17)
+    post = {k: {} for k in ["pure_text", "description_with_bboxes", "description_with_polygons", "polygons", "bboxes",
+                            "description_with_bboxes_or_polygons", "phrase_grounding"]}
+    processor = Florence2Processor(image_processor=image_processor, tokenizer=tokenizer, post_processor_config=post)
+    text = BartConfig(vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1,
+                      encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                      max_position_embeddings=1024, bos_token_id=0, pad_token_id=1, eos_token_id=2,
+                      decoder_start_token_id=2, forced_bos_token_id=0)
+    config = Florence2Config(vision_config=vision, text_config=text, image_token_id=tokenizer.image_token_id)
+    return _save(Florence2ForConditionalGeneration(config).eval(), processor, path)
+
+
 def _save(model, processor, path: str | os.PathLike) -> Path:
     from video_miner.fsutil import atomic_dir
 
@@ -89,4 +171,11 @@ def _save(model, processor, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-BUILDERS = {"siglip2": build_siglip2, "siglip": build_siglip, "dinov2": build_dinov2}
+BUILDERS = {
+    "siglip2": build_siglip2,
+    "siglip": build_siglip,
+    "dinov2": build_dinov2,
+    "grounding_dino": build_grounding_dino,
+    "owlv2": build_owlv2,
+    "florence2": build_florence2,
+}

@@ -1,0 +1,153 @@
+"""Detection backends (tiny Grounding DINO, OWLv2, Florence-2; real Haar cascades), the
+detect rule and COCO output."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import skimage.data
+from PIL import Image
+
+from conftest import run_workflow
+from video_miner.detection import (DetectionSettings, finalize, make_detector, match_class, nms_per_class,
+                                   phrase_spans)
+from video_miner.models import ModelSettings
+
+CPU = ModelSettings(device="cpu", batch_size=2, num_workers=2)
+ASTRONAUT_FACE = (177, 66, 95, 95)  # x, y, w, h: found by every frontal-face cascade on the original photo
+
+
+def iou_xywh(a, b):
+    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    inter = max(0, min(ax1, bx1) - max(a[0], b[0])) * max(0, min(ay1, by1) - max(a[1], b[1]))
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    Image.fromarray(skimage.data.astronaut()).save(root / "astronaut.jpg", quality=95)
+    Image.fromarray(skimage.data.coffee()).save(root / "coffee.png")
+    (root / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    return root
+
+
+def test_nms_keeps_the_best_box_per_overlapping_group_and_class():
+    dets = np.array([[0, 0, 10, 10, 0.9, 0], [1, 1, 10, 10, 0.8, 0], [1, 1, 10, 10, 0.7, 1], [50, 50, 60, 60, 0.6, 0]],
+                    np.float32)
+    kept = nms_per_class(dets, iou=0.5)
+    assert kept[:, 4].tolist() == pytest.approx([0.9, 0.7, 0.6])  # the 0.8 box overlaps the 0.9 one of its class
+
+
+def test_finalize_clips_thresholds_and_caps():
+    settings = DetectionSettings(classes=("a",), threshold=0.5, max_per_image=1)
+    raw = np.array([[-5, -5, 20, 20, 0.9, 0], [30, 30, 40, 40, 0.6, 0], [0, 0, 5, 5, 0.4, 0], [5, 5, 5, 9, 0.99, 0]])
+    out = finalize(raw, width=16, height=12, settings=settings)
+    assert out.tolist() == [[0, 0, 16, 12, pytest.approx(0.9), 0]]
+
+
+def test_phrase_spans_find_each_class_in_order_and_refuse_truncated_prompts():
+    assert phrase_spans([101, 7, 8, 5, 9, 5, 102], [[7, 8], [9]]) == [[1, 2], [4]]
+    with pytest.raises(ValueError, match="does not fit"):
+        phrase_spans([101, 7, 8, 5, 102], [[7, 8], [9]])
+
+
+def test_generated_phrases_map_to_configured_classes():
+    classes = ["cat", "cat face", "licence plate"]
+    assert match_class("Cat Face ", classes) == 1
+    assert match_class("a cat face.", classes) == 1  # the longest class the phrase names
+    assert match_class("dog", classes) is None
+
+
+def test_opencv_backend_finds_the_astronauts_face(photos):
+    settings = DetectionSettings.from_config({"backend": "opencv", "classes": ["face", "cat face"]})
+    found = make_detector(settings, CPU).detect([str(photos / "astronaut.jpg"), str(photos / "broken.jpg"),
+                                                 str(photos / "coffee.png")])
+    assert found[1] is None  # unreadable: reported, not fatal
+    faces = [row for row in found[0] if row[5] == 0]
+    best = max(faces, key=lambda row: row[4])
+    assert iou_xywh((best[0], best[1], best[2] - best[0], best[3] - best[1]), ASTRONAUT_FACE) > 0.7
+    assert best[4] > 0.8
+
+
+def test_opencv_backend_rejects_classes_it_has_no_cascade_for():
+    settings = DetectionSettings.from_config({"backend": "opencv", "classes": ["face", "glass door"]})
+    with pytest.raises(ValueError, match="glass door"):
+        make_detector(settings, CPU)
+
+
+@pytest.mark.parametrize("backend", ["grounding_dino", "owlv2", "florence2"])
+def test_hf_backends_load_by_path_and_return_pixel_boxes(backend, tiny_models, photos):
+    settings = DetectionSettings.from_config({"backend": backend, "model": str(tiny_models[backend]),
+                                              "classes": ["cat", "face"], "threshold": 0.0, "text_threshold": 0.0})
+    found = make_detector(settings, CPU).detect([str(photos / "astronaut.jpg"), str(photos / "broken.jpg"),
+                                                 str(photos / "coffee.png")])
+    assert found[1] is None
+    for boxes, (width, height) in ((found[0], (512, 512)), (found[2], (600, 400))):
+        assert boxes.shape[1] == 6
+        assert ((boxes[:, 0] >= 0) & (boxes[:, 2] <= width) & (boxes[:, 3] <= height)).all()
+        assert set(boxes[:, 5].astype(int)) <= {0, 1}
+    if backend != "florence2":  # random Florence-2 weights generate no class names
+        assert len(found[0]) > 0
+
+
+def test_florence2_parses_grounded_phrases_into_class_boxes(tiny_models):
+    settings = DetectionSettings.from_config({"backend": "florence2", "model": str(tiny_models["florence2"]),
+                                              "classes": ["cat", "face"]})
+    detector = make_detector(settings, CPU)
+    image = Image.new("RGB", (640, 480))
+    parsed = detector.parse("</s><s>a cat<loc_0><loc_0><loc_500><loc_500>dog<loc_100><loc_100><loc_900><loc_900></s>",
+                            image)
+    assert parsed[:, 5].tolist() == [0]  # "dog" is not a configured class
+    x0, y0, x1, y1 = parsed[0, :4]
+    assert x0 < 2 and y0 < 2 and x1 == pytest.approx(320.3, abs=1) and y1 == pytest.approx(240.2, abs=1)
+
+
+@pytest.fixture(scope="module")
+def detect_runs(tmp_path_factory, videos, scene_videos, tiny_models):
+    """The workflow with each transformers backend (tiny checkpoints by path)."""
+    runs = {}
+    for backend in ("grounding_dino", "owlv2", "florence2"):
+        workdir = tmp_path_factory.mktemp(backend)
+        config = {
+            "local_videos": [str(scene_videos["static_then_cut.mp4"]), str(scene_videos["cat_pan.mp4"]),
+                             str(videos["truncated.mp4"])],
+            "extract": {"strategy": "time", "every_seconds": 1.0},
+            "models": {"device": "cpu", "batch_size": 4},
+            "shard_size": 2,
+            "dedup": {"backend": "phash"},
+            "detection": {"enabled": True, "backend": backend, "model": str(tiny_models[backend]),
+                          "classes": ["cat", "face"], "threshold": 0.0, "text_threshold": 0.0,
+                          "max_per_image": 5, "visualize": {"max_images": 3}},
+        }
+        run_workflow(workdir, config)
+        runs[backend] = workdir
+    return runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["grounding_dino", "owlv2", "florence2"])
+def test_detect_rule_writes_valid_coco_for_each_backend(backend, detect_runs):
+    from pycocotools.coco import COCO
+
+    workdir = detect_runs[backend]
+    coco = COCO(str(workdir / "results" / "detections" / "annotations.json"))
+    unique = pd.read_parquet(workdir / "results" / "dedup" / "unique_frames.parquet")
+    assert len(coco.getImgIds()) == int(unique["kept"].sum()) > 0
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["cat", "face"]
+    logs = sorted((workdir / "logs" / "detect").glob("*.log"))
+    # once in the shard with frames; not at all in the shard holding only the broken video
+    assert sorted(log.read_text().count("loading detector") for log in logs) == [0, 1]
+    summary = json.loads((workdir / "results" / "pipeline_result.json").read_text())
+    assert summary["videos"]["failed"] == 1  # the truncated video; the others went on to detection
+    assert sum(summary["detections_per_class"].values()) == len(coco.getAnnIds())
+    if backend != "florence2":
+        assert len(coco.getAnnIds()) > 0
+        for annotation in coco.loadAnns(coco.getAnnIds()):
+            image = coco.loadImgs(annotation["image_id"])[0]
+            x, y, w, h = annotation["bbox"]
+            assert 0 <= x and x + w <= image["width"] + 0.01 and y + h <= image["height"] + 0.01
+            assert annotation["area"] == pytest.approx(w * h, rel=1e-3)
+        drawn = list((workdir / "results" / "detections" / "visualizations").glob("*.jpg"))
+        assert len(drawn) == min(3, summary["frames"]["with_detections"])

@@ -1,0 +1,59 @@
+"""Plots for the Snakemake report (``snakemake --report``)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import pandas as pd
+
+from video_miner.fsutil import atomic_path
+
+
+def plot_report(out: dict[str, str], summary: dict, coco: dict | None, filter_tables: Sequence[str],
+                classes: Sequence[str]) -> None:
+    """Report plots: frames per stage, filter score histograms per class, detections per class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def save(fig, path):
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+
+    frames = summary["frames"]
+    stages = [("extracted", frames["extracted"]), ("passed filter", frames.get("passed_filter")),
+              ("unique", frames.get("unique")), ("with detections", frames.get("with_detections"))]
+    stages = [(name, value) for name, value in stages if value is not None]
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.barh([s[0] for s in stages][::-1], [s[1] for s in stages][::-1], color="#4477aa")
+    for i, (_, value) in enumerate(stages[::-1]):
+        ax.text(value, i, f" {value}", va="center")
+    ax.set_xlabel("frames")
+    ax.set_title("Frames per stage")
+    save(fig, out["funnel"])
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    scores = pd.concat([pd.read_parquet(p) for p in filter_tables]) if filter_tables else pd.DataFrame()
+    score_columns = [c for c in scores.columns if c.startswith("score:")]
+    for column in score_columns:
+        ax.hist(scores[column].dropna(), bins=30, alpha=0.6, label=column.removeprefix("score:"))
+    if score_columns:
+        ax.legend(fontsize="small")
+    else:
+        ax.text(0.5, 0.5, "filter disabled", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("filter score")
+    ax.set_ylabel("frames")
+    ax.set_title("Filter scores per class")
+    save(fig, out["scores"])
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    counts = {c: 0 for c in classes}
+    names = {c["id"]: c["name"] for c in (coco or {}).get("categories", [])}
+    for annotation in (coco or {}).get("annotations", []):
+        counts[names[annotation["category_id"]]] = counts.get(names[annotation["category_id"]], 0) + 1
+    ax.bar(list(counts), list(counts.values()), color="#cc6677")
+    ax.set_ylabel("detections")
+    ax.set_title("Detections per class" if coco else "detection disabled")
+    save(fig, out["detections"])

@@ -1,0 +1,155 @@
+"""Upload the results to a target URL through fsspec (a local folder, ``s3://``,
+``hf://datasets/<repo>``, or any fsspec protocol) and verify every file.
+
+A journal next to the marker lists each file once it is uploaded and verified, so a rerun
+after an interruption uploads only what is missing. The marker (the rule's output) is
+written last, only when every file is verified; it lists each file with size and sha256.
+Secrets come from environment variables and are never written to logs or markers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from video_miner.fsutil import write_json_atomic
+
+log = logging.getLogger(__name__)
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    name: str
+    url: str
+    storage_options: dict
+    token_env: str | None = None  # environment variable holding the token/secret
+    verify: str = "sha256"  # sha256 (read back and hash) | size
+
+    @classmethod
+    def from_config(cls, name: str, value: str | dict) -> "UploadTarget":
+        value = {"url": value} if isinstance(value, str) else dict(value)
+        token_env = value.get("token_env", "HF_TOKEN" if value["url"].startswith("hf://") else None)
+        return cls(name, value["url"].rstrip("/"), dict(value.get("storage_options") or {}), token_env,
+                   value.get("verify", "sha256"))
+
+    def filesystem(self):
+        import fsspec
+
+        options = dict(self.storage_options)
+        if self.token_env and os.environ.get(self.token_env):
+            options["token"] = os.environ[self.token_env]
+        fs, root = fsspec.core.url_to_fs(self.url, **options)
+        return fs, root.rstrip("/")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_remote(fs, path: str) -> str:
+    digest = hashlib.sha256()
+    with fs.open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def collect_files(sources: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(local path, path under the target) for every file of the given files and folders;
+    a folder's files keep their layout under its target prefix. Hidden files are skipped."""
+    files = []
+    for local, prefix in sources:
+        local_path = Path(local)
+        if local_path.is_dir():
+            for path in sorted(local_path.rglob("*")):
+                rel = path.relative_to(local_path)
+                if path.is_file() and not any(part.startswith(".") for part in rel.parts):
+                    files.append((str(path), f"{prefix}/{rel.as_posix()}".lstrip("/")))
+        else:
+            files.append((str(local_path), prefix or local_path.name))
+    return files
+
+
+def _read_journal(path: Path) -> dict[str, dict]:
+    done = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill
+                continue
+            done[entry["path"]] = entry
+    return done
+
+
+def upload(target: UploadTarget, files: list[tuple[str, str]], marker: str | os.PathLike,
+           journal: str | os.PathLike) -> dict:
+    """Upload and verify ``files``; skip those the journal has with the same hash that
+    are still there with the same size. Raises on the first file that fails to verify;
+    the journal keeps what was done."""
+    fs, root = target.filesystem()
+    journal = Path(journal)
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    done = _read_journal(journal)
+    started = time.perf_counter()
+    entries, uploaded, skipped, uploaded_bytes = [], 0, 0, 0
+    with open(journal, "a", encoding="utf-8") as journal_fh:
+        for local, rel in files:
+            size = os.path.getsize(local)
+            digest = sha256_file(local)
+            remote = f"{root}/{rel}"
+            entry = {"path": rel, "size": size, "sha256": digest}
+            previous = done.get(rel)
+            if previous and previous["sha256"] == digest and _remote_size(fs, remote) == size:
+                skipped += 1
+                entries.append(entry)
+                continue
+            fs.makedirs(remote.rsplit("/", 1)[0], exist_ok=True)
+            fs.put_file(local, remote)
+            _verify(fs, remote, size, digest, target.verify)
+            journal_fh.write(json.dumps(entry) + "\n")
+            journal_fh.flush()
+            entries.append(entry)
+            uploaded += 1
+            uploaded_bytes += size
+    record = {
+        "target": target.name,
+        "url": target.url,
+        "files": entries,
+        "file_count": len(entries),
+        "bytes": sum(e["size"] for e in entries),
+        "uploaded": uploaded,
+        "skipped_already_uploaded": skipped,
+        "uploaded_bytes": uploaded_bytes,
+        "verify": target.verify,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    write_json_atomic(marker, record)
+    return record
+
+
+def _remote_size(fs, path: str) -> int | None:
+    try:
+        fs.invalidate_cache(path)
+        return fs.info(path).get("size")
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def _verify(fs, remote: str, size: int, digest: str, mode: str) -> None:
+    remote_size = _remote_size(fs, remote)
+    if remote_size != size:
+        raise OSError(f"upload of {remote} not verified: {remote_size} bytes there, {size} here")
+    if mode == "sha256" and sha256_remote(fs, remote) != digest:
+        raise OSError(f"upload of {remote} not verified: sha256 differs")
