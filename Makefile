@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 CORES ?= 2
 
-.PHONY: demo test install lint dryrun-bench clean-demo
+.PHONY: demo test install lint bench dryrun-bench clean-demo
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "video-miner needs Python 3.11 or newer"'
@@ -40,6 +40,11 @@ test: install
 lint: install
 	$(BIN)/snakemake --lint --configfile config/demo.yaml
 	$(BIN)/snakefmt --check Snakefile rules/
+
+# Every performance goal against its baseline; rewrites the generated part of BENCHMARKS.md.
+# BENCH_ARGS=--full adds 100k-URL dry runs and 1M-frame dedup (20+ minutes on 2 cores).
+bench: install
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 dryrun-bench: install
 	$(BIN)/python benchmarks/dryrun.py

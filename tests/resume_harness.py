@@ -22,14 +22,18 @@ import pyarrow.parquet as pq
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-# Fields that measure time, not results.
-TIMING_KEYS = {"seconds", "download_seconds", "stage_seconds"}
+# Fields that measure time or how a resumed job went (what an upload found already there),
+# not results.
+TIMING_KEYS = {"seconds", "download_seconds", "stage_seconds", "uploaded", "skipped_already_uploaded",
+               "uploaded_bytes"}
 STAGE_LOGS = {
     "download": "logs/download/*.log",
     "extract": "logs/extract/*.log",
     "filter": "logs/filter/*.log",
     "embed": "logs/embed/*.log",
     "dedup_cross_video": "logs/dedup_cross_video.log",
+    "detect": "logs/detect/*.log",
+    "upload": "logs/upload/*.log",
     "summary": "logs/summary.log",
 }
 
@@ -135,6 +139,9 @@ def comparable_results(workdir: Path) -> dict[str, object]:
             results[rel] = _parquet(path)
         elif path.suffix == ".json":
             results[rel] = _without_timing(json.loads(path.read_text()))
+        elif path.suffix == ".done":  # an upload marker: the uploaded summary holds timings
+            files = json.loads(path.read_text())["files"]
+            results[rel] = {f["path"]: f["sha256"] if f["path"] != "pipeline_result.json" else None for f in files}
         elif path.suffix == ".npy":
             results[rel] = np.load(path).tobytes()
         else:

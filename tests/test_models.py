@@ -165,3 +165,19 @@ def test_gpu_locks_are_named_by_physical_device(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu-3.lock", "gpu-5.lock"]
     with pytest.raises(TimeoutError):
         claim_gpu(1, tmp_path, timeout_s=0)  # device 5 is held by this process already
+
+
+def test_progress_logs_rate_and_remaining_at_most_every_interval(caplog):
+    import logging
+
+    from video_miner.logs import Progress
+
+    clock = iter([10.0, 32.0, 40.0, 72.0])
+    progress = Progress("frames", 100, every_s=30)
+    progress._clock = lambda: next(clock)
+    progress.started = progress.last = 0.0
+    with caplog.at_level(logging.INFO, logger="video_miner.progress"):
+        for _ in range(4):
+            progress.update(20)
+    assert [r.getMessage() for r in caplog.records] == ["frames: 40/100 (1.2/s, about 48 s left)",
+                                                        "frames: 80/100 (1.1/s, about 18 s left)"]

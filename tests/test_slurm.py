@@ -80,6 +80,8 @@ def slurm_config(http_server, tiny_models):
         "filter": {"enabled": True, "model": str(tiny_models["siglip2"]), "classes": ["a photo of a cat"],
                    "threshold": 0.3},
         "dedup": {"model": str(tiny_models["dinov2"]), "threshold": 0.99},
+        "detection": {"enabled": True, "backend": "owlv2", "model": str(tiny_models["owlv2"]), "classes": ["cat"],
+                      "threshold": 0.0},
     }
 
 
@@ -98,11 +100,15 @@ def test_slurm_run_equals_local_run(cluster, slurm_config, tmp_path):
                                 capture_output=True, text=True, check=True).stdout
     jobs = [line.split("|") for line in accounting.splitlines() if line.split("|")[1].startswith("rule_")]
     jobs = [(name, comment.split("_wildcards_")[0], state, tres) for name, comment, state, tres in jobs]
-    assert len(jobs) == 12  # 3 downloads, 3 extracts, 2 shards x (filter, embed), cross-video, summary
-    assert {comment for _, comment, _, _ in jobs} == {"rule_download", "rule_extract", "rule_filter", "rule_embed",
-                                                      "rule_dedup_cross_video", "rule_summary"}, accounting
+    # 3 downloads, 3 extracts, 2 shards x (filter, embed, detect), cross-video, coco, visualize, dataset,
+    # report plots, summary
+    assert len(jobs) == 18
+    assert {comment for _, comment, _, _ in jobs} == {
+        "rule_download", "rule_extract", "rule_filter", "rule_embed", "rule_dedup_cross_video", "rule_detect",
+        "rule_coco", "rule_visualize", "rule_dataset", "rule_report_plots", "rule_summary"}, accounting
     assert all(state == "COMPLETED" for _, _, state, _ in jobs), accounting
-    assert {comment for _, comment, _, tres in jobs if "gres/gpu=1" in tres} == {"rule_filter", "rule_embed"}
+    assert {comment for _, comment, _, tres in jobs if "gres/gpu=1" in tres} == {"rule_filter", "rule_embed",
+                                                                                 "rule_detect"}
 
 
 def test_a_failing_job_fails_the_run_instead_of_hanging(cluster, slurm_config, tmp_path):

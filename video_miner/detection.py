@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 from PIL import Image
 
+from video_miner.logs import Progress
 from video_miner.models import LOAD_COUNTS, ModelSettings, _batches, load_image, prefetch, resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
@@ -125,11 +126,13 @@ class Detector:
     def detect(self, paths: Sequence[str]) -> list[np.ndarray | None]:
         results: list[np.ndarray | None] = []
         batches = _batches(list(paths), self.model_settings.batch_size)
+        progress = Progress("frames", len(paths))
         for images in prefetch(self._load, batches, self.model_settings.num_workers, depth=2):
             readable = [im for im in images if im is not None]
             raw = iter(self._predict(readable) if readable else [])
             for image in images:
                 results.append(None if image is None else finalize(next(raw), image.width, image.height, self.settings))
+            progress.update(len(images))
         return results
 
 
@@ -331,9 +334,11 @@ class OpenCVHaarDetector(Detector):
     def detect(self, paths):
         # Cascades run on the loader threads (OpenCV releases the GIL).
         results = []
+        progress = Progress("frames", len(paths))
         for batch in prefetch(self._load, _batches(list(paths), 8), self.model_settings.num_workers, depth=4):
             for image, raw in batch:
                 results.append(None if image is None else finalize(raw, image.width, image.height, self.settings))
+            progress.update(len(batch))
         return results
 
 

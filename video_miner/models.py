@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from video_miner.fsutil import safe_name
+from video_miner.logs import Progress
 
 log = logging.getLogger(__name__)
 
@@ -199,11 +200,13 @@ class HFFrameModel(FrameModel):
     def process(self, paths: Sequence[str]) -> np.ndarray:
         rows = []
         batches = _batches(list(paths), self.settings.batch_size)
+        progress = Progress("frames", len(paths))
         with self._torch.inference_mode():
             for inputs, valid in prefetch(self._preprocess, batches, self.settings.num_workers, depth=2):
                 out = self._forward(self._to_device(inputs)).float().cpu().numpy()
                 out[~valid] = np.nan
                 rows.append(out)
+                progress.update(len(out))
         return np.concatenate(rows) if rows else np.zeros((0, self.dim), np.float32)
 
 
@@ -280,7 +283,11 @@ class PHashEmbedder(FrameModel):
         return np.where(self.hash_bits(image), 1.0, -1.0).astype(np.float32) / 8.0
 
     def process(self, paths: Sequence[str]) -> np.ndarray:
-        rows = list(prefetch(self._one, paths, self.settings.num_workers, depth=4 * self.settings.num_workers))
+        progress = Progress("frames", len(paths))
+        rows = []
+        for row in prefetch(self._one, paths, self.settings.num_workers, depth=4 * self.settings.num_workers):
+            rows.append(row)
+            progress.update()
         return np.stack(rows) if rows else np.zeros((0, self.dim), np.float32)
 
 

@@ -1,0 +1,159 @@
+"""`make bench`: every performance goal measured against its baseline in one run; the
+results replace the generated part of BENCHMARKS.md (between the bench markers), with
+the machine and versions. Absolute times on shared machines are noise: the ratios to
+baselines measured in the same run are the figures.
+
+Usage: python benchmarks/run.py [--repeats 3] [--full] [--only extraction dryrun overhead dedup gpu]
+  --full adds the long measures: `snakemake -n` for 100k URLs and cross-video dedup of 1M
+  frames (20+ minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+REPO = Path(__file__).resolve().parents[1]
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    gpu = "none"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = f"{torch.cuda.get_device_name(0)} ({torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB)"
+    except ImportError:
+        pass
+    versions = ", ".join(f"{name} {metadata.version(name)}" for name in
+                         ("snakemake", "av", "torch", "transformers", "faiss-cpu", "pillow", "numpy"))
+    return (f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB memory, GPU: {gpu}; Python "
+            f"{platform.python_version()}; {versions}")
+
+
+def dryrun_rows(repeats: int, full: bool) -> list[dict]:
+    from dryrun import time_dry_run
+
+    sizes = [1000, 10000] + ([100000] if full else [])
+    medians = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            medians[n] = statistics.median(time_dry_run(n, Path(tmp)) for _ in range(repeats if n <= 10000 else 1))
+    goals = {1000: (None, "baseline"), 10000: (20, "<= 20 s"), 100000: (120, "<= 120 s")}
+    rows = []
+    for n in sizes:
+        limit, goal = goals[n]
+        rows.append({"measure": f"`snakemake -n`, {n:,} URLs, seconds", "value": medians[n],
+                     "baseline": "1k URLs, per URL", "baseline_value": medians[1000],
+                     "ratio": (medians[n] / n) / (medians[1000] / 1000), "goal": goal,
+                     "met": None if limit is None else medians[n] <= limit,
+                     "detail": f"{2 * n} jobs; ratio = seconds per URL relative to 1k (1.0 = linear)"})
+    return rows
+
+
+def dedup_rows(full: bool) -> list[dict]:
+    from cross_video_dedup import run
+
+    rows = []
+    for n in [100_000] + ([1_000_000] if full else []):
+        r = run(n, 200_000, 0.9)
+        goal, met = ("recall >= 0.98", r["recall_planted"] >= 0.98) if n < 1_000_000 else \
+            ("<= 900 s, recall >= 0.98", r["seconds"] <= 900 and r["recall_planted"] >= 0.98)
+        rows.append({"measure": f"cross-video dedup, {n:,} x 768, seconds", "value": r["seconds"],
+                     "baseline": "planted duplicate pairs (recall)", "baseline_value": r["recall_planted"],
+                     "ratio": r["recall_planted"], "goal": goal, "met": met,
+                     "detail": f"{r['index']}; kept {r['kept']:,} of expected {r['expected_kept']:,}"})
+    return rows
+
+
+def gpu_rows() -> list[dict]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return [{"measure": "filter / embed / detect frames/s on a GPU", "value": None, "baseline": "bare forward",
+                 "baseline_value": None, "ratio": None, "goal": ">= 0.8x", "met": None,
+                 "detail": "not measured: no GPU on this machine (benchmarks/gpu_stages.py runs there)"}]
+    from gpu_stages import run
+
+    return run()
+
+
+def fmt(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| measure | value | baseline | baseline value | ratio | goal | met | detail |",
+             "|---|---:|---|---:|---:|---|---|---|"]
+    for r in rows:
+        met = {True: "yes", False: "**no**", None: "—"}[r["met"]]
+        lines.append(f"| {r['measure']} | {fmt(r['value'])} | {r['baseline']} | {fmt(r['baseline_value'])} | "
+                     f"{fmt(r['ratio'])} | {r['goal']} | {met} | {r['detail']} |")
+    return "\n".join(lines)
+
+
+def write_report(rows: list[dict], repeats: int) -> None:
+    path = REPO / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    section = (f"{START}\n## Latest `make bench` ({dt.date.today().isoformat()})\n\n"
+               f"Machine: {machine()}.\n\nMedians of {repeats} runs where repeated; ratios are to the baseline "
+               f"measured in the same run.\n\n{table(rows)}\n{END}")
+    if START in text:
+        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
+    else:
+        head, _, rest = text.partition("\n")
+        text = f"{head}\n\n{section}\n{rest}"
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--full", action="store_true")
+    parser.add_argument("--only", nargs="+", default=["extraction", "dryrun", "overhead", "dedup", "gpu"])
+    args = parser.parse_args()
+    rows = []
+    if "extraction" in args.only:
+        import extraction
+
+        rows += extraction.run(args.repeats)
+        print(table(rows), flush=True)
+    if "dryrun" in args.only:
+        rows += dryrun_rows(args.repeats, args.full)
+    if "overhead" in args.only:
+        import job_overhead
+
+        rows.append(job_overhead.run())
+    if "dedup" in args.only:
+        rows += dedup_rows(args.full)
+    if "gpu" in args.only:
+        rows += gpu_rows()
+    print(table(rows))
+    write_report(rows, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
