@@ -31,6 +31,11 @@ demo: install
 	@echo "  results/frames/<video>/        extracted frames; manifests in results/frames/<video>.parquet"
 	@echo "  results/filter/<shard>.parquet text-prompt scores per frame (demo models: random weights)"
 	@echo "  results/dedup/unique_frames.parquet  near-duplicates removed within and across videos"
+	@echo "  results/detections/annotations.json  COCO detections (OpenCV Haar cascades: face, cat face)"
+	@echo "  results/detections/visualizations/   frames with their boxes drawn"
+	@echo "  results/dataset/               imagefolder dataset (images + metadata.jsonl)"
+	@echo "  results/upload/demo_folder.done upload marker (files, sizes, sha256) for demo-upload/"
+	@echo "  report: .venv/bin/snakemake --configfile config/demo.yaml --report report.html"
 	@echo "  results/videos/                videos and their .info.json records"
 	@echo "  logs/                          one log per job"
 

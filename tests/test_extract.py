@@ -70,6 +70,17 @@ def test_sparse_time_sampling_seeks_instead_of_decoding_everything(videos, tmp_p
     assert result.frames_decoded < 45, result.frames_decoded
 
 
+def test_sparse_sampling_skips_non_reference_frames_far_from_targets(videos, tmp_path):
+    # 600 frames, 2 s GOP, B-frames: a target every 30 frames, half of them mid-GOP.
+    options = ExtractOptions("time", every_seconds=1.0, image_format="png")
+    result = extract_video(videos["long.mp4"], tmp_path / "frames", "vid", options)
+    assert len(result.rows) == 20
+    assert_exact_frames(result, decode_all(videos["long.mp4"]), options)
+    # Seeking alone decodes 286 frames here (keyframe to each mid-GOP target); skipping
+    # non-reference frames more than 8 frames before a target brings that to 247.
+    assert result.frames_decoded < 270, result.frames_decoded
+
+
 def test_keyframe_sampling_decodes_only_keyframes(videos, tmp_path):
     result = extract_video(videos["h264.mp4"], tmp_path, "vid", ExtractOptions("keyframe"))
     assert [r["frame_index"] for r in result.rows] == [0, 30, 60]

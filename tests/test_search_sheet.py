@@ -203,3 +203,19 @@ def test_search_checkpoint_runs_keywords_to_results_and_caches_the_result(tmp_pa
     # ...until the user asks for a fresh search.
     run_workflow(tmp_path, config, "--forcerun", "search", env=env)
     assert json.loads((tmp_path / "results" / "pipeline_result.json").read_text())["videos"]["total"] == 1
+
+
+def test_cli_run_calls_snakemake_with_the_projects_snakefile_and_profile(tmp_path, scene_videos):
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"local_videos": [str(scene_videos["cat_pan.mp4"])]}))
+    proc = subprocess.run([str(Path(sys.executable).with_name("video-miner")), "run", "-c", str(config), "-d",
+                           str(tmp_path), "--", "-n", "--quiet", "rules"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert str(REPO / "Snakefile") in proc.stderr and str(REPO / "profiles" / "default") in proc.stderr
+    assert "download" in proc.stdout and "extract" in proc.stdout
+    assert not (tmp_path / "results").exists()  # a dry run

@@ -130,6 +130,13 @@ def test_upload_to_a_local_s3_server(results, tmp_path, s3_server, monkeypatch):
     assert again["uploaded"] == 0
 
 
+def test_credentials_in_a_target_url_never_reach_the_marker(results, tmp_path):
+    from video_miner.upload import redact
+
+    assert redact("s3://AKIA:s3cr3t@bucket/prefix") == "s3://bucket/prefix"
+    assert redact("file:///data/x") == "file:///data/x"
+
+
 def test_tokens_come_from_the_environment_and_never_reach_the_marker(monkeypatch):
     monkeypatch.setenv("MY_HF_TOKEN", "hf_secret_value")
     target = UploadTarget.from_config("hub", {"url": "hf://datasets/org/name", "token_env": "MY_HF_TOKEN"})

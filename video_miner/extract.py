@@ -29,6 +29,9 @@ from video_miner.video import FrameIndex, VideoError, build_frame_index, open_vi
 STRATEGIES = ("interval", "time", "keyframe")
 IMAGE_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 _TIME_EPS = 1e-6  # seconds; absorbs float error in k * every_seconds
+# Frames before a target at which decoding turns from reference frames only back to
+# every frame: more than a decoder's reorder delay plus its threads' frames in flight.
+_NONREF_MARGIN = 8
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -121,10 +124,7 @@ class _FrameWriter:
     def add(self, frame: av.VideoFrame, frame_index: int, timestamp_s: float, keyframe: bool) -> None:
         rotation = int(frame.rotation or 0) % 360
         width, height = self._target_size(frame, rotation)
-        rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
-        if rotation:
-            # Display matrix angles are counter-clockwise, as np.rot90 turns.
-            rgb = np.ascontiguousarray(np.rot90(rgb, k=rotation // 90))
+        out_width, out_height = (height, width) if rotation % 180 else (width, height)
         ext = self.options.image_format
         path = self.out_dir / f"{frame_index:08d}.{ext}"
         self.rows.append(
@@ -132,15 +132,24 @@ class _FrameWriter:
                 "video_id": self.video_id,
                 "frame_index": int(frame_index),
                 "timestamp_s": round(float(timestamp_s), 6),
-                "width": int(rgb.shape[1]),
-                "height": int(rgb.shape[0]),
+                "width": int(out_width),
+                "height": int(out_height),
                 "keyframe": bool(keyframe),
                 "path": path.as_posix(),
             }
         )
         if len(self._pending) >= 4 * max(1, self.options.threads):
             self._pending.pop(0).result()
-        self._pending.append(self._pool.submit(self._save, rgb, path))
+        # Colour conversion runs on the pool too (swscale releases the GIL), so the
+        # decoder goes on with the next frames meanwhile.
+        self._pending.append(self._pool.submit(self._convert_and_save, frame, width, height, rotation, path))
+
+    def _convert_and_save(self, frame: av.VideoFrame, width: int, height: int, rotation: int, path: Path) -> None:
+        rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+        if rotation:
+            # Display matrix angles are counter-clockwise, as np.rot90 turns.
+            rgb = np.ascontiguousarray(np.rot90(rgb, k=rotation // 90))
+        self._save(rgb, path)
 
     def _save(self, rgb: np.ndarray, path: Path) -> None:
         fmt = IMAGE_FORMATS[self.options.image_format]
@@ -157,7 +166,8 @@ class _FrameWriter:
 
 
 class _SeekUnreliable(Exception):
-    """A seek landed after its target: the file's index cannot be trusted for seeking."""
+    """A seek landed after its target, or skipping non-reference frames lost a target:
+    decode again without these shortcuts."""
 
 
 @dataclass
@@ -192,35 +202,53 @@ def _frames(container, stream, stats: _DecodeStats):
 
 def _decode_indexed(path: str, index: FrameIndex, positions: np.ndarray, writer: _FrameWriter,
                     options: ExtractOptions, seek: bool, stats: _DecodeStats) -> None:
-    """Decode the frames at ``positions``, seeking ahead where that skips decoding."""
+    """Decode the frames at ``positions``. With ``seek``, jump to the keyframe before a
+    target where that skips decoding, and far from a target decode reference frames
+    only (non-reference frames there are never shown nor needed by others)."""
     targets = index.pts[positions]
     key_pts = index.pts[index.keyframe]
     # The keyframe at or before each target; targets before any keyframe start at frame 0.
     before = np.searchsorted(key_pts, targets, side="right") - 1
     seek_pts = np.where(before >= 0, key_pts[np.maximum(before, 0)], index.pts[0])
     seconds = index.seconds(targets)
+    skip_nonref = seek and options.strategy != "keyframe"
     i = 0
     position_pts = None  # pts of the last decoded frame
     container, stream = open_video(path)
     with container:
         _configure(stream, options, keyframes_only=options.strategy == "keyframe")
+        context = stream.codec_context
+
+        def decode_all_near_target(current_position: int) -> None:
+            mode = "NONREF" if positions[i] - current_position > _NONREF_MARGIN else "DEFAULT"
+            if context.skip_frame != mode:
+                context.skip_frame = mode
+
         while i < len(targets):
             just_seeked = seek and position_pts is not None and seek_pts[i] > position_pts
             if just_seeked:
                 container.seek(int(seek_pts[i]), stream=stream, backward=True, any_frame=False)
+            if skip_nonref:
+                start = seek_pts[i] if just_seeked or position_pts is None else position_pts
+                decode_all_near_target(int(np.searchsorted(index.pts, start)))
             for frame in _frames(container, stream, stats):
                 if frame.pts is None or (just_seeked and frame.pts > targets[i]):
                     raise _SeekUnreliable(f"seek to {seek_pts[i]} landed at {frame.pts}")
                 just_seeked = False
                 position_pts = frame.pts
-                # Targets the decoder never produced (corrupt packets) are passed over.
+                # Targets the decoder never produced (corrupt packets) are passed over;
+                # while skipping frames that must not happen, so decode again without.
                 while i < len(targets) and targets[i] < frame.pts:
+                    if skip_nonref:
+                        raise _SeekUnreliable(f"frame {positions[i]} not produced while skipping non-reference frames")
                     i += 1
                 if i < len(targets) and targets[i] == frame.pts:
                     writer.add(frame, int(positions[i]), float(seconds[i]), bool(index.keyframe[positions[i]]))
                     i += 1
                 if i >= len(targets) or (seek and seek_pts[i] > position_pts):
                     break
+                if skip_nonref:
+                    decode_all_near_target(int(np.searchsorted(index.pts, frame.pts)))
             else:
                 break  # end of stream
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,11 @@ class UploadTarget:
             options["token"] = os.environ[self.token_env]
         fs, root = fsspec.core.url_to_fs(self.url, **options)
         return fs, root.rstrip("/")
+
+
+def redact(url: str) -> str:
+    """The URL without any ``user:password@`` part, for markers and logs."""
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1", url)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -125,7 +131,7 @@ def upload(target: UploadTarget, files: list[tuple[str, str]], marker: str | os.
             uploaded_bytes += size
     record = {
         "target": target.name,
-        "url": target.url,
+        "url": redact(target.url),
         "files": entries,
         "file_count": len(entries),
         "bytes": sum(e["size"] for e in entries),

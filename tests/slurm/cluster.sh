@@ -179,6 +179,11 @@ down() {
         fi
         rm -f "$f"
     done
+    # With a config naming a controller that is gone, every `scontrol` (which the SLURM
+    # executor plugin runs when Snakemake starts) waits 10 s for it: remove ours.
+    if head -n1 "$ETC/slurm.conf" 2>/dev/null | grep -q "written by video-miner"; then
+        rm -f "$ETC/slurm.conf" "$ETC/gres.conf"
+    fi
 }
 
 case "${1:-}" in
