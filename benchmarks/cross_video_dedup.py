@@ -40,14 +40,14 @@ def synthetic(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return vectors, truth
 
 
-def run(n: int, exact_max: int, threshold: float) -> dict:
+def run(n: int, exact_max: int, threshold: float, nprobe: int = 16) -> dict:
     vectors, truth = synthetic(n)
     planted = truth >= 0
     started = time.perf_counter()
-    result, index = global_dedup(vectors, threshold, SearchSettings(exact_max=exact_max))
+    result, index = global_dedup(vectors, threshold, SearchSettings(exact_max=exact_max, nprobe=nprobe))
     seconds = time.perf_counter() - started
     found = (~result.kept[planted]) & (result.duplicate_of[planted] == truth[planted])
-    row = {"n": n, "index": type(index).__name__, "seconds": seconds, "recall_planted": found.mean(),
+    row = {"n": n, "index": type(index).__name__, "nprobe": nprobe, "seconds": seconds, "recall_planted": found.mean(),
            "kept": int(result.kept.sum()), "expected_kept": int((~planted).sum())}
     if n <= exact_max:
         row["recall_vs_exact"] = 1.0
@@ -64,12 +64,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--exact-max", type=int, default=200_000)
     parser.add_argument("--threshold", type=float, default=0.9)
+    parser.add_argument("--nprobe", type=int, default=16)
     args = parser.parse_args()
     print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads")
     print("| frames | index | seconds | recall (planted pairs) | recall vs exact | kept / expected |")
     print("|---:|---|---:|---:|---:|---:|")
     for n in args.sizes:
-        r = run(n, args.exact_max, args.threshold)
+        r = run(n, args.exact_max, args.threshold, args.nprobe)
         vs_exact = f"{r['recall_vs_exact']:.4f}" if "recall_vs_exact" in r else "n/a (exact too slow)"
         print(f"| {n} | {r['index']} | {r['seconds']:.1f} | {r['recall_planted']:.4f} | {vs_exact} | "
               f"{r['kept']} / {r['expected_kept']} |", flush=True)
