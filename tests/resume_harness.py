@@ -91,8 +91,8 @@ def interrupted_run(workdir: Path, config_path: Path, interruption: Interruption
             time.sleep(0.05)
         time.sleep(interruption.delay_s)
         # To the whole group, as a terminal's Ctrl-C or a scheduler's TERM arrive. Sent to
-        # Snakemake alone, a SIGINT that lands while it writes a log line is swallowed by its
-        # log handler and the run goes on to the end (seen once in a clean-clone test run).
+        # Snakemake alone, a SIGINT was once ignored and the run went on to the end; its log
+        # handler catches KeyboardInterrupt while it writes a line (snakemake/logging.py).
         os.killpg(proc.pid, interruption.signal)
         proc.wait(timeout=120)  # a clean stop must not hang
         deadline = time.time() + 30

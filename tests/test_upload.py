@@ -67,7 +67,7 @@ def test_interrupted_upload_resumes_and_the_marker_comes_last(results, tmp_path,
         return real_put(self, lpath, rpath, *args, **kwargs)
 
     monkeypatch.setattr(LocalFileSystem, "put_file", failing_put)
-    target = UploadTarget.from_config("local", str(tmp_path / "remote"))
+    target = UploadTarget.from_config("local", {"url": str(tmp_path / "remote"), "workers": 1})
     marker, journal = tmp_path / "local.done", tmp_path / ".local.journal.jsonl"
     with pytest.raises(ConnectionResetError):
         upload(target, sources(results), marker, journal)
@@ -76,6 +76,43 @@ def test_interrupted_upload_resumes_and_the_marker_comes_last(results, tmp_path,
     monkeypatch.setattr(LocalFileSystem, "put_file", real_put)
     record = upload(target, sources(results), marker, journal)
     assert (record["uploaded"], record["skipped_already_uploaded"]) == (4, 3) and marker.exists()
+
+
+def test_parallel_upload_stops_at_a_failure_and_resumes_with_the_rest(tmp_path, monkeypatch):
+    from fsspec.implementations.local import LocalFileSystem
+
+    local = tmp_path / "results"
+    local.mkdir()
+    for i in range(40):
+        (local / f"{i:03d}.jpg").write_bytes(i.to_bytes(2, "big") * 500)
+    files = collect_files([(str(local), "frames")])
+    real_put = LocalFileSystem.put_file
+
+    def failing_put(self, lpath, rpath, *args, **kwargs):
+        if rpath.endswith("frames/017.jpg"):
+            raise ConnectionResetError("connection reset by peer")
+        return real_put(self, lpath, rpath, *args, **kwargs)
+
+    monkeypatch.setattr(LocalFileSystem, "put_file", failing_put)
+    target = UploadTarget.from_config("local", {"url": str(tmp_path / "remote"), "workers": 8})
+    assert target.workers == 8
+    marker, journal = tmp_path / "local.done", tmp_path / ".local.journal.jsonl"
+    with pytest.raises(ConnectionResetError):
+        upload(target, files, marker, journal)
+    assert not marker.exists()
+    journaled = {json.loads(line)["path"] for line in journal.read_text().splitlines()}
+    assert "frames/017.jpg" not in journaled and len(journaled) < 40
+    assert all((tmp_path / "remote" / path).exists() for path in journaled)
+    monkeypatch.setattr(LocalFileSystem, "put_file", real_put)
+    record = upload(target, files, marker, journal)
+    assert (record["uploaded"], record["skipped_already_uploaded"]) == (40 - len(journaled), len(journaled))
+    assert [e["path"] for e in record["files"]] == [rel for _, rel in files]  # marker in file order
+    for entry in record["files"]:
+        assert hashlib.sha256((tmp_path / "remote" / entry["path"]).read_bytes()).hexdigest() == entry["sha256"]
+
+
+def test_hub_targets_upload_one_file_at_a_time():
+    assert UploadTarget.from_config("hub", {"url": "hf://datasets/org/name", "workers": 8}).workers == 1
 
 
 def test_a_corrupted_remote_copy_fails_verification(results, tmp_path, monkeypatch):

@@ -14,12 +14,15 @@ import json
 import logging
 import os
 import re
+import threading
 import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from video_miner.fsutil import write_json_atomic
+from video_miner.logs import Progress
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -32,13 +35,17 @@ class UploadTarget:
     storage_options: dict
     token_env: str | None = None  # environment variable holding the token/secret
     verify: str = "sha256"  # sha256 (read back and hash) | size
+    workers: int = 8  # files in flight at once
 
     @classmethod
     def from_config(cls, name: str, value: str | dict) -> "UploadTarget":
         value = {"url": value} if isinstance(value, str) else dict(value)
-        token_env = value.get("token_env", "HF_TOKEN" if value["url"].startswith("hf://") else None)
+        hub = value["url"].startswith("hf://")
+        token_env = value.get("token_env", "HF_TOKEN" if hub else None)
+        # Each file is a commit on the Hub; concurrent commits to one branch conflict.
+        workers = 1 if hub else int(value.get("workers", 8))
         return cls(name, value["url"].rstrip("/"), dict(value.get("storage_options") or {}), token_env,
-                   value.get("verify", "sha256"))
+                   value.get("verify", "sha256"), workers)
 
     def filesystem(self):
         import fsspec
@@ -101,43 +108,66 @@ def _read_journal(path: Path) -> dict[str, dict]:
 
 def upload(target: UploadTarget, files: list[tuple[str, str]], marker: str | os.PathLike,
            journal: str | os.PathLike) -> dict:
-    """Upload and verify ``files``; skip those the journal has with the same hash that
-    are still there with the same size. Raises on the first file that fails to verify;
-    the journal keeps what was done."""
+    """Upload and verify ``files``, ``target.workers`` at a time; skip those the journal
+    has with the same hash that are still there with the same size. Raises on the first
+    file that fails (no new files are started then); the journal keeps what was done."""
     fs, root = target.filesystem()
     journal = Path(journal)
     journal.parent.mkdir(parents=True, exist_ok=True)
     done = _read_journal(journal)
     started = time.perf_counter()
-    entries, uploaded, skipped, uploaded_bytes = [], 0, 0, 0
+    journal_lock = threading.Lock()  # guards the journal and the progress count
+    progress = Progress("files", len(files))
+    failed = threading.Event()  # after a failure no new file is started
+
     with open(journal, "a", encoding="utf-8") as journal_fh:
-        for local, rel in files:
+        def upload_one(local: str, rel: str) -> tuple[dict, bool] | None:
+            if failed.is_set():
+                return None
+            try:
+                return upload_or_skip(local, rel)
+            except BaseException:
+                failed.set()
+                raise
+
+        def upload_or_skip(local: str, rel: str) -> tuple[dict, bool]:
+            """The file's marker entry, and whether it had to be uploaded."""
             size = os.path.getsize(local)
             digest = sha256_file(local)
             remote = f"{root}/{rel}"
             entry = {"path": rel, "size": size, "sha256": digest}
             previous = done.get(rel)
             if previous and previous["sha256"] == digest and _remote_size(fs, remote) == size:
-                skipped += 1
-                entries.append(entry)
-                continue
+                with journal_lock:
+                    progress.update()
+                return entry, False
             fs.makedirs(remote.rsplit("/", 1)[0], exist_ok=True)
             fs.put_file(local, remote)
             _verify(fs, remote, size, digest, target.verify)
-            journal_fh.write(json.dumps(entry) + "\n")
-            journal_fh.flush()
-            entries.append(entry)
-            uploaded += 1
-            uploaded_bytes += size
+            with journal_lock:
+                journal_fh.write(json.dumps(entry) + "\n")
+                journal_fh.flush()
+                progress.update()
+            return entry, True
+
+        pool = ThreadPoolExecutor(max_workers=max(1, target.workers))
+        try:
+            futures = [pool.submit(upload_one, local, rel) for local, rel in files]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            outcomes = [future.result() for future in futures]  # raises the first failure in file order
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    entries = [entry for entry, _ in outcomes]
+    uploaded = [entry for entry, was_uploaded in outcomes if was_uploaded]
     record = {
         "target": target.name,
         "url": redact(target.url),
         "files": entries,
         "file_count": len(entries),
         "bytes": sum(e["size"] for e in entries),
-        "uploaded": uploaded,
-        "skipped_already_uploaded": skipped,
-        "uploaded_bytes": uploaded_bytes,
+        "uploaded": len(uploaded),
+        "skipped_already_uploaded": len(entries) - len(uploaded),
+        "uploaded_bytes": sum(e["size"] for e in uploaded),
         "verify": target.verify,
         "seconds": round(time.perf_counter() - started, 3),
     }
