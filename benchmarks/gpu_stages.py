@@ -15,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 
@@ -86,63 +85,71 @@ def timed(fn, frames_count: int) -> float:
     return frames_count / (time.perf_counter() - started)
 
 
-def run(frame_count: int = 512, batch_size: int = 32, device: str = "cuda", small: bool = False) -> list[dict]:
+def forward_fps(forward_batch, frame_count: int, batch_size: int) -> float:
+    """Frames/s of the bare model: ``forward_batch`` on one batch already on the device."""
     import torch
 
+    batches = frame_count // batch_size
+
+    def loop():
+        with torch.inference_mode():
+            for _ in range(batches):
+                forward_batch()
+    return timed(loop, batches * batch_size)
+
+
+def filter_row(model: Path, paths: list[str], settings) -> dict:
+    from video_miner.models import SiglipScorer
+
+    scorer = SiglipScorer(str(model), settings, ["a photo of a cat", "a photo of a face"])
+    sample = scorer._preprocess(paths[: settings.batch_size])[0]
+    bare = {k: v.to(scorer.device) for k, v in sample.items()}
+    bare = {k: v.to(scorer.dtype) if v.is_floating_point() else v for k, v in bare.items()}
+    return _row("filter (SigLIP2 so400m-size)", timed(lambda: scorer.process(paths), len(paths)),
+                forward_fps(lambda: scorer._forward(bare), len(paths), settings.batch_size), scorer.device,
+                scorer.dtype)
+
+
+def embed_row(model: Path, paths: list[str], settings) -> dict:
+    from video_miner.models import HFImageEmbedder
+
+    embedder = HFImageEmbedder(str(model), settings)
+    sample = embedder._preprocess(paths[: settings.batch_size])[0]
+    bare = {k: v.to(embedder.device, embedder.dtype) for k, v in sample.items()}
+    return _row("embed (DINOv2 base-size)", timed(lambda: embedder.process(paths), len(paths)),
+                forward_fps(lambda: embedder._forward(bare), len(paths), settings.batch_size), embedder.device,
+                embedder.dtype)
+
+
+def detect_row(model: Path, paths: list[str], settings) -> dict:
     from video_miner.detection import DetectionSettings, make_detector
-    from video_miner.models import HFImageEmbedder, ModelSettings, SiglipScorer
+
+    detector = make_detector(DetectionSettings.from_config({
+        "backend": "grounding_dino", "model": str(model), "classes": ["cat", "face"]}), settings)
+    images = [Image.open(p).convert("RGB") for p in paths[: settings.batch_size]]
+    inputs = detector.processor(images=images, text=[detector.prompt] * len(images), return_tensors="pt",
+                                padding=True)
+    bare = detector._to_device(inputs)
+    return _row("detect (Grounding DINO tiny-size)", timed(lambda: detector.detect(paths), len(paths)),
+                forward_fps(lambda: detector.model(**bare), len(paths), len(images)), detector.device,
+                detector.dtype)
+
+
+def run(frame_count: int = 512, batch_size: int = 32, device: str = "cuda", small: bool = False) -> list[dict]:
+    from video_miner.models import ModelSettings
 
     settings = ModelSettings(device=device, batch_size=batch_size, num_workers=8)
-    rows = []
+    # Detection runs a quarter of the frames at a quarter of the batch: its inputs are ~800 px.
+    detect_settings = ModelSettings(device=device, batch_size=max(1, batch_size // 4), num_workers=8)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "frames").mkdir()
         paths = frames(root / "frames", frame_count)
         models = build_models(root / "models", small)
-
-        scorer = SiglipScorer(str(models["siglip2"]), settings, ["a photo of a cat", "a photo of a face"])
-        sample = scorer._preprocess(paths[:batch_size])[0]
-        bare = {k: v.to(scorer.device) for k, v in sample.items()}
-        bare = {k: v.to(scorer.dtype) if v.is_floating_point() else v for k, v in bare.items()}
-
-        def scorer_forward():
-            with torch.inference_mode():
-                for _ in range(frame_count // batch_size):
-                    scorer._forward(bare)
-        rows.append(_row("filter (SigLIP2 so400m-size)", timed(lambda: scorer.process(paths), frame_count),
-                         timed(scorer_forward, frame_count // batch_size * batch_size), scorer.device, scorer.dtype))
-        del scorer
-
-        embedder = HFImageEmbedder(str(models["dinov2"]), settings)
-        sample = embedder._preprocess(paths[:batch_size])[0]
-        bare = {k: v.to(embedder.device, embedder.dtype) for k, v in sample.items()}
-
-        def embed_forward():
-            with torch.inference_mode():
-                for _ in range(frame_count // batch_size):
-                    embedder._forward(bare)
-        rows.append(_row("embed (DINOv2 base-size)", timed(lambda: embedder.process(paths), frame_count),
-                         timed(embed_forward, frame_count // batch_size * batch_size), embedder.device, embedder.dtype))
-        del embedder
-
-        detector = make_detector(DetectionSettings.from_config({
-            "backend": "grounding_dino", "model": str(models["grounding_dino"]), "classes": ["cat", "face"]}),
-            ModelSettings(device=device, batch_size=max(1, batch_size // 4), num_workers=8))
-        images = [Image.open(p).convert("RGB") for p in paths[: detector.model_settings.batch_size]]
-        inputs = detector.processor(images=images, text=[detector.prompt] * len(images), return_tensors="pt",
-                                    padding=True)
-        bare = detector._to_device(inputs)
-        detect_frames = frame_count // 4
-
-        def detect_forward():
-            with torch.inference_mode():
-                for _ in range(detect_frames // len(images)):
-                    detector.model(**bare)
-        rows.append(_row("detect (Grounding DINO tiny-size)",
-                         timed(lambda: detector.detect(paths[:detect_frames]), detect_frames),
-                         timed(detect_forward, detect_frames // len(images) * len(images)), detector.device,
-                         detector.dtype))
-    return rows
+        # One stage per function: each model is freed before the next one loads.
+        return [filter_row(models["siglip2"], paths, settings),
+                embed_row(models["dinov2"], paths, settings),
+                detect_row(models["grounding_dino"], paths[: frame_count // 4], detect_settings)]
 
 
 def _row(stage: str, wrapper_fps: float, bare_fps: float, device, dtype) -> dict:

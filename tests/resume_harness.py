@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,13 +72,27 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
+@contextmanager
+def _sigint_as_in_a_terminal():
+    """Children started inside get SIGINT's default action. A shell starts background
+    commands (``make test &``) with SIGINT ignored, every child inherits that and Python
+    keeps it, so a Ctrl-C test would find nothing listening. A handler in this process
+    becomes the default action in an exec'd child."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def interrupted_run(workdir: Path, config_path: Path, interruption: Interruption, timeout: float = 300) -> str:
     """Start the workflow and interrupt it as planned. Returns what happened:
-    ``interrupted``, or ``finished`` when it completed before the stage began."""
+    ``interrupted``, ``finished`` when it completed before the stage began, or
+    ``finished despite <signal>`` when it completed in spite of the signal."""
     subprocess.run(snakemake_cmd(workdir, config_path, "--unlock"), cwd=workdir, capture_output=True, check=True)
     started = time.time()
     run_log = workdir / f"interrupted-run-{started:.0f}.log"  # outside results/, not compared
-    with run_log.open("wb") as log:
+    with run_log.open("wb") as log, _sigint_as_in_a_terminal():
         proc = subprocess.Popen(snakemake_cmd(workdir, config_path), cwd=workdir, stdout=log, stderr=log,
                                 start_new_session=True)
     try:
@@ -90,11 +105,9 @@ def interrupted_run(workdir: Path, config_path: Path, interruption: Interruption
                 raise TimeoutError(f"stage {interruption.stage} never started")
             time.sleep(0.05)
         time.sleep(interruption.delay_s)
-        # To the whole group, as a terminal's Ctrl-C or a scheduler's TERM arrive. Sent to
-        # Snakemake alone, a SIGINT was once ignored and the run went on to the end; its log
-        # handler catches KeyboardInterrupt while it writes a line (snakemake/logging.py).
-        os.killpg(proc.pid, interruption.signal)
-        proc.wait(timeout=120)  # a clean stop must not hang
+        os.killpg(proc.pid, interruption.signal)  # the whole group, as a terminal or a scheduler does
+        if proc.wait(timeout=120) == 0:  # the timeout: a clean stop must not hang
+            return f"finished despite {signal.Signals(interruption.signal).name}"
         deadline = time.time() + 30
         while _group_alive(proc.pid) and time.time() < deadline:
             time.sleep(0.1)
