@@ -2,7 +2,7 @@
 and Snakemake's own floor: a bare workflow with the same two jobs per item and the same
 directives (script, log, benchmark, conda, resources) but nothing of ours.
 
-Usage: python benchmarks/dryrun.py [--sizes 1000 10000] [--repeats 3]
+Usage: python benchmarks/dryrun.py [--sizes 1000 10000] [--repeats 3] [--quiet]
 Prints a Markdown table; BENCHMARKS.md holds the recorded results.
 """
 
@@ -28,8 +28,12 @@ def time_dry_run(n_urls: int, workdir: Path, quiet: bool = False) -> float:
     config.write_text(f"url_files: [{listing.name}]\n")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
            "--configfile", str(config), "-n", *(["--quiet"] if quiet else [])]
+    return _seconds(cmd, workdir)
+
+
+def _seconds(cmd: list[str], cwd: Path) -> float:
     started = time.perf_counter()
-    subprocess.run(cmd, cwd=workdir, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 
@@ -85,23 +89,23 @@ def time_snakemake_floor(n_items: int, workdir: Path, quiet: bool = False) -> fl
     (floor / "env.yaml").write_text("channels: [conda-forge]\ndependencies: [python=3.11]\n")
     (floor / "job.py").write_text("")
     cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "2", *(["--quiet"] if quiet else [])]
-    started = time.perf_counter()
-    subprocess.run(cmd, cwd=floor, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    return _seconds(cmd, floor)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quiet", action="store_true", help="snakemake --quiet: job counts, not every job")
     args = parser.parse_args()
     print("| URLs | median s | s per 1k URLs | ratio to smallest | bare Snakemake, same jobs, s | ours / bare |")
     print("|---:|---:|---:|---:|---:|---:|")
     base = None
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
-            median = statistics.median(time_dry_run(n, Path(tmp)) for _ in range(args.repeats))
-            floor = statistics.median(time_snakemake_floor(n, Path(tmp)) for _ in range(args.repeats))
+            median = statistics.median(time_dry_run(n, Path(tmp), args.quiet) for _ in range(args.repeats))
+            floor = statistics.median(time_snakemake_floor(n, Path(tmp), args.quiet)
+                                      for _ in range(args.repeats))
             base = base or median / n
             print(f"| {n} | {median:.1f} | {median / n * 1000:.2f} | {median / n / base:.2f} | {floor:.1f} | "
                   f"{median / floor:.2f} |")

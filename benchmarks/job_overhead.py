@@ -86,9 +86,9 @@ def measure(kind: str, jobs: int) -> dict:
         started = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
         single_s = time.perf_counter() - started
-    per_job = (full_s - small_s) / (jobs - small) - single_s / jobs
-    return {"per_job": per_job, "small": small, "small_s": small_s, "full_s": full_s, "single_s": single_s,
-            "startup": full_s - jobs * per_job - single_s}
+    marginal = (full_s - small_s) / (jobs - small)  # one more job, start-up excluded
+    return {"per_job": marginal - single_s / jobs, "small": small, "small_s": small_s, "full_s": full_s,
+            "single_s": single_s, "startup": full_s - jobs * marginal}
 
 
 def run(jobs: int = 40) -> dict:

@@ -16,7 +16,7 @@ import os
 import re
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -121,11 +121,11 @@ def upload(target: UploadTarget, files: list[tuple[str, str]], marker: str | os.
     failed = threading.Event()  # after a failure no new file is started
 
     with open(journal, "a", encoding="utf-8") as journal_fh:
-        def upload_one(local: str, rel: str) -> tuple[dict, bool] | None:
+        def upload_one(file: tuple[str, str]) -> tuple[dict, bool] | None:
             if failed.is_set():
                 return None
             try:
-                return upload_or_skip(local, rel)
+                return upload_or_skip(*file)
             except BaseException:
                 failed.set()
                 raise
@@ -150,13 +150,10 @@ def upload(target: UploadTarget, files: list[tuple[str, str]], marker: str | os.
                 progress.update()
             return entry, True
 
-        pool = ThreadPoolExecutor(max_workers=max(1, target.workers))
-        try:
-            futures = [pool.submit(upload_one, local, rel) for local, rel in files]
-            wait(futures, return_when=FIRST_EXCEPTION)
-            outcomes = [future.result() for future in futures]  # raises the first failure in file order
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        # map yields in file order and raises the first failure; files not yet started are
+        # cancelled, and the pool waits for those in flight before the journal closes.
+        with ThreadPoolExecutor(max_workers=target.workers) as pool:
+            outcomes = list(pool.map(upload_one, files))
     entries = [entry for entry, _ in outcomes]
     uploaded = [entry for entry, was_uploaded in outcomes if was_uploaded]
     record = {
