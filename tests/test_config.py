@@ -32,6 +32,9 @@ def test_shipped_configs_are_valid():
         ({"download": {"rate_limit": "fast"}}, "download.rate_limit: 'fast' is not valid"),
         ({"urls": "https://example.com/a.mp4"}, "urls: 'https://example.com/a.mp4' is not of type 'array'"),
         ({"urls": [42]}, "urls[0]: 42 is not of type 'string'"),
+        ({"upload": {"s3": {"url": "s3://b/p", "workers": 0}}}, "upload.s3.workers: 0 is less than the minimum of 1"),
+        ({"upload": {"s3": {"url": "s3://b/p", "verfy": "size"}}},
+         "upload.s3: unknown key 'verfy' (did you mean 'verify'?)"),
     ],
 )
 def test_each_bad_value_is_named_by_its_key(change, expected):

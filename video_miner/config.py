@@ -26,6 +26,12 @@ def _key_path(path) -> str:
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator in ("oneOf", "anyOf") and isinstance(error.instance, dict):
+        # An object given where a string or an object is allowed: what is wrong inside the
+        # object, not "not valid under any of the given schemas".
+        inside = [e for e in error.context if not (e.validator == "type" and not e.relative_path)]
+        if inside:
+            return _describe(jsonschema.exceptions.best_match(inside))
     where = _key_path(error.absolute_path)
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
