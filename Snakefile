@@ -22,6 +22,7 @@ include: "rules/search.smk"
 include: "rules/download.smk"
 include: "rules/extract.smk"
 include: "rules/filter.smk"
+include: "rules/embed.smk"
 include: "rules/dedup.smk"
 include: "rules/detect.smk"
 include: "rules/export.smk"
@@ -31,4 +32,4 @@ include: "rules/summary.smk"
 rule all:
     default_target: True
     input:
-        final_outputs,
+        get_all_input,

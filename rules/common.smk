@@ -3,10 +3,39 @@ import os
 
 from snakemake.exceptions import WorkflowError
 
-from video_miner.ids import VIDEO_ID_PATTERN, query_slug
-from video_miner.sources import ConfigError, collect_videos, search_result_path
+from video_miner.ids import query_slug
+from video_miner.models import is_local_model, job_gpus
+from video_miner.sources import (
+    ConfigError,
+    assign_shards,
+    collect_videos,
+    input_files,
+    search_result_path,
+)
+from video_miner.stages import SHARD_PATTERN, enabled_stages, final_stage, stage, upstream
 
 SEARCH_QUERIES = {query_slug(q): q for q in config["search"]["queries"]}
+ENABLED = [s.name for s in enabled_stages(config)]
+MODEL_GPUS = job_gpus(config["models"]["device"])
+FILTER = config["filter"]
+DEDUP = config["dedup"]
+DEDUP_MODEL = FILTER["model"] if DEDUP["model"] == "filter" else DEDUP["model"]
+# What per-shard embeddings depend on; search settings only affect the cross-video step.
+EMBED_SETTINGS = {
+    key: DEDUP[key] for key in ("backend", "threshold", "phash_max_distance", "store_dtype")
+}
+DETECTION = config["detection"]
+DATASET = config["dataset"]["enabled"]
+UPLOAD_TARGETS = config["upload"]
+KEEP_VIDEOS = config["keep_videos"]
+# The config keys that name the run's videos: the summary reads them for each video's origin.
+INPUT_KEYS = ("urls", "url_files", "local_videos", "local_extensions", "video_sheet", "search")
+
+
+wildcard_constraints:
+    shard=SHARD_PATTERN,
+    target="[A-Za-z0-9_-]+",
+    query="[a-z0-9._-]+-[0-9a-f]{8}",
 
 
 @functools.lru_cache(maxsize=8)
@@ -46,140 +75,136 @@ for rejected in _collect(_search_state()).rejected:
     logger.warning(f"skipping {rejected['origin']}: {rejected['reason']}")
 
 
-wildcard_constraints:
-    video=VIDEO_ID_PATTERN,
-
-
-def video_source(wildcards):
-    """What to fetch for one video. Where it was listed is left out on purpose: a line
-    inserted above it in a list must not re-run its download."""
-    source = videos().videos[wildcards.video]
-    return {
-        "video_id": source.video_id,
-        "kind": source.kind,
-        "location": source.location,
-    }
-
-
-def local_video_input(wildcards):
-    """A local video is the download rule's input, so a rule may produce it (the demo's)."""
-    source = videos().videos[wildcards.video]
-    return [source.location] if source.kind == "local" else []
-
-
-from video_miner.models import is_local_model, job_gpus
-from video_miner.sources import assign_shards
-
-MODEL_GPUS = job_gpus(config["models"]["device"])
-FILTER = config["filter"]
-DEDUP = config["dedup"]
-DEDUP_MODEL = FILTER["model"] if DEDUP["model"] == "filter" else DEDUP["model"]
-# What per-shard embeddings depend on; search settings only affect the cross-video step.
-EMBED_SETTINGS = {
-    key: DEDUP[key]
-    for key in ("backend", "threshold", "phash_max_distance", "store_dtype")
-}
-
-
-wildcard_constraints:
-    shard="[A-Za-z0-9_-]+",
-
-
-def shard_manifests(wildcards):
-    return expand("results/frames/{video}.parquet", video=shards()[wildcards.shard])
-
-
 def local_model(model):
     """A model folder is an input (a rule may make it, as the demo's); hub ids are not."""
     return [model] if is_local_model(model) else []
 
 
-def filter_model_input(wildcards):
-    return local_model(FILTER["model"])
+def all_shards(pattern):
+    return expand(pattern, shard=shards())
 
 
-def embed_input(wildcards):
-    """Frames that passed the filter, or every extracted frame when it is off."""
-    if FILTER["enabled"]:
-        frames = {"filtered": f"results/filter/{wildcards.shard}.parquet"}
-    else:
-        frames = {"manifests": shard_manifests(wildcards)}
-    if DEDUP["backend"] == "model":
-        frames["model"] = local_model(DEDUP_MODEL)
-    return frames
+def stage_tables(name):
+    """Every table of a stage: one per shard, or the run's one table."""
+    current = stage(name)
+    return [current.table()] if not current.per_shard else all_shards(current.table())
 
 
-def all_shard_dedup(wildcards):
-    return expand("results/dedup/{shard}", shard=shards())
-
-
-def summary_inputs(wildcards):
-    """Every video's records, and the results of the enabled model stages."""
-    inputs = {
-        "records": expand("results/videos/{video}.info.json", video=videos().videos),
-        "manifests": expand("results/frames/{video}.parquet", video=videos().videos),
+def frame_stage_input(name, wildcards):
+    """A frame stage's inputs: the kept rows of the stage before it and the frame images."""
+    return {
+        "frames": upstream(name, config).table(wildcards.shard),
+        "images": stage("extract").files(wildcards.shard),
     }
-    if FILTER["enabled"]:
-        inputs["filtered"] = expand("results/filter/{shard}.parquet", shard=shards())
-    if DEDUP["enabled"]:
-        inputs["unique"] = "results/dedup/unique_frames.parquet"
-    if DETECTION["enabled"]:
-        inputs["detections"] = all_shard_detections(wildcards)
-    if SEARCH_QUERIES:
-        inputs["searches"] = all_searches(wildcards)
+
+
+# --- input functions, one per rule ------------------------------------------------------
+
+
+def get_download_input(wildcards):
+    """Local videos are inputs, so a rule may produce them (the demo's)."""
+    sources = videos().videos
+    return [
+        sources[v].location
+        for v in shards()[wildcards.shard]
+        if sources[v].kind == "local"
+    ]
+
+
+def get_download_sources(wildcards):
+    """What to fetch. Where each video was listed is left out on purpose: a line inserted
+    above it in a list must not re-run its download."""
+    sources = videos().videos
+    return [
+        {"video_id": v, "kind": sources[v].kind, "location": sources[v].location}
+        for v in shards()[wildcards.shard]
+    ]
+
+
+def get_download_slots(wildcards, threads):
+    """A download job fetches `threads` videos at once and holds as many `downloads`
+    (Snakemake lowers a request above the global cap to the cap)."""
+    return threads
+
+
+def get_extract_input(wildcards):
+    download = stage("download")
+    return {
+        "videos": download.table(wildcards.shard),
+        "files": download.files(wildcards.shard),
+    }
+
+
+def get_filter_input(wildcards):
+    return {**frame_stage_input("filter", wildcards), "model": local_model(FILTER["model"])}
+
+
+def get_embed_input(wildcards):
+    inputs = frame_stage_input("embed", wildcards)
+    if DEDUP["backend"] == "model":
+        inputs["model"] = local_model(DEDUP_MODEL)
     return inputs
 
 
-DETECTION = config["detection"]
-VISUALIZE = DETECTION["visualize"]["enabled"]
-DATASET = config["dataset"]["enabled"]
-UPLOAD_TARGETS = config["upload"]
-
-
-def final_frame_sources(wildcards):
-    """Where the final frames are listed: after dedup, else after the filter, else all."""
-    if DEDUP["enabled"]:
-        return {"unique": "results/dedup/unique_frames.parquet"}
-    if FILTER["enabled"]:
-        return {"filtered": expand("results/filter/{shard}.parquet", shard=shards())}
+def get_dedup_input(wildcards):
     return {
-        "manifests": expand("results/frames/{video}.parquet", video=videos().videos)
+        "tables": all_shards(stage("embed").table()),
+        "embeddings": all_shards(stage("embed").files()),
     }
 
 
-def detect_input(wildcards):
-    """The final frames of one shard's videos, and the detector when it is a folder."""
-    if DEDUP["enabled"]:
-        sources = {"unique": "results/dedup/unique_frames.parquet"}
-    elif FILTER["enabled"]:
-        sources = {"filtered": [f"results/filter/{wildcards.shard}.parquet"]}
-    else:
-        sources = {"manifests": shard_manifests(wildcards)}
+def get_dedup_shards(wildcards):
+    return list(shards())
+
+
+def get_detect_input(wildcards):
+    inputs = frame_stage_input("detect", wildcards)
     if DETECTION["model"]:
-        sources["model"] = local_model(DETECTION["model"])
-    return sources
+        inputs["model"] = local_model(DETECTION["model"])
+    return inputs
 
 
-def shard_videos(wildcards):
+def get_detect_videos(wildcards):
+    """The shard's videos: the cross-video table before detection covers every shard."""
     return list(shards()[wildcards.shard])
 
 
-def all_shard_detections(wildcards):
-    return expand("results/detections/shards/{shard}.parquet", shard=shards())
+def get_coco_input(wildcards):
+    return stage_tables("detect")
 
 
-def dataset_input(wildcards):
-    inputs = {
-        "records": expand("results/videos/{video}.info.json", video=videos().videos)
+def get_visualize_input(wildcards):
+    return stage_tables("detect")
+
+
+def get_dataset_input(wildcards):
+    return {
+        "frames": stage_tables(final_stage("frame", config).name),
+        "videos": stage_tables("download"),
     }
-    if DETECTION["enabled"]:
-        inputs["detections"] = all_shard_detections(wildcards)
-    else:
-        inputs.update(final_frame_sources(wildcards))
+
+
+def get_summary_input(wildcards):
+    """Every enabled stage's tables, the searches, and the lists that name the videos."""
+    inputs = {name: stage_tables(name) for name in ENABLED}
+    inputs["searches"] = [search_result_path(q) for q in SEARCH_QUERIES.values()]
+    inputs["lists"] = input_files(config)
     return inputs
 
 
-def upload_input(wildcards):
+def get_summary_inputs_config(wildcards):
+    return {key: config[key] for key in INPUT_KEYS}
+
+
+def get_summary_rejected(wildcards):
+    return videos().rejected
+
+
+def get_summary_duplicates(wildcards):
+    return videos().duplicates
+
+
+def get_upload_input(wildcards):
     inputs = {"summary": "results/pipeline_result.json", "status": "results/status.tsv"}
     if DATASET:
         inputs["dataset"] = "results/dataset"
@@ -188,25 +213,34 @@ def upload_input(wildcards):
     return inputs
 
 
-def report_input(wildcards):
+def get_upload_target(wildcards):
+    return {"name": wildcards.target, "value": UPLOAD_TARGETS[wildcards.target]}
+
+
+def get_report_plots_input(wildcards):
     inputs = {"summary": "results/pipeline_result.json"}
     if FILTER["enabled"]:
-        inputs["filtered"] = expand("results/filter/{shard}.parquet", shard=shards())
+        inputs["filtered"] = stage_tables("filter")
     if DETECTION["enabled"]:
         inputs["annotations"] = "results/detections/annotations.json"
     return inputs
 
 
-def final_outputs(wildcards):
+def get_search_query(wildcards):
+    return SEARCH_QUERIES[wildcards.query]
+
+
+def get_all_input(wildcards):
     """What a run makes: the summary and status table, plus each enabled export."""
     outputs = [
+        "results/run_config.yaml",
         "results/pipeline_result.json",
         "results/status.tsv",
         "results/report/funnel.png",
     ]
     if DETECTION["enabled"]:
         outputs.append("results/detections/annotations.json")
-        if VISUALIZE:
+        if DETECTION["visualize"]["enabled"]:
             outputs.append("results/detections/visualizations")
     if DATASET:
         outputs.append("results/dataset")
@@ -214,29 +248,7 @@ def final_outputs(wildcards):
     return outputs
 
 
-wildcard_constraints:
-    target="[A-Za-z0-9_-]+",
-
-
-def upload_target(wildcards):
-    return {"name": wildcards.target, "value": UPLOAD_TARGETS[wildcards.target]}
-
-
-wildcard_constraints:
-    query="[a-z0-9._-]+-[0-9a-f]{8}",
-
-
-def search_query(wildcards):
-    return SEARCH_QUERIES[wildcards.query]
-
-
-def all_searches(wildcards):
-    return [search_result_path(q) for q in SEARCH_QUERIES.values()]
-
-
-def rejected_inputs(wildcards):
-    return videos().rejected
-
-
-def duplicate_inputs(wildcards):
-    return videos().duplicates
+def video_files_output(path):
+    """The shard's videos are temporary when keep_videos is false: Snakemake deletes them
+    once extraction is done, and fetches them again if extraction must rerun."""
+    return directory(path) if KEEP_VIDEOS else temp(directory(path))

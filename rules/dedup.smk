@@ -1,36 +1,13 @@
-rule embed:
+rule dedup:
     input:
-        unpack(embed_input),
+        unpack(get_dedup_input),
     output:
-        directory("results/dedup/{shard}"),
-    log:
-        "logs/embed/{shard}.log",
-    benchmark:
-        "logs/benchmarks/embed/{shard}.tsv"
-    conda:
-        "../envs/models.yaml"
-    threads: 4
-    resources:
-        gpu=MODEL_GPUS,
-        mem_mb=16000,
-        runtime=240,
-    params:
-        settings=EMBED_SETTINGS,
-        model=DEDUP_MODEL,
-    script:
-        "../scripts/embed.py"
-
-
-rule dedup_cross_video:
-    input:
-        all_shard_dedup,
-    output:
-        index="results/dedup/cross_video.faiss",
         table="results/dedup/unique_frames.parquet",
+        index="results/dedup/cross_video.faiss",
     log:
-        "logs/dedup_cross_video.log",
+        "logs/dedup/cross_video.log",
     benchmark:
-        "logs/benchmarks/dedup_cross_video.tsv"
+        "logs/benchmarks/dedup/cross_video.tsv"
     conda:
         "../envs/models.yaml"
     threads: 2
@@ -39,5 +16,6 @@ rule dedup_cross_video:
         runtime=480,
     params:
         settings=DEDUP,
+        shards=get_dedup_shards,
     script:
-        "../scripts/dedup_cross_video.py"
+        "../scripts/dedup.py"

@@ -1,19 +1,25 @@
 rule download:
     input:
-        local_video_input,
+        get_download_input,
     output:
-        "results/videos/{video}.info.json",
+        table="results/download/{shard}.parquet",
+        files=video_files_output("results/download/{shard}"),
     log:
-        "logs/download/{video}.log",
+        "logs/download/{shard}.log",
     benchmark:
-        "logs/benchmarks/download/{video}.tsv"
+        "logs/benchmarks/download/{shard}.tsv"
     conda:
         "../envs/download.yaml"
+    threads: config["download"]["workers"]
     resources:
-        downloads=1,
-        mem_mb=1000,
-        runtime=60,
+        downloads=get_download_slots,
+        mem_mb=2000,
+        runtime=120,
     params:
-        source=video_source,
+        sources=get_download_sources,
+        options=config["download"],
+        local_mode=config["local_mode"],
+        keep_videos=KEEP_VIDEOS,
+        cache=stage("download").cache(),
     script:
         "../scripts/download.py"

@@ -1,6 +1,58 @@
+localrules:
+    coco,
+    visualize,
+    dataset,
+    report_plots,
+
+
+rule coco:
+    input:
+        get_coco_input,
+    output:
+        "results/detections/annotations.json",
+    log:
+        "logs/coco.log",
+    conda:
+        "../envs/summary.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        classes=DETECTION["classes"],
+        backend=DETECTION["backend"],
+    script:
+        "../scripts/coco.py"
+
+
+rule visualize:
+    input:
+        get_visualize_input,
+    output:
+        report(
+            directory("results/detections/visualizations"),
+            patterns=["{name}.jpg"],
+            caption="../report/visualizations.rst",
+            category="Detections",
+        ),
+    log:
+        "logs/visualize.log",
+    benchmark:
+        "logs/benchmarks/visualize.tsv"
+    conda:
+        "../envs/summary.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        classes=DETECTION["classes"],
+        max_images=DETECTION["visualize"]["max_images"],
+    script:
+        "../scripts/visualize.py"
+
+
 rule dataset:
     input:
-        unpack(dataset_input),
+        unpack(get_dataset_input),
     output:
         directory("results/dataset"),
     log:
@@ -18,7 +70,7 @@ rule dataset:
 
 rule upload:
     input:
-        unpack(upload_input),
+        unpack(get_upload_input),
     output:
         "results/upload/{target}.done",
     log:
@@ -32,14 +84,14 @@ rule upload:
         mem_mb=2000,
         runtime=240,
     params:
-        target=upload_target,
+        target=get_upload_target,
     script:
         "../scripts/upload.py"
 
 
 rule report_plots:
     input:
-        unpack(report_input),
+        unpack(get_report_plots_input),
     output:
         funnel=report(
             "results/report/funnel.png",

@@ -1,20 +1,21 @@
 rule extract:
     input:
-        "results/videos/{video}.info.json",
+        unpack(get_extract_input),
     output:
-        frames=directory("results/frames/{video}"),
-        manifest="results/frames/{video}.parquet",
+        table="results/extract/{shard}.parquet",
+        frames=directory("results/extract/{shard}"),
     log:
-        "logs/extract/{video}.log",
+        "logs/extract/{shard}.log",
     benchmark:
-        "logs/benchmarks/extract/{video}.tsv"
+        "logs/benchmarks/extract/{shard}.tsv"
     conda:
         "../envs/extract.yaml"
     threads: 2
     resources:
-        mem_mb=2000,
-        runtime=120,
+        mem_mb=4000,
+        runtime=240,
     params:
         options=config["extract"],
+        cache=stage("extract").cache(),
     script:
         "../scripts/extract.py"

@@ -1,7 +1,6 @@
 rule filter:
     input:
-        manifests=shard_manifests,
-        model=filter_model_input,
+        unpack(get_filter_input),
     output:
         "results/filter/{shard}.parquet",
     log:
@@ -17,5 +16,7 @@ rule filter:
         runtime=240,
     params:
         settings=FILTER,
+        models=config["models"],
+        cache=stage("filter").cache(),
     script:
         "../scripts/filter.py"

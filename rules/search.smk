@@ -10,7 +10,7 @@ checkpoint search:
         mem_mb=1000,
         runtime=30,
     params:
-        query=search_query,
+        query=get_search_query,
         search=config["search"],
         download=config["download"],
     script:

@@ -1,6 +1,28 @@
+localrules:
+    run_config,
+    summary,
+
+
+rule run_config:
+    output:
+        "results/run_config.yaml",
+    log:
+        "logs/run_config.log",
+    conda:
+        "../envs/summary.yaml"
+    priority: 50
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        config=config,
+    script:
+        "../scripts/run_config.py"
+
+
 rule summary:
     input:
-        unpack(summary_inputs),
+        unpack(get_summary_input),
     output:
         summary="results/pipeline_result.json",
         status="results/status.tsv",
@@ -9,10 +31,12 @@ rule summary:
     conda:
         "../envs/summary.yaml"
     resources:
-        mem_mb=2000,
+        mem_mb=4000,
         runtime=30,
     params:
-        rejected=rejected_inputs,
-        duplicates=duplicate_inputs,
+        inputs=get_summary_inputs_config,
+        stages=ENABLED,
+        rejected=get_summary_rejected,
+        duplicates=get_summary_duplicates,
     script:
         "../scripts/summary.py"

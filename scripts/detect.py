@@ -1,4 +1,4 @@
-"""Open-set detection on one shard's final frames; one row per frame with its boxes."""
+"""Open-set detection on one shard's frames; one row per frame with its boxes."""
 
 import logging
 import sys
@@ -8,24 +8,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
 
 from video_miner.detection import DetectionSettings, detect_frames, make_detector
-from video_miner.export import select_frames
 from video_miner.logs import log_to_file
 from video_miner.models import ModelSettings
-from video_miner.tables import write_parquet
+from video_miner.shardjob import VideoCache
+from video_miner.tables.frame import FRAME
 
 log_to_file(snakemake.log[0])
 started = time.perf_counter()
 settings = DetectionSettings.from_config(snakemake.params.settings)
-model_settings = ModelSettings.from_config({**snakemake.config["models"], "num_workers": snakemake.threads})
-frames = select_frames(
-    unique_path=snakemake.input.get("unique"),
-    filter_paths=list(snakemake.input.get("filtered", [])),
-    manifest_paths=list(snakemake.input.get("manifests", [])),
-    videos=snakemake.params.videos,
-)
-table, record = detect_frames(frames, lambda: make_detector(settings, model_settings), settings.classes)
+model_settings = ModelSettings.from_config({**snakemake.params.models, "num_workers": snakemake.threads})
+cache = VideoCache(snakemake.params.cache, {k: v for k, v in snakemake.params.settings.items() if k != "visualize"})
+# The stage before may be the cross-video table, which covers every shard.
+frames = FRAME.read_kept(snakemake.input.frames, videos=snakemake.params.videos)
+table, record = detect_frames(frames, lambda: make_detector(settings, model_settings), settings.classes, cache)
 record.update(backend=settings.backend, model=settings.model, seconds=round(time.perf_counter() - started, 3))
-write_parquet(snakemake.output[0], table, record)
+FRAME.write(snakemake.output[0], table, record)
 logging.info("%d frames, %d with detections, %s in %.1fs (%.1f frames/s)", record["frames"],
              record["frames_with_detections"], record["detections"], record["seconds"],
              record["frames"] / max(record["seconds"], 1e-9))

@@ -1,30 +1,23 @@
-"""Sample frames of one video into a folder and a parquet manifest."""
+"""Sample frames of one shard's downloaded videos into its folder and frame table."""
 
-import json
 import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
 
-from video_miner.download import ensure_video
-from video_miner.extract import ExtractOptions, ExtractResult, extract_video, write_manifest
+from video_miner.extract import ExtractOptions, extract_shard
 from video_miner.logs import log_to_file
+from video_miner.tables.frame import FRAME
+from video_miner.tables.video import VIDEO
 
 log_to_file(snakemake.log[0])
-record = json.loads(Path(snakemake.input[0]).read_text())
-options = ExtractOptions(**snakemake.params.options, threads=snakemake.threads)
-video_id = snakemake.wildcards.video
-record = ensure_video(record, snakemake.config)
-if record["status"] == "ok":
-    result = extract_video(record["file"], snakemake.output.frames, video_id, options)
-    if not snakemake.config["keep_videos"]:
-        Path(record["file"]).unlink(missing_ok=True)  # the record stays; extract fetches again if needed
-else:
-    # A failed download is an empty video here; its reason stays with the download record.
-    Path(snakemake.output.frames).mkdir(parents=True, exist_ok=True)
-    result = ExtractResult([], "skipped", record.get("reason") or "download failed", 0, 0, 0)
-logging.info("%s: %s, %d frames extracted of %d (%d decoded, %d decode errors) in %.2fs%s", video_id,
-             result.status, len(result.rows), result.frames_in_video, result.frames_decoded, result.decode_errors,
-             result.seconds, f" ({result.reason})" if result.reason else "")
-write_manifest(snakemake.output.manifest, result.rows, result.metadata(video_id, options))
+videos = VIDEO.read_kept(snakemake.input.videos, columns=["file"])
+# Videos in parallel, one thread each: on a few cores that beats threads inside one decoder.
+options = ExtractOptions(**snakemake.params.options, threads=1)
+table, record = extract_shard(videos, snakemake.output.frames, snakemake.params.cache, options,
+                              workers=snakemake.threads)
+FRAME.write(snakemake.output.table, table, record)
+failed = {v: o["reason"] for v, o in record["video_outcomes"].items() if not o["ok"]}
+logging.info("%d videos, %d frames in %.1fs; %d failed%s", len(record["video_outcomes"]), record["frames"],
+             record["seconds"], len(failed), "".join(f"\n  {v}: {r}" for v, r in failed.items()))

@@ -1,4 +1,4 @@
-"""Score a shard's frames against the text prompts (SigLIP2/SigLIP) and mark which pass."""
+"""Score a shard's frames against the text prompts (SigLIP2/SigLIP) and mark which are kept."""
 
 import logging
 import sys
@@ -10,17 +10,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, als
 from video_miner.filtering import filter_shard, write_filter_table
 from video_miner.logs import log_to_file
 from video_miner.models import ModelSettings, SiglipScorer
+from video_miner.shardjob import VideoCache
+from video_miner.tables.frame import FRAME
 
 log_to_file(snakemake.log[0])
 started = time.perf_counter()
 settings = snakemake.params.settings
-model_settings = ModelSettings.from_config({**snakemake.config["models"], "num_workers": snakemake.threads})
+model_settings = ModelSettings.from_config({**snakemake.params.models, "num_workers": snakemake.threads})
+cache = VideoCache(snakemake.params.cache, {"model": settings["model"], "classes": settings["classes"]})
 table, record = filter_shard(
-    list(snakemake.input.manifests),
+    FRAME.read_kept(snakemake.input.frames),
     lambda classes: SiglipScorer(settings["model"], model_settings, classes),
     settings,
+    cache,
 )
 record["seconds"] = round(time.perf_counter() - started, 3)
 write_filter_table(snakemake.output[0], table, record)
-logging.info("%d of %d frames passed in %.1fs (%.1f frames/s)", record["passed"], record["frames"],
+logging.info("%d of %d frames kept in %.1fs (%.1f frames/s)", record["kept"], record["frames"],
              record["seconds"], record["frames"] / max(record["seconds"], 1e-9))

@@ -11,19 +11,15 @@ from video_miner.sources import collect_videos
 from video_miner.summary import summarize_files
 
 log_to_file(snakemake.log[0])
-origins = {v.video_id: v.origin for v in collect_videos(snakemake.config).videos.values()}
+origins = {v.video_id: v.origin for v in collect_videos(snakemake.params.inputs).videos.values()}
 summary = summarize_files(
-    list(snakemake.input.records),
-    list(snakemake.input.manifests),
+    {name: list(snakemake.input[name]) for name in snakemake.params.stages},
     list(snakemake.params.rejected),
     snakemake.params.duplicates,
     snakemake.output.summary,
     snakemake.output.status,
-    filter_paths=list(snakemake.input.filtered) if "filtered" in snakemake.input.keys() else None,
-    unique_path=snakemake.input.get("unique"),
     origins=origins,
-    detection_paths=list(snakemake.input.detections) if "detections" in snakemake.input.keys() else None,
-    search_paths=list(snakemake.input.get("searches", [])),
+    search_paths=list(snakemake.input.searches),
 )
 videos = summary["videos"]
 logging.info("%d videos: %d ok, %d failed; %d frames extracted", videos["total"], videos["ok"], videos["failed"],

@@ -6,10 +6,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
 
-from video_miner.export import read_detections, write_visualizations
+from video_miner.export import final_frames, write_visualizations
 from video_miner.logs import log_to_file
 
 log_to_file(snakemake.log[0])
-count = write_visualizations(snakemake.output[0], read_detections(list(snakemake.input)), snakemake.params.classes,
+count = write_visualizations(snakemake.output[0], final_frames(list(snakemake.input)), snakemake.params.classes,
                              snakemake.params.max_images)
 logging.info("drew %d frames", count)

@@ -10,7 +10,8 @@ import skimage.data
 from PIL import Image
 
 from conftest import run_workflow
-from video_miner.detection import (DetectionSettings, finalize, make_detector, match_class, nms_per_class,
+from video_miner.defaults import SCHEMA_PATH, section_defaults
+from video_miner.detection import (BACKENDS, DetectionSettings, finalize, make_detector, match_class, nms_per_class,
                                    phrase_spans)
 from video_miner.models import ModelSettings
 
@@ -58,6 +59,23 @@ def test_generated_phrases_map_to_configured_classes():
     assert match_class("Cat Face ", classes) == 1
     assert match_class("a cat face.", classes) == 1  # the longest class the phrase names
     assert match_class("dog", classes) is None
+
+
+def test_backends_are_the_schemas_and_bring_their_default_checkpoints():
+    import yaml
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    assert BACKENDS == tuple(schema["properties"]["detection"]["properties"]["backend"]["enum"])
+    assert DetectionSettings.from_config({"classes": ["cat"]}).model == "IDEA-Research/grounding-dino-base"
+    assert DetectionSettings.from_config({"backend": "owlv2"}).model == "google/owlv2-base-patch16-ensemble"
+    assert DetectionSettings.from_config({"backend": "opencv"}).model is None
+    with pytest.raises(ValueError, match="unknown detection backend 'yolo'; known: grounding_dino, owlv2"):
+        make_detector(DetectionSettings(backend="yolo", classes=("cat",)), CPU)
+
+
+def test_opencv_options_default_to_the_schemas():
+    detector = make_detector(DetectionSettings(backend="opencv", classes=("face",), opencv={"min_neighbors": 5}), CPU)
+    assert detector.options == {**section_defaults("detection", "opencv"), "min_neighbors": 5}
 
 
 def test_opencv_backend_finds_the_astronauts_face(photos):

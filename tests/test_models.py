@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from video_miner.models import (LOAD_COUNTS, HFImageEmbedder, ModelSettings, PHashEmbedder, SiglipScorer, claim_gpu,
-                                is_local_model, job_gpus, resolve_device, resolve_dtype)
+from video_miner.defaults import section_defaults
+from video_miner.models import (LOAD_COUNTS, HFImageEmbedder, ModelSettings, PHashEmbedder, Registry, SiglipScorer,
+                                claim_gpu, is_local_model, job_gpus, load_hf_model, make_embedder, resolve_device,
+                                resolve_dtype, to_device)
 from video_miner.synth import photo
 
 CPU = ModelSettings(device="cpu", batch_size=3, num_workers=2)
@@ -91,6 +93,69 @@ def test_each_construction_loads_the_checkpoint_once(tiny_models, images):
     for _ in range(3):
         embedder.process(images[0][:2])
     assert LOAD_COUNTS[key] == before + 1
+
+
+def test_the_shared_loader_counts_one_load_and_gives_an_eval_model_on_the_device(tiny_models, caplog):
+    import logging
+
+    import torch
+
+    key = str(tiny_models["dinov2"])
+    before = LOAD_COUNTS[key]
+    with caplog.at_level(logging.INFO, logger="video_miner.models"):
+        loaded = load_hf_model(key, CPU)
+    assert LOAD_COUNTS[key] == before + 1
+    assert f"loading model {key} on cpu as float32" in caplog.text
+    assert loaded.model_id == key and loaded.device == torch.device("cpu") and loaded.dtype == torch.float32
+    assert not loaded.model.training and next(loaded.model.parameters()).dtype == torch.float32
+    assert loaded.processor is not None
+    assert load_hf_model(key, CPU, processor_class=None).processor is None
+
+
+def test_inputs_move_to_the_device_with_floats_in_the_model_dtype():
+    import torch
+
+    moved = to_device({"pixel_values": torch.ones(2), "input_ids": torch.ones(2, dtype=torch.long), "sizes": [(4, 4)]},
+                      torch.device("cpu"), torch.bfloat16)
+    assert moved["pixel_values"].dtype == torch.bfloat16 and moved["input_ids"].dtype == torch.long
+    assert moved["sizes"] == [(4, 4)]  # not a tensor: passed through
+
+
+def test_a_registered_class_is_creatable_and_unknown_names_list_the_known_ones():
+    registry = Registry("widget")
+
+    @registry.register("round")
+    class Round:
+        def __init__(self, size):
+            self.size = size
+
+    assert registry.names() == ("round",) and registry.create("round", 3).size == 3
+    with pytest.raises(ValueError, match="unknown widget 'square'; known: round"):
+        registry.create("square", 3)
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register("round")(Round)
+
+
+def test_make_embedder_creates_the_configured_dedup_backend(tiny_models):
+    assert isinstance(make_embedder("phash", "facebook/dinov2-base", CPU), PHashEmbedder)  # no model is loaded
+    assert isinstance(make_embedder("model", str(tiny_models["dinov2"]), CPU), HFImageEmbedder)
+    with pytest.raises(ValueError, match="known: model, phash"):
+        make_embedder("clip", "facebook/dinov2-base", CPU)
+
+
+def test_settings_defaults_are_the_schema_defaults():
+    from video_miner.dedup import SearchSettings
+    from video_miner.detection import DetectionSettings
+
+    models = section_defaults("models")
+    assert {key: getattr(ModelSettings(), key) for key in models} == models
+    detection = section_defaults("detection")
+    keys = ("backend", "model", "threshold", "text_threshold", "nms_iou", "max_per_image", "max_new_tokens", "opencv")
+    assert {key: getattr(DetectionSettings(), key) for key in keys} == {key: detection[key] for key in keys}
+    dedup = section_defaults("dedup")
+    search = SearchSettings()
+    assert (search.exact_max, search.nlist, search.nprobe) == (dedup["exact_search_max"], dedup["ivf_nlist"],
+                                                               dedup["ivf_nprobe"])
 
 
 def test_phash_is_a_hamming_distance_in_inner_product_form(images):

@@ -13,6 +13,7 @@ import click
 
 from video_miner.config import ConfigValidationError, load_config
 from video_miner.sources import ConfigError
+from video_miner.stages import STATUSES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,6 +28,15 @@ def _config(config_files, workdir) -> dict:
         return load_config(list(config_files), workdir)
     except (ConfigValidationError, ConfigError) as exc:
         raise click.ClickException(str(exc))
+
+
+def _run_config(config_files, workdir) -> dict:
+    """The configuration to report on: the files given, else the one the last run in
+    ``workdir`` recorded (results/run_config.yaml), else the defaults."""
+    from video_miner.registry import run_config
+
+    recorded = None if config_files else run_config(workdir)
+    return recorded if recorded is not None else _config(config_files, workdir)
 
 
 def _statuses(config, workdir):
@@ -76,15 +86,15 @@ def search(query, max_results, min_duration, max_duration, sheet, config_files, 
 @workdir_option
 @click.option("--watch", type=click.FloatRange(min=0.5), help="refresh every this many seconds")
 def status(config_files, workdir, watch):
-    """Totals per status and how many videos reached each stage."""
-    from video_miner.registry import STATUSES, status_counts
+    """Totals per status and how many videos went through each enabled stage."""
+    from video_miner.registry import status_counts
 
-    config = _config(config_files, workdir)
+    config = _run_config(config_files, workdir)
     while True:
         table = _statuses(config, workdir)
-        counts = status_counts(table)
+        counts = status_counts(table, config)
         lines = [f"{counts['videos']} videos"]
-        lines += [f"  {s:<13}{counts['per_status'][s]:>8}" for s in STATUSES if counts["per_status"][s]]
+        lines += [f"  {s:<13}{n:>8}" for s, n in counts["per_status"].items() if n]
         lines.append("reached stage:")
         lines += [f"  {s:<13}{n:>8}" for s, n in counts["reached_stage"].items()]
         failed = table[table["status"] == "failed"]
@@ -101,14 +111,13 @@ def status(config_files, workdir, watch):
 
 
 @main.command(name="list")
-@click.option("--status", "wanted", type=click.Choice(["pending", "downloaded", "extracted", "filtered", "deduplicated",
-                                                      "detected", "complete", "failed"]))
+@click.option("--status", "wanted", type=click.Choice(STATUSES))
 @click.option("-n", "--limit", type=click.IntRange(min=1), help="at most this many rows")
 @config_option
 @workdir_option
 def list_videos(wanted, limit, config_files, workdir):
     """Videos (tab-separated: id, status, location, title, reason)."""
-    table = _statuses(_config(config_files, workdir), workdir)
+    table = _statuses(_run_config(config_files, workdir), workdir)
     if wanted:
         table = table[table["status"] == wanted]
     if limit:
@@ -119,9 +128,7 @@ def list_videos(wanted, limit, config_files, workdir):
 
 
 @main.command()
-@click.option("--status", "wanted", required=True,
-              type=click.Choice(["pending", "downloaded", "extracted", "filtered", "deduplicated", "detected",
-                                 "complete", "failed"]))
+@click.option("--status", "wanted", required=True, type=click.Choice(STATUSES))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="URL list to write")
 @config_option
 @workdir_option
@@ -129,7 +136,7 @@ def export(wanted, output, config_files, workdir):
     """Write the URLs (or paths) of the videos with a status, one per line: a url_files list."""
     from video_miner.fsutil import write_text_atomic
 
-    table = _statuses(_config(config_files, workdir), workdir)
+    table = _statuses(_run_config(config_files, workdir), workdir)
     locations = table.loc[table["status"] == wanted, "location"].tolist()
     write_text_atomic(output, "".join(f"{loc}\n" for loc in locations))
     click.echo(f"{len(locations)} {wanted} videos written to {output}")

@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from video_miner.filtering import FRAME_COLUMNS, read_manifests
+from video_miner.defaults import section_defaults
 from video_miner.fsutil import atomic_dir, atomic_path
-from video_miner.ids import frame_id
+from video_miner.shardjob import Lazy, VideoCache, cached_frame_results
+from video_miner.tables.frame import FRAME, FRAME_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +67,14 @@ def flat_index(embeddings: np.ndarray, ids: np.ndarray | None = None) -> faiss.I
     return index
 
 
+_DEDUP_DEFAULTS = section_defaults("dedup")
+
+
 @dataclass(frozen=True)
 class SearchSettings:
-    exact_max: int = 200_000
-    nlist: int | None = None  # None: about 4 * sqrt(n)
-    nprobe: int = 16  # 1M frames: recall 0.9999 in 615 s on 2 cores (BENCHMARKS.md)
+    exact_max: int = _DEDUP_DEFAULTS["exact_search_max"]
+    nlist: int | None = _DEDUP_DEFAULTS["ivf_nlist"]  # None: about 4 * sqrt(n)
+    nprobe: int = _DEDUP_DEFAULTS["ivf_nprobe"]  # 1M frames: recall 0.9999 in 615 s on 2 cores (BENCHMARKS.md)
     train_size: int = 100_000
     chunk: int = 8192
     seed: int = 0
@@ -126,7 +130,6 @@ def write_index(path: str | os.PathLike, index: faiss.Index) -> None:
         faiss.write_index(index, str(tmp))
 
 
-FRAMES_FILE = "frames.parquet"
 EMBEDDINGS_FILE = "embeddings.npy"
 
 
@@ -138,65 +141,73 @@ def threshold_for(settings: dict) -> float:
     return settings["threshold"]
 
 
-def shard_frames(filtered: str | None, manifests: list[str]) -> pd.DataFrame:
-    """The frames to embed: those that passed the filter, or all extracted frames."""
-    if filtered:
-        table = pd.read_parquet(filtered, columns=[*FRAME_COLUMNS, "passed"])
-        return table[table["passed"]].drop(columns="passed").reset_index(drop=True)
-    return read_manifests(manifests)
+def _duplicate_reason(frame_index: int, similarity: float) -> str:
+    return f"near-duplicate of frame {frame_index} (similarity {similarity:.3f})"
+
+
+EMBED_FIELDS = (pa.field("duplicate_of", pa.int64()), pa.field("similarity", pa.float32()))
 
 
 def embed_shard(frames: pd.DataFrame, embedder_factory, threshold: float, out_dir: str | os.PathLike,
-                store_dtype: str = "float16") -> dict:
-    """Embed a shard's frames (model loaded once, only if there are frames), dedup each
-    video in time, and write the shard folder: frames.parquet, embeddings.npy (rows
-    aligned) and one <video>.faiss index per video with frame numbers as ids."""
+                cache: VideoCache, store_dtype: str = "float16") -> tuple[pd.DataFrame, dict]:
+    """Embed a shard's frames (``frames``: the kept rows of the stage before; the model
+    is loaded once, only for videos not embedded in an earlier run of this job), dedup
+    each video in time, and write the shard folder: embeddings.npy (rows aligned with the
+    returned table) and one <video>.faiss index per video with frame numbers as ids."""
     frames = frames.sort_values(["video_id", "frame_index"], kind="stable").reset_index(drop=True)
-    embeddings = embedder_factory().process(frames["path"].tolist()) if len(frames) else np.zeros((0, 1), np.float32)
-    kept = np.zeros(len(frames), bool)
-    duplicate_of = np.full(len(frames), -1, np.int64)
-    similarity = np.full(len(frames), np.nan, np.float32)
+    embedder = Lazy(embedder_factory)
+    per_video = cached_frame_results(cache, frames, lambda part: embedder().process(part["path"].tolist()))
+    embeddings = np.concatenate(list(per_video.values())) if per_video else np.zeros((0, 1), np.float32)
+    n = len(frames)
+    kept = np.zeros(n, bool)
+    duplicate_of = np.full(n, -1, np.int64)
+    similarity = np.full(n, np.nan, np.float32)
+    reason = np.full(n, "", object)
+    frame_numbers = frames["frame_index"].to_numpy()
     with atomic_dir(out_dir) as tmp:
         for video_id, rows in frames.groupby("video_id", sort=True).indices.items():
             result = temporal_dedup(embeddings[rows], threshold)
             kept[rows] = result.kept
-            duplicate_of[rows] = np.where(result.duplicate_of >= 0,
-                                          frames["frame_index"].to_numpy()[rows][result.duplicate_of], -1)
+            duplicate_of[rows] = np.where(result.duplicate_of >= 0, frame_numbers[rows][result.duplicate_of], -1)
             similarity[rows] = result.similarity
-            readable = rows[~np.isnan(embeddings[rows]).any(axis=1)]
-            faiss.write_index(flat_index(embeddings[readable], frames["frame_index"].to_numpy()[readable]),
+            readable = ~np.isnan(embeddings[rows]).any(axis=1)
+            for row, ok in zip(rows, readable):
+                if not ok:
+                    reason[row] = "unreadable image"
+                elif not kept[row]:
+                    reason[row] = _duplicate_reason(int(duplicate_of[row]), float(similarity[row]))
+            faiss.write_index(flat_index(embeddings[rows[readable]], frame_numbers[rows[readable]]),
                               str(Path(tmp, f"{video_id}.faiss")))
-        table = frames[["video_id", "frame_index", "timestamp_s", "path"]].assign(
-            kept=kept, duplicate_of=pd.array(np.where(duplicate_of >= 0, duplicate_of, None), dtype="Int64"),
-            similarity=similarity)
-        table.to_parquet(Path(tmp, FRAMES_FILE), index=False)
         np.save(Path(tmp, EMBEDDINGS_FILE), np.nan_to_num(embeddings).astype(store_dtype))
-    return {"frames": len(frames), "kept": int(kept.sum()), "videos": int(frames["video_id"].nunique())}
+    table = frames[FRAME_COLUMNS].assign(
+        kept=kept, reason=reason, duplicate_of=pd.array(np.where(duplicate_of >= 0, duplicate_of, None), dtype="Int64"),
+        similarity=similarity)
+    return table, {"frames": n, "kept": int(kept.sum()), "videos": int(frames["video_id"].nunique())}
 
 
-UNIQUE_SCHEMA = pa.schema([
-    pa.field("frame_id", pa.string(), nullable=False),
-    pa.field("video_id", pa.string(), nullable=False),
-    pa.field("frame_index", pa.int64(), nullable=False),
-    pa.field("timestamp_s", pa.float64(), nullable=False),
-    pa.field("path", pa.string(), nullable=False),
-    pa.field("kept", pa.bool_(), nullable=False),
-    pa.field("duplicate_of", pa.string()),
-    pa.field("similarity", pa.float32()),
-])
+def write_embed_table(path: str | os.PathLike, table: pd.DataFrame, record: dict) -> None:
+    FRAME.write(path, FRAME.table(table, *EMBED_FIELDS), record)
 
 
-def cross_video(shard_dirs: list[str], threshold: float, settings: SearchSettings) -> tuple[pa.Table, faiss.Index]:
+# The cross-video table names each duplicate's original by frame id, and its shard, so a
+# per-shard stage after it reads its own rows.
+UNIQUE_FIELDS = (pa.field("shard", pa.string(), nullable=False), pa.field("duplicate_of", pa.string()),
+                 pa.field("similarity", pa.float32()))
+
+
+def cross_video(embed_tables: list[str], embed_dirs: list[str], shards: list[str], threshold: float,
+                settings: SearchSettings) -> tuple[pa.Table, faiss.Index]:
     """Global dedup of every frame the per-video step kept, over all shards."""
     tables, vectors = [], []
-    for shard in shard_dirs:
-        table = pd.read_parquet(Path(shard, FRAMES_FILE))
-        keep = table["kept"].to_numpy()
+    for table_path, folder, shard in zip(embed_tables, embed_dirs, shards, strict=True):
+        table = FRAME.read(table_path)
+        keep = table["kept"].to_numpy(bool)
         if not keep.any():  # a shard of failed or filtered-out videos: nothing to compare
             continue
-        tables.append(table[keep])
-        vectors.append(np.load(Path(shard, EMBEDDINGS_FILE))[keep].astype(np.float32))
-    frames = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=UNIQUE_SCHEMA.names)
+        tables.append(table[keep].assign(shard=shard))
+        vectors.append(np.load(Path(folder, EMBEDDINGS_FILE))[keep].astype(np.float32))
+    columns = [*FRAME_COLUMNS, "shard"]
+    frames = pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)
     dim = max((v.shape[1] for v in vectors), default=1)
     embeddings = np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)
     order = np.lexsort((frames["frame_index"].to_numpy(), frames["video_id"].to_numpy())) if len(frames) else []
@@ -204,15 +215,12 @@ def cross_video(shard_dirs: list[str], threshold: float, settings: SearchSetting
     # Stored as float16: restore unit length before comparing with the threshold.
     embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
     result, index = global_dedup(embeddings, threshold, settings)
-    ids = [frame_id(v, i) for v, i in zip(frames["video_id"], frames["frame_index"])]
-    table = pa.table({
-        "frame_id": ids,
-        "video_id": frames["video_id"].astype(str).tolist(),
-        "frame_index": frames["frame_index"].astype("int64").tolist(),
-        "timestamp_s": frames["timestamp_s"].astype("float64").tolist(),
-        "path": frames["path"].astype(str).tolist(),
-        "kept": result.kept.tolist(),
-        "duplicate_of": [ids[j] if j >= 0 else None for j in result.duplicate_of],
-        "similarity": [None if np.isnan(s) else float(s) for s in result.similarity],
-    }, schema=UNIQUE_SCHEMA)
-    return table, index
+    ids = frames["frame_id"].tolist()
+    frames = frames.assign(
+        kept=result.kept,
+        reason=["" if j < 0 else f"near-duplicate of {ids[j]} (similarity {s:.3f})"
+                for j, s in zip(result.duplicate_of, result.similarity)],
+        duplicate_of=[ids[j] if j >= 0 else None for j in result.duplicate_of],
+        similarity=[None if np.isnan(s) else float(s) for s in result.similarity],
+    )
+    return FRAME.table(frames, *UNIQUE_FIELDS), index

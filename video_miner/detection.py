@@ -5,12 +5,12 @@ score, class_index`` in pixels of the original frame (``None`` for an unreadable
 thresholding, clipping, per-class NMS and the per-image cap are shared. Backends:
 Grounding DINO, OWLv2 / OWL-ViT (transformers zero-shot detection), Florence-2 (native
 transformers class, phrase grounding) and OpenCV Haar cascades (weights ship with
-``opencv-python-headless<5``: offline and CPU-only). A new backend is one class.
+``opencv-python-headless<5``: offline and CPU-only). A new backend is one class
+registered in ``DETECTORS``.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 from dataclasses import dataclass, field
@@ -22,18 +22,16 @@ import pandas as pd
 import pyarrow as pa
 from PIL import Image
 
+from video_miner.defaults import section_defaults
 from video_miner.logs import Progress
-from video_miner.models import LOAD_COUNTS, ModelSettings, _batches, load_image, prefetch, resolve_device, resolve_dtype
+from video_miner.shardjob import Lazy, VideoCache, cached_frame_results
+from video_miner.tables.frame import FRAME, FRAME_COLUMNS
+from video_miner.models import ModelSettings, Registry, _batches, load_hf_model, load_image, prefetch, to_device
 
-log = logging.getLogger(__name__)
-
-BACKENDS = ("grounding_dino", "owlv2", "florence2", "opencv")
-DEFAULT_MODELS = {
-    "grounding_dino": "IDEA-Research/grounding-dino-base",
-    "owlv2": "google/owlv2-base-patch16-ensemble",
-    "florence2": "florence-community/Florence-2-base",
-    "opencv": None,
-}
+_DETECTION_DEFAULTS = section_defaults("detection")
+_OPENCV_DEFAULTS = section_defaults("detection", "opencv")
+# Backend name -> Detector class, created as ``cls(settings, model_settings)``.
+DETECTORS = Registry("detection backend")
 HAAR_HALF_SCORE_WINDOWS = 10
 # Class name -> cascade file shipped in cv2.data.haarcascades.
 HAAR_CASCADES = {
@@ -53,21 +51,22 @@ HAAR_CASCADES = {
 
 @dataclass(frozen=True)
 class DetectionSettings:
-    backend: str = "grounding_dino"
+    backend: str = _DETECTION_DEFAULTS["backend"]
     model: str | None = None
     classes: tuple[str, ...] = ()
-    threshold: float = 0.3
-    text_threshold: float = 0.25
-    nms_iou: float = 0.5
-    max_per_image: int = 100
-    max_new_tokens: int = 256  # Florence-2 generation length
+    threshold: float = _DETECTION_DEFAULTS["threshold"]
+    text_threshold: float = _DETECTION_DEFAULTS["text_threshold"]
+    nms_iou: float = _DETECTION_DEFAULTS["nms_iou"]
+    max_per_image: int = _DETECTION_DEFAULTS["max_per_image"]
+    max_new_tokens: int = _DETECTION_DEFAULTS["max_new_tokens"]  # Florence-2 generation length
     opencv: dict = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, section: dict) -> "DetectionSettings":
         values = {k: v for k, v in section.items() if k in cls.__dataclass_fields__}
         values["classes"] = tuple(section.get("classes", ()))
-        values["model"] = section.get("model") or DEFAULT_MODELS[section.get("backend", "grounding_dino")]
+        backend = section.get("backend", cls.backend)
+        values["model"] = section.get("model") or DETECTORS.get(backend).default_model
         return cls(**values)
 
 
@@ -110,6 +109,8 @@ class Detector:
     """The interface: ``detect(paths)`` gives one ``(n, 6)`` array per image, or None
     where the image cannot be read. Backends implement ``_predict(images)``."""
 
+    default_model: str | None = None  # the checkpoint used when detection.model is null
+
     def __init__(self, settings: DetectionSettings, model_settings: ModelSettings):
         if not settings.classes:
             raise ValueError("detection needs at least one class")
@@ -144,27 +145,14 @@ class HFDetector(Detector):
     def __init__(self, settings: DetectionSettings, model_settings: ModelSettings):
         super().__init__(settings, model_settings)
         import torch
-        import transformers
 
-        self.device = resolve_device(model_settings.device)
-        self.dtype = resolve_dtype(model_settings.dtype, self.device)
-        log.info("loading detector %s on %s as %s", settings.model, self.device, str(self.dtype).removeprefix("torch."))
-        LOAD_COUNTS[settings.model] += 1
-        remote = model_settings.trust_remote_code
-        self.model = getattr(transformers, self.auto_class).from_pretrained(
-            settings.model, dtype=self.dtype, trust_remote_code=remote).to(self.device).eval()
-        self.processor = transformers.AutoProcessor.from_pretrained(settings.model, trust_remote_code=remote)
+        loaded = load_hf_model(settings.model, model_settings, self.auto_class, "AutoProcessor", role="detector")
+        self.model, self.processor = loaded.model, loaded.processor
+        self.device, self.dtype = loaded.device, loaded.dtype
         self._torch = torch
 
     def _to_device(self, inputs) -> dict:
-        moved = {}
-        for key, value in dict(inputs).items():
-            if hasattr(value, "to"):
-                value = value.to(self.device)
-                if value.is_floating_point():
-                    value = value.to(self.dtype)
-            moved[key] = value
-        return moved
+        return to_device(inputs, self.device, self.dtype)
 
 
 def phrase_spans(input_ids: Sequence[int], phrases: Sequence[Sequence[int]]) -> list[list[int]]:
@@ -185,11 +173,14 @@ def phrase_spans(input_ids: Sequence[int], phrases: Sequence[Sequence[int]]) -> 
     return spans
 
 
+@DETECTORS.register("grounding_dino")
 class GroundingDinoDetector(HFDetector):
     """Grounding DINO: the classes form one prompt ("cat . dog ."). As in the reference
     implementation a box is kept when its best token probability reaches ``threshold``
     (the box threshold); its class is the phrase with the highest token probability,
     which must reach ``text_threshold``."""
+
+    default_model = "IDEA-Research/grounding-dino-base"
 
     def __init__(self, settings: DetectionSettings, model_settings: ModelSettings):
         super().__init__(settings, model_settings)
@@ -222,9 +213,12 @@ class GroundingDinoDetector(HFDetector):
         return results
 
 
+@DETECTORS.register("owlv2")
 class OwlDetector(HFDetector):
     """OWLv2 and OWL-ViT: one query per class; the processor's post-processing undoes
     OWLv2's square padding."""
+
+    default_model = "google/owlv2-base-patch16-ensemble"
 
     def _predict(self, images):
         inputs = self.processor(text=[self.classes] * len(images), images=images, return_tensors="pt")
@@ -250,10 +244,12 @@ def match_class(label: str, classes: Sequence[str]) -> int | None:
     return max(inside, key=lambda i: len(names[i])) if inside else None
 
 
+@DETECTORS.register("florence2")
 class Florence2Detector(HFDetector):
     """Florence-2 phrase grounding over the classes ("cat. dog."). It generates boxes
     without confidences: each gets score 1.0, so ``threshold`` does not filter them."""
 
+    default_model = "florence-community/Florence-2-base"
     auto_class = "AutoModelForImageTextToText"
     task = "<CAPTION_TO_PHRASE_GROUNDING>"
 
@@ -287,6 +283,7 @@ def cascade_path(name: str) -> Path:
     return path
 
 
+@DETECTORS.register("opencv")
 class OpenCVHaarDetector(Detector):
     """Haar cascades (Viola-Jones), one per class. A box's score grows with the number n
     of raw windows that agree on it: n / (n + 10), so 0.5 at ten windows. Clear faces get
@@ -295,7 +292,7 @@ class OpenCVHaarDetector(Detector):
 
     def __init__(self, settings: DetectionSettings, model_settings: ModelSettings):
         super().__init__(settings, model_settings)
-        options = {"scale_factor": 1.05, "min_neighbors": 3, "min_size": 0.08, "cascades": {}, **settings.opencv}
+        options = {**_OPENCV_DEFAULTS, **settings.opencv}
         cascades = {**HAAR_CASCADES, **options["cascades"]}
         unknown = [c for c in self.classes if c.lower() not in cascades]
         if unknown:
@@ -342,73 +339,58 @@ class OpenCVHaarDetector(Detector):
         return results
 
 
-DETECTORS = {
-    "grounding_dino": GroundingDinoDetector,
-    "owlv2": OwlDetector,
-    "florence2": Florence2Detector,
-    "opencv": OpenCVHaarDetector,
-}
+BACKENDS = DETECTORS.names()
 
 
 def make_detector(settings: DetectionSettings, model_settings: ModelSettings) -> Detector:
-    return DETECTORS[settings.backend](settings, model_settings)
+    return DETECTORS.create(settings.backend, settings, model_settings)
 
 
 # --- per-shard detection table -------------------------------------------------------
 
-DETECTION_SCHEMA = pa.schema([
-    pa.field("frame_id", pa.string(), nullable=False),
-    pa.field("video_id", pa.string(), nullable=False),
-    pa.field("frame_index", pa.int64(), nullable=False),
-    pa.field("timestamp_s", pa.float64(), nullable=False),
-    pa.field("path", pa.string(), nullable=False),
-    pa.field("width", pa.int32()),
-    pa.field("height", pa.int32()),
-    pa.field("readable", pa.bool_(), nullable=False),
+# The detect table's own columns: a frame is kept when it could be read (frames without
+# boxes stay in the dataset as negatives); boxes are xywh in pixels.
+DETECT_FIELDS = (
+    pa.field("has_detections", pa.bool_(), nullable=False),
     pa.field("category", pa.list_(pa.string()), nullable=False),
     pa.field("score", pa.list_(pa.float32()), nullable=False),
-    pa.field("bbox", pa.list_(pa.list_(pa.float32(), 4)), nullable=False),  # x, y, w, h in pixels
-])
+    pa.field("bbox", pa.list_(pa.list_(pa.float32(), 4)), nullable=False),
+)
+UNREADABLE = "unreadable image"
 
 
-def image_size(path: str) -> tuple[int, int] | None:
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (OSError, ValueError):
-        return None
-
-
-def detections_table(frames: pd.DataFrame, found: list[np.ndarray | None], classes: Sequence[str]) -> pa.Table:
+def detections_table(frames: pd.DataFrame, found: list[np.ndarray | None], classes: Sequence[str]) -> pd.DataFrame:
     """One row per frame with its boxes (xywh) as list columns."""
-    sizes = [image_size(p) if dets is not None else None for p, dets in zip(frames["path"], found)]
     empty = np.zeros((0, 6), np.float32)
-    boxes = [empty if d is None else d for d in found]
-    return pa.table({
-        "frame_id": frames["frame_id"].tolist(),
-        "video_id": frames["video_id"].tolist(),
-        "frame_index": frames["frame_index"].astype("int64").tolist(),
-        "timestamp_s": frames["timestamp_s"].astype("float64").tolist(),
-        "path": frames["path"].tolist(),
-        "width": [s[0] if s else None for s in sizes],
-        "height": [s[1] if s else None for s in sizes],
-        "readable": [d is not None for d in found],
-        "category": [[classes[int(c)] for c in b[:, 5]] for b in boxes],
-        "score": [b[:, 4].tolist() for b in boxes],
-        "bbox": [np.column_stack([b[:, :2], b[:, 2:4] - b[:, :2]]).round(2).tolist() for b in boxes],
-    }, schema=DETECTION_SCHEMA)
+    boxes = [empty if d is None else np.asarray(d, np.float32).reshape(-1, 6) for d in found]
+    return frames[FRAME_COLUMNS].assign(
+        kept=[d is not None for d in found],
+        reason=["" if d is not None else UNREADABLE for d in found],
+        has_detections=[len(b) > 0 for b in boxes],
+        category=[[classes[int(c)] for c in b[:, 5]] for b in boxes],
+        score=[b[:, 4].tolist() for b in boxes],
+        bbox=[np.column_stack([b[:, :2], b[:, 2:4] - b[:, :2]]).round(2).tolist() for b in boxes],
+    )
 
 
-def detect_frames(frames: pd.DataFrame, detector_factory, classes: Sequence[str]) -> tuple[pa.Table, dict]:
-    """Detect on every frame; the detector (model) is made once, and only if there are
-    frames."""
-    found = detector_factory().detect(frames["path"].tolist()) if len(frames) else []
+def detect_frames(frames: pd.DataFrame, detector_factory, classes: Sequence[str],
+                  cache: VideoCache) -> tuple[pa.Table, dict]:
+    """Detect on every frame; the detector (model) is made once, and only for videos not
+    done in an earlier run of this job."""
+    frames = frames.sort_values(["video_id", "frame_index"], kind="stable").reset_index(drop=True)
+    detector = Lazy(detector_factory)
+
+    def detect(part: pd.DataFrame) -> list:
+        return [None if d is None else d.tolist() for d in detector().detect(part["path"].tolist())]
+
+    per_video = cached_frame_results(cache, frames, detect)
+    found = [d for results in per_video.values() for d in results]
     table = detections_table(frames, found, classes)
-    counts = pd.Series([c for cats in table["category"].to_pylist() for c in cats], dtype="string").value_counts()
+    counts = pd.Series([c for cats in table["category"] for c in cats], dtype="string").value_counts()
     record = {
         "frames": len(frames),
         "unreadable": int(sum(d is None for d in found)),
-        "frames_with_detections": int(sum(d is not None and len(d) > 0 for d in found)),
+        "frames_with_detections": int(table["has_detections"].sum()),
         "detections": {c: int(counts.get(c, 0)) for c in classes},
     }
-    return table, record
+    return FRAME.table(table, *DETECT_FIELDS), record

@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from video_miner.fsutil import safe_name, write_json_atomic
+import pyarrow as pa
+
+from video_miner.defaults import section_defaults
+from video_miner.fsutil import safe_name
 from video_miner.video import VideoError, probe
 
 log = logging.getLogger(__name__)
@@ -31,19 +34,22 @@ _TRANSIENT_TEXT = re.compile(
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+_DEFAULTS = section_defaults("download")
+
+
 @dataclass(frozen=True)
 class DownloadOptions:
-    max_height: int = 1080
-    format: str | None = None  # a yt-dlp format selector; overrides max_height/audio
-    audio: bool = False  # frames need no audio; video-only streams also need no ffmpeg merge
-    socket_timeout_s: float = 30.0
-    retries: int = 3
-    retry_backoff_s: float = 2.0
-    cookies_file: str | None = None
-    proxy: str | None = None
-    rate_limit: str | int | None = None  # bytes/s, or yt-dlp's "5M" form
-    sleep_interval_s: float = 0.0
-    max_filesize: str | int | None = None
+    max_height: int = _DEFAULTS["max_height"]
+    format: str | None = _DEFAULTS["format"]  # a yt-dlp format selector; overrides max_height/audio
+    audio: bool = _DEFAULTS["audio"]  # frames need no audio; video-only streams also need no ffmpeg merge
+    socket_timeout_s: float = _DEFAULTS["socket_timeout_s"]
+    retries: int = _DEFAULTS["retries"]
+    retry_backoff_s: float = _DEFAULTS["retry_backoff_s"]
+    cookies_file: str | None = _DEFAULTS["cookies_file"]
+    proxy: str | None = _DEFAULTS["proxy"]
+    rate_limit: str | int | None = _DEFAULTS["rate_limit"]  # bytes/s, or yt-dlp's "5M" form
+    sleep_interval_s: float = _DEFAULTS["sleep_interval_s"]
+    max_filesize: str | int | None = _DEFAULTS["max_filesize"]
 
     @classmethod
     def from_config(cls, section: dict) -> "DownloadOptions":
@@ -266,19 +272,74 @@ def ingest_local(path: str | os.PathLike, out_dir: str | os.PathLike, video_id: 
     return record
 
 
-def write_record(path: str | os.PathLike, record: dict) -> None:
-    write_json_atomic(path, record)
+DOWNLOAD_FIELDS = (
+    pa.field("source", pa.string(), nullable=False),  # url | local
+    pa.field("location", pa.string(), nullable=False),  # the URL or local path it came from
+    pa.field("file", pa.string()),  # the video in results/download/<shard>/
+    pa.field("filesize", pa.int64()),
+    pa.field("title", pa.string()),
+    pa.field("channel", pa.string()),
+    pa.field("upload_date", pa.string()),
+    pa.field("extractor", pa.string()),
+    pa.field("webpage_url", pa.string()),
+    pa.field("duration", pa.float64()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("fps", pa.float64()),
+    pa.field("vcodec", pa.string()),
+    pa.field("rotation", pa.int32()),
+    pa.field("transient", pa.bool_()),  # the failure may go away on a later run
+    pa.field("attempts", pa.int32()),
+    pa.field("seconds", pa.float64()),
+)
 
 
-def ensure_video(record: dict, config: dict) -> dict:
-    """The record of a video whose file is on disk: fetched again when it was deleted after
-    an earlier extraction (``keep_videos: false``) and is needed once more."""
-    if record.get("status") != "ok" or Path(record["file"]).is_file():
-        return record
-    out_dir = Path(record["file"]).parent
-    log.info("%s was deleted after extraction; fetching it again", record["file"])
-    if record["source"] == "local":
-        fresh = ingest_local(record["path"], out_dir, record["video_id"], config["local_mode"])
-    else:
-        fresh = download_url(record["url"], out_dir, record["video_id"], DownloadOptions.from_config(config["download"]))
-    return {**record, **{k: fresh[k] for k in ("status", "reason", "file") if k in fresh}}
+def _cached_file_present(record: dict) -> bool:
+    """A cached download is reusable when it failed for good or its file is still there
+    (with ``keep_videos: false`` the file moved on and is fetched again when needed)."""
+    if record.get("status") != "ok":
+        return not record.get("transient")
+    return Path(record["file"]).is_file()
+
+
+def download_shard(sources: list[dict], out_dir: str | os.PathLike, cache_dir: str | os.PathLike,
+                   options: DownloadOptions, local_mode: str = "link", keep_videos: bool = True,
+                   workers: int = 1) -> tuple[pa.Table, dict]:
+    """Fetch a shard's videos (``sources``: video_id, kind, location), ``workers`` at a
+    time, into ``out_dir``: one row per video, failures with their reason. Each video is
+    first fetched into the shard's cache, so a killed job keeps what it finished; the
+    cache keeps a hard link to the file unless ``keep_videos`` is false."""
+    from video_miner.shardjob import VideoCache, cached_map, link_file
+    from video_miner.tables.video import VIDEO
+
+    by_id = {s["video_id"]: s for s in sources}
+    cache = VideoCache(cache_dir, {"download": options.__dict__, "local_mode": local_mode})
+    cache.prune(by_id)
+
+    def fetch(video_id: str) -> dict:
+        source = by_id[video_id]
+        if source["kind"] == "local":
+            return ingest_local(source["location"], cache.root, video_id, local_mode)
+        return download_url(source["location"], cache.root, video_id, options)
+
+    records = cached_map(cache, list(by_id), fetch, workers, "downloads", reusable=_cached_file_present)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    rows = []
+    for video_id, record in records.items():
+        row = {key: record.get(key) for key in VIDEO.schema(*DOWNLOAD_FIELDS).names}
+        row.update(video_id=video_id, source=by_id[video_id]["kind"], location=by_id[video_id]["location"],
+                   kept=record.get("status") == "ok", reason=record.get("reason") or "",
+                   seconds=record.get("download_seconds"))
+        if row["kept"]:
+            target = Path(out_dir, Path(record["file"]).name)
+            if keep_videos:
+                link_file(record["file"], target)
+            else:
+                os.replace(record["file"], target)
+            row["file"] = target.as_posix()
+        rows.append(row)
+    table = VIDEO.table(rows, *DOWNLOAD_FIELDS)
+    ok = sum(r["kept"] for r in rows)
+    summary = {"videos": len(rows), "ok": ok, "failed": len(rows) - ok,
+               "seconds": round(sum(r["seconds"] or 0 for r in rows), 3)}
+    return table, summary

@@ -14,37 +14,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 
-from video_miner.filtering import read_manifests
 from video_miner.fsutil import atomic_dir, safe_name, write_json_atomic
-from video_miner.ids import frame_id
+from video_miner.tables.frame import FRAME
 
-FRAME_COLUMNS = ["frame_id", "video_id", "frame_index", "timestamp_s", "path"]
-
-
-def select_frames(unique_path: str | None = None, filter_paths: Sequence[str] | None = None,
-                  manifest_paths: Sequence[str] = (), videos: Sequence[str] | None = None) -> pd.DataFrame:
-    """The frames that make the dataset: unique after dedup, else passed by the filter,
-    else every extracted frame; optionally only those of ``videos``."""
-    if unique_path:
-        frames = pd.read_parquet(unique_path)
-        frames = frames[frames["kept"]]
-    elif filter_paths:
-        frames = pd.concat([pd.read_parquet(p) for p in filter_paths]) if filter_paths else pd.DataFrame()
-        frames = frames[frames["passed"]] if len(frames) else frames
-    else:
-        frames = read_manifests(list(manifest_paths))
-    if not len(frames):
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in FRAME_COLUMNS})
-    if videos is not None:
-        frames = frames[frames["video_id"].isin(list(videos))]
-    frames = frames.assign(frame_id=[frame_id(v, int(i)) for v, i in zip(frames["video_id"], frames["frame_index"])])
-    return frames[FRAME_COLUMNS].sort_values(["video_id", "frame_index"], kind="stable").reset_index(drop=True)
-
-
-def read_detections(paths: Sequence[str]) -> pd.DataFrame:
-    tables = [pq.read_table(p).to_pandas() for p in paths]
-    frames = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["frame_id"])
-    return frames.sort_values("frame_id", kind="stable").reset_index(drop=True)
+def final_frames(paths: Sequence[str]) -> pd.DataFrame:
+    """The frames that make the dataset: the kept rows of the last enabled frame stage
+    (with its boxes when that is detection)."""
+    return FRAME.read_kept(list(paths))
 
 
 def dataset_file_name(video_id: str, frame_index: int, path: str) -> str:
@@ -53,12 +29,12 @@ def dataset_file_name(video_id: str, frame_index: int, path: str) -> str:
 
 
 def build_coco(detections: pd.DataFrame, classes: Sequence[str], info: dict | None = None) -> dict:
-    """A COCO detection file: every readable frame is an image (with or without boxes),
+    """A COCO detection file: every kept (readable) frame is an image (with or without boxes),
     categories in config order with ids from 1, boxes as xywh with scores."""
     categories = [{"id": i + 1, "name": c, "supercategory": "object"} for i, c in enumerate(classes)]
     category_ids = {c: i + 1 for i, c in enumerate(classes)}
     images, annotations = [], []
-    for row in detections[detections["readable"]].itertuples(index=False):
+    for row in detections.itertuples(index=False):
         image_id = len(images) + 1
         images.append({
             "id": image_id,
@@ -97,38 +73,34 @@ def _link_or_copy(source: str, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, records: dict[str, dict],
-                  detections: pd.DataFrame | None = None) -> dict:
+def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict[str, dict]) -> dict:
     """``out_dir`` as a Hugging Face imagefolder: ``images/<video>/<frame>.<ext>`` and
-    ``metadata.jsonl`` with the source video, timestamp and (when detection ran) the
-    objects (bbox xywh, category, score)."""
-    by_frame = detections.set_index("frame_id") if detections is not None and len(detections) else None
+    ``metadata.jsonl`` with the source video, timestamp and (when ``frames`` come from
+    detection) the objects (bbox xywh, category, score). ``videos``: download rows by id."""
+    with_boxes = "category" in frames.columns
     written = 0
     with atomic_dir(out_dir) as tmp:
         with open(Path(tmp, "metadata.jsonl"), "w", encoding="utf-8") as meta:
             for row in frames.itertuples(index=False):
                 if not Path(row.path).is_file():
                     continue
-                found = by_frame.loc[row.frame_id] if by_frame is not None and row.frame_id in by_frame.index else None
-                if detections is not None and (found is None or not found["readable"]):
-                    continue  # unreadable frames are not part of the dataset
                 name = dataset_file_name(row.video_id, row.frame_index, row.path)
                 _link_or_copy(row.path, Path(tmp, name))
-                record = records.get(row.video_id, {})
+                video = videos.get(row.video_id, {})
                 line = {
                     "file_name": name,
                     "frame_id": row.frame_id,
                     "video_id": row.video_id,
                     "frame_index": int(row.frame_index),
                     "timestamp_s": float(row.timestamp_s),
-                    "source": record.get("url") or record.get("path"),
-                    "title": record.get("title"),
+                    "source": video.get("location"),
+                    "title": video.get("title"),
                 }
-                if detections is not None:
+                if with_boxes:
                     line["objects"] = {
-                        "bbox": [[float(v) for v in box] for box in found["bbox"]],
-                        "category": [str(c) for c in found["category"]],
-                        "score": [float(s) for s in found["score"]],
+                        "bbox": [[float(v) for v in box] for box in row.bbox],
+                        "category": [str(c) for c in row.category],
+                        "score": [float(s) for s in row.score],
                     }
                 meta.write(json.dumps(line, ensure_ascii=False) + "\n")
                 written += 1
@@ -163,7 +135,7 @@ def write_visualizations(out_dir: str | os.PathLike, detections: pd.DataFrame, c
                          max_images: int) -> int:
     """Frames with boxes drawn: those with detections, highest-scoring first, at most
     ``max_images``; named after the frame id."""
-    with_boxes = detections[detections["readable"] & (detections["category"].map(len) > 0)]
+    with_boxes = detections[detections["has_detections"]]
     top = with_boxes.assign(_best=with_boxes["score"].map(lambda s: float(np.max(s))))
     top = top.sort_values(["_best", "frame_id"], ascending=[False, True]).head(max_images)
     with atomic_dir(out_dir) as tmp:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -19,11 +20,13 @@ from typing import Callable
 
 import av
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 from PIL import Image
 
+from video_miner.defaults import section_defaults
 from video_miner.fsutil import atomic_path
-from video_miner.tables import write_parquet
+from video_miner.ids import frame_id
 from video_miner.video import FrameIndex, VideoError, build_frame_index, open_video
 
 STRATEGIES = ("interval", "time", "keyframe")
@@ -33,29 +36,21 @@ _TIME_EPS = 1e-6  # seconds; absorbs float error in k * every_seconds
 # every frame: more than a decoder's reorder delay plus its threads' frames in flight.
 _NONREF_MARGIN = 8
 
-MANIFEST_SCHEMA = pa.schema(
-    [
-        pa.field("video_id", pa.string(), nullable=False),
-        pa.field("frame_index", pa.int64(), nullable=False),
-        pa.field("timestamp_s", pa.float64(), nullable=False),
-        pa.field("width", pa.int32(), nullable=False),
-        pa.field("height", pa.int32(), nullable=False),
-        pa.field("keyframe", pa.bool_(), nullable=False),
-        pa.field("path", pa.string(), nullable=False),
-    ]
-)
+_DEFAULTS = section_defaults("extract")
+# The extract table's own columns, after the frame level's shared ones.
+EXTRACT_FIELDS = (pa.field("keyframe", pa.bool_(), nullable=False),)
 
 
 @dataclass(frozen=True)
 class ExtractOptions:
-    strategy: str = "interval"
-    every_n_frames: int = 30
-    every_seconds: float = 1.0
-    max_frames: int | None = None
-    image_format: str = "jpg"
-    quality: int = 90
-    max_side: int | None = None
-    threads: int = 2
+    strategy: str = _DEFAULTS["strategy"]
+    every_n_frames: int = _DEFAULTS["every_n_frames"]
+    every_seconds: float = _DEFAULTS["every_seconds"]
+    max_frames: int | None = _DEFAULTS["max_frames"]
+    image_format: str = _DEFAULTS["image_format"]
+    quality: int = _DEFAULTS["quality"]
+    max_side: int | None = _DEFAULTS["max_side"]
+    threads: int = 2  # decoder and writer threads for one video; not a setting of the result
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -75,11 +70,6 @@ class ExtractResult:
     frames_decoded: int
     decode_errors: int
     seconds: float = 0.0
-
-    def metadata(self, video_id: str, options: ExtractOptions) -> dict:
-        meta = {k: v for k, v in asdict(self).items() if k != "rows"}
-        meta.update(video_id=video_id, frames_extracted=len(self.rows), options=asdict(options))
-        return meta
 
 
 def select_positions(index: FrameIndex, options: ExtractOptions) -> np.ndarray:
@@ -131,6 +121,7 @@ class _FrameWriter:
             {
                 "video_id": self.video_id,
                 "frame_index": int(frame_index),
+                "frame_id": frame_id(self.video_id, int(frame_index)),
                 "timestamp_s": round(float(timestamp_s), 6),
                 "width": int(out_width),
                 "height": int(out_height),
@@ -325,6 +316,38 @@ def extract_video(path: str | os.PathLike, out_dir: str | os.PathLike, video_id:
                          stats.decoded, stats.errors, round(time.perf_counter() - started, 3))
 
 
-def write_manifest(path: str | os.PathLike, rows: list[dict], metadata: dict) -> None:
-    """The per-video frame manifest, with the extraction record in the parquet metadata."""
-    write_parquet(path, pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), metadata)
+def extract_shard(videos: pd.DataFrame, out_dir: str | os.PathLike, cache_dir: str | os.PathLike,
+                  options: ExtractOptions, workers: int = 1) -> tuple[pa.Table, dict]:
+    """Sample frames of a shard's videos (``videos``: the kept download rows, ``video_id``
+    and ``file``), ``workers`` videos at a time, into ``out_dir/<video_id>/``. One row per
+    frame; a video that cannot be decoded has no rows and its reason in the record's
+    per-video outcomes. Frames are written to the shard's cache first (a killed job keeps
+    the videos it finished) and hard-linked into ``out_dir`` at the end."""
+    from video_miner.shardjob import VideoCache, cached_map, link_tree
+    from video_miner.tables.frame import FRAME
+
+    settings = {k: v for k, v in asdict(options).items() if k != "threads"}
+    files = dict(zip(videos["video_id"], videos["file"]))
+    cache = VideoCache(cache_dir, settings)
+    cache.prune(files)
+
+    def work(video_id: str) -> dict:
+        frames_dir = cache.path(video_id)
+        shutil.rmtree(frames_dir, ignore_errors=True)  # a killed attempt's partial frames
+        result = extract_video(files[video_id], frames_dir, video_id, options)
+        outcome = {k: v for k, v in asdict(result).items() if k != "rows"}
+        rows = [{**row, "path": Path(row["path"]).name} for row in result.rows]
+        return {**outcome, "ok": result.status == "ok", "rows": rows}
+
+    records = cached_map(cache, list(files), work, workers, "videos extracted")
+    rows, outcomes = [], {}
+    for video_id, record in records.items():
+        target = Path(out_dir, video_id)
+        link_tree(cache.path(video_id), target)
+        rows += [{**row, "path": (target / row["path"]).as_posix(), "kept": True} for row in record["rows"]]
+        outcomes[video_id] = {k: v for k, v in record.items() if k != "rows"} | {"frames_extracted": len(record["rows"])}
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    table = FRAME.table(rows, *EXTRACT_FIELDS)
+    summary = {"video_outcomes": outcomes, "frames": len(rows), "options": settings,
+               "seconds": round(sum(o["seconds"] for o in outcomes.values()), 3)}
+    return table, summary

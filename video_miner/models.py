@@ -3,7 +3,8 @@
 Each wrapper loads its checkpoint once (Hugging Face id or local folder, through
 ``from_pretrained``), runs batched inference under ``torch.inference_mode()`` on the
 configured device and dtype, and decodes and preprocesses images on worker threads so
-the accelerator is not kept waiting on JPEG decoding. A new backend is one class.
+the accelerator is not kept waiting on JPEG decoding. Every Hugging Face stage loads
+through ``load_hf_model``; a new backend is one class registered in a ``Registry``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
+from video_miner.defaults import section_defaults
 from video_miner.fsutil import safe_name
 from video_miner.logs import Progress
 
@@ -31,13 +33,16 @@ log = logging.getLogger(__name__)
 LOAD_COUNTS: Counter = Counter()
 
 
+_MODEL_DEFAULTS = section_defaults("models")
+
+
 @dataclass(frozen=True)
 class ModelSettings:
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "auto"  # auto (bf16/fp16 on GPU, fp32 on CPU) | float32 | float16 | bfloat16
-    batch_size: int = 32
+    device: str = _MODEL_DEFAULTS["device"]  # auto | cpu | cuda | cuda:N
+    dtype: str = _MODEL_DEFAULTS["dtype"]  # auto (bf16/fp16 on GPU, fp32 on CPU) | float32 | float16 | bfloat16
+    batch_size: int = _MODEL_DEFAULTS["batch_size"]
     num_workers: int = 2  # the job's threads: image decoding runs ahead of the model
-    trust_remote_code: bool = False
+    trust_remote_code: bool = _MODEL_DEFAULTS["trust_remote_code"]
 
     @classmethod
     def from_config(cls, section: dict) -> "ModelSettings":
@@ -107,6 +112,74 @@ def resolve_dtype(spec: str, device):
     return getattr(torch, spec)
 
 
+class Registry:
+    """Backends of one kind by name: a new backend is one class decorated with
+    ``@REGISTRY.register(name)``."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._classes: dict[str, type] = {}
+
+    def register(self, name: str) -> Callable[[type], type]:
+        def add(cls: type) -> type:
+            if name in self._classes:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._classes[name] = cls
+            return cls
+        return add
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._classes)
+
+    def get(self, name: str) -> type:
+        if name not in self._classes:
+            raise ValueError(f"unknown {self.kind} {name!r}; known: {', '.join(self._classes)}")
+        return self._classes[name]
+
+    def create(self, name: str, *args, **kwargs):
+        return self.get(name)(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model_id: str
+    model: Any
+    processor: Any  # None when no processor class was asked for
+    device: Any  # torch.device
+    dtype: Any  # torch.dtype
+
+
+def load_hf_model(model_id: str, settings: ModelSettings, auto_class: str = "AutoModel",
+                  processor_class: str | None = "AutoImageProcessor", role: str = "model") -> LoadedModel:
+    """The one loader of every transformers stage: a checkpoint (hub id or folder) in eval
+    mode on the configured device and dtype, with its processor. ``role`` is the word in
+    the log line ("loading detector ...")."""
+    import transformers
+
+    device = resolve_device(settings.device)
+    dtype = resolve_dtype(settings.dtype, device)
+    log.info("loading %s %s on %s as %s", role, model_id, device, str(dtype).removeprefix("torch."))
+    LOAD_COUNTS[model_id] += 1
+    remote = settings.trust_remote_code
+    model = getattr(transformers, auto_class).from_pretrained(model_id, dtype=dtype, trust_remote_code=remote)
+    processor = (getattr(transformers, processor_class).from_pretrained(model_id, trust_remote_code=remote)
+                 if processor_class else None)
+    return LoadedModel(model_id, model.to(device).eval(), processor, device, dtype)
+
+
+def to_device(inputs, device, dtype) -> dict:
+    """Model inputs (a dict or BatchFeature) on ``device``, floating tensors cast to ``dtype``;
+    values that are not tensors pass through."""
+    moved = {}
+    for key, value in dict(inputs).items():
+        if hasattr(value, "to"):
+            value = value.to(device, non_blocking=True)  # overlaps the copy of pinned inputs
+            if value.is_floating_point():
+                value = value.to(dtype)
+        moved[key] = value
+    return moved
+
+
 def load_image(path: str, min_side: int | None = None) -> Image.Image | None:
     """An RGB image, or None when unreadable. Large JPEGs are decoded at reduced scale
     (``draft``) when the model needs far fewer pixels."""
@@ -158,18 +231,11 @@ class HFFrameModel(FrameModel):
 
     def __init__(self, model_id: str, settings: ModelSettings):
         import torch
-        import transformers
 
+        loaded = load_hf_model(model_id, settings, self.auto_class, "AutoImageProcessor")
         self.settings = settings
-        self.device = resolve_device(settings.device)
-        self.dtype = resolve_dtype(settings.dtype, self.device)
-        log.info("loading model %s on %s as %s", model_id, self.device, str(self.dtype).removeprefix("torch."))
-        LOAD_COUNTS[model_id] += 1
-        model_class = getattr(transformers, self.auto_class)
-        self.model = model_class.from_pretrained(model_id, dtype=self.dtype,
-                                                 trust_remote_code=settings.trust_remote_code).to(self.device).eval()
-        self.image_processor = transformers.AutoImageProcessor.from_pretrained(
-            model_id, trust_remote_code=settings.trust_remote_code)
+        self.model, self.image_processor = loaded.model, loaded.processor
+        self.device, self.dtype = loaded.device, loaded.dtype
         self.model_id = model_id
         self._torch = torch
 
@@ -187,13 +253,6 @@ class HFFrameModel(FrameModel):
             inputs = {k: v.pin_memory() for k, v in inputs.items()}
         return inputs, valid
 
-    def _to_device(self, inputs: dict) -> dict:
-        moved = {}
-        for key, value in inputs.items():
-            value = value.to(self.device, non_blocking=True)
-            moved[key] = value.to(self.dtype) if value.is_floating_point() else value
-        return moved
-
     def _forward(self, inputs: dict):  # pragma: no cover - per backend
         raise NotImplementedError
 
@@ -203,7 +262,7 @@ class HFFrameModel(FrameModel):
         progress = Progress("frames", len(paths))
         with self._torch.inference_mode():
             for inputs, valid in prefetch(self._preprocess, batches, self.settings.num_workers, depth=2):
-                out = self._forward(self._to_device(inputs)).float().cpu().numpy()
+                out = self._forward(to_device(inputs, self.device, self.dtype)).float().cpu().numpy()
                 out[~valid] = np.nan
                 rows.append(out)
                 progress.update(len(out))
@@ -241,6 +300,11 @@ class SiglipScorer(HFFrameModel):
         return self._torch.sigmoid(image @ self.text_features.T * self.scale + self.bias)
 
 
+# Created as ``cls(model_id=..., settings=...)`` by make_embedder.
+EMBEDDERS = Registry("dedup backend")
+
+
+@EMBEDDERS.register("model")
 class HFImageEmbedder(HFFrameModel):
     """L2-normalised image embeddings: DINOv2/DINOv3 (pooled CLS token) or the image tower
     of a SigLIP/SigLIP2 checkpoint."""
@@ -258,6 +322,7 @@ class HFImageEmbedder(HFFrameModel):
         return _normalise(self.model(**inputs).pooler_output.float())
 
 
+@EMBEDDERS.register("phash")
 class PHashEmbedder(FrameModel):
     """Perceptual hash (DCT of a 32x32 grey image, 8x8 low frequencies against their
     median) as a model-free CPU backend. Bits become +-1/8 vectors, so the inner product
@@ -265,7 +330,7 @@ class PHashEmbedder(FrameModel):
 
     dim = 64
 
-    def __init__(self, settings: ModelSettings):
+    def __init__(self, settings: ModelSettings, model_id: str | None = None):  # model-free: the id is unused
         self.settings = settings
         n = 32
         k = np.arange(n)
@@ -319,6 +384,4 @@ def job_gpus(device: str) -> int:
 
 
 def make_embedder(backend: str, model_id: str, settings: ModelSettings) -> FrameModel:
-    if backend == "phash":
-        return PHashEmbedder(settings)
-    return HFImageEmbedder(model_id, settings)
+    return EMBEDDERS.create(backend, model_id=model_id, settings=settings)

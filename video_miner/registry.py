@@ -1,19 +1,30 @@
-"""Where every video stands, derived from the result files (nothing is stored, so it
-cannot go stale): pending, downloaded, extracted, filtered, deduplicated, detected,
-complete, or failed with the stage and reason."""
+"""Where every video stands, derived from the stage tables (nothing is stored, so it
+cannot go stale): ``pending``, the status word of the last enabled stage it went
+through, ``complete`` once every enabled stage ran for it, or ``failed`` with the stage
+and reason. The words and their order come from the stage registry."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from video_miner.sources import assign_shards, collect_videos
-from video_miner.tables import read_metadata
+from video_miner.stages import STATUSES, Stage, enabled_stages
+from video_miner.summary import stage_failures
+from video_miner.tables.video import VIDEO
 
-STATUSES = ["pending", "downloaded", "extracted", "filtered", "deduplicated", "detected", "complete", "failed"]
 REGISTRY_COLUMNS = ["video_id", "status", "failed_stage", "reason", "kind", "location", "origin", "title"]
+RUN_CONFIG = Path("results", "run_config.yaml")
+
+
+def run_config(root: str | Path = ".") -> dict | None:
+    """The configuration the last run in ``root`` ran with, if it recorded one."""
+    path = Path(root, RUN_CONFIG)
+    if not path.is_file():
+        return None
+    return yaml.safe_load(path.read_text())
 
 
 def _mtime(path: Path) -> float | None:
@@ -23,70 +34,66 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
+def _stage_done(current: Stage, shard: str, root: Path, stages: list[Stage]) -> bool:
+    """A per-shard stage is done for a shard when its table exists; a run-wide one when
+    its table is newer than the shard's table of the stage before it."""
+    table = root / current.table(shard)
+    if current.per_shard:
+        return table.exists()
+    before = stages[stages.index(current) - 1]
+    done_at, before_at = _mtime(table), _mtime(root / before.table(shard))
+    return bool(done_at and before_at and done_at >= before_at)
+
+
 def video_statuses(config: dict, root: str | Path = ".") -> pd.DataFrame:
     """One row per video of the configured run, in listing order."""
     root = Path(root)
     collection = collect_videos(config, str(root))
-    shard_of = {v: s for s, members in assign_shards(collection, config["shard_size"]).items() for v in members}
-    results = root / "results"
-    unique_time = _mtime(results / "dedup" / "unique_frames.parquet")
-
-    def deduplicated(shard: str) -> bool:  # its shard embedded, and the cross-video step ran after
-        shard_time = _mtime(results / "dedup" / shard)
-        return bool(shard_time and unique_time and unique_time >= shard_time)
-
-    stages = []  # the enabled per-shard stages in order, each with its test for "done"
-    if config["filter"]["enabled"]:
-        stages.append(("filtered", lambda shard: (results / "filter" / f"{shard}.parquet").exists()))
-    if config["dedup"]["enabled"]:
-        stages.append(("deduplicated", deduplicated))
-    if config["detection"]["enabled"]:
-        stages.append(("detected", lambda shard: (results / "detections" / "shards" / f"{shard}.parquet").exists()))
-    summary_time = _mtime(root / "results" / "pipeline_result.json")
-    rows = []
-    for video_id, source in collection.videos.items():
-        row = {"video_id": video_id, "status": "pending", "failed_stage": None, "reason": None, "kind": source.kind,
-               "location": source.location, "origin": source.origin, "title": None}
-        record_path = root / "results" / "videos" / f"{video_id}.info.json"
-        manifest = root / "results" / "frames" / f"{video_id}.parquet"
-        if record_path.exists():
-            record = json.loads(record_path.read_text())
-            row["title"] = record.get("title")
-            if record.get("status") != "ok":
-                row.update(status="failed", failed_stage="download", reason=record.get("reason"))
-            elif not manifest.exists():
-                row["status"] = "downloaded"
-            else:
-                extraction = read_metadata(manifest)
-                if extraction.get("status") != "ok":
-                    row.update(status="failed", failed_stage="extract", reason=extraction.get("reason"))
-                else:
-                    row["status"] = _stage_reached(shard_of[video_id], stages)
-                    done_at = _mtime(manifest)
-                    if row["status"] == (stages[-1][0] if stages else "extracted") and summary_time \
-                            and done_at and summary_time >= done_at:
-                        row["status"] = "complete"
-        rows.append(row)
-    return pd.DataFrame(rows, columns=REGISTRY_COLUMNS)
+    stages = enabled_stages(config)
+    rows = {v: {"video_id": v, "status": "pending", "failed_stage": None, "reason": None, "kind": s.kind,
+                "location": s.location, "origin": s.origin, "title": None}
+            for v, s in collection.videos.items()}
+    for shard, members in assign_shards(collection, config["shard_size"]).items():
+        failed: dict[str, tuple[str, str]] = {}
+        for current in stages:
+            if not _stage_done(current, shard, root, stages):
+                break
+            paths = [str(root / current.table(shard))]
+            if current.name == "download":
+                titles = VIDEO.read(paths, columns=["title"]).set_index("video_id")["title"]
+                for video_id in members:
+                    rows[video_id]["title"] = titles.get(video_id)
+            if current.per_shard:
+                for video_id, reason in stage_failures(current, paths).items():
+                    failed.setdefault(video_id, (current.name, reason))
+            for video_id in members:
+                rows[video_id]["status"] = current.status
+        else:
+            for video_id in members:
+                rows[video_id]["status"] = "complete"
+        for video_id, (stage_name, reason) in failed.items():
+            if video_id in rows:
+                rows[video_id].update(status="failed", failed_stage=stage_name, reason=reason)
+    return pd.DataFrame(list(rows.values()), columns=REGISTRY_COLUMNS)
 
 
-def _stage_reached(shard: str, stages) -> str:
-    reached = "extracted"
-    for name, done in stages:
-        if not done(shard):
-            break
-        reached = name
-    return reached
+def status_words(config: dict) -> list[str]:
+    """The statuses a video of this configuration can have, in order."""
+    enabled = {s.status for s in enabled_stages(config)}
+    return [s for s in STATUSES if s in enabled or s in ("pending", "complete", "failed")]
 
 
-def status_counts(table: pd.DataFrame) -> dict:
-    """Videos per status, and how many reached each stage (a video at a later stage
-    counts for every earlier one; failed ones count for the stages before the failure)."""
-    per_status = {s: int((table["status"] == s).sum()) for s in STATUSES}
-    order = STATUSES[:-1]
+def status_counts(table: pd.DataFrame, config: dict) -> dict:
+    """Videos per status, and how many went through each enabled stage (a video at a
+    later stage counts for every earlier one; a failed one for the stages before its
+    failure)."""
+    words = status_words(config)
+    per_status = {s: int((table["status"] == s).sum()) for s in words}
+    stages = enabled_stages(config)
+    order = [s.status for s in stages] + ["complete"]
     reached = {}
-    for stage in order[1:]:
-        later = order[order.index(stage):]
-        reached[stage] = int(table["status"].isin(later).sum())
-    reached["downloaded"] += int((table["failed_stage"] == "extract").sum())
+    for i, current in enumerate(stages):
+        later = order[i:]
+        failed_after = table["failed_stage"].isin([s.name for s in stages[i + 1:]])
+        reached[current.name] = int(table["status"].isin(later).sum() + failed_after.sum())
     return {"videos": len(table), "per_status": per_status, "reached_stage": reached}

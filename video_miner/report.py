@@ -22,16 +22,16 @@ def plot_report(out: dict[str, str], summary: dict, coco: dict | None, filter_ta
             fig.savefig(tmp, dpi=100, bbox_inches="tight")
         plt.close(fig)
 
-    frames = summary["frames"]
-    stages = [("extracted", frames["extracted"]), ("passed filter", frames.get("passed_filter")),
-              ("unique", frames.get("unique")), ("with detections", frames.get("with_detections"))]
-    stages = [(name, value) for name, value in stages if value is not None]
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.barh([s[0] for s in stages][::-1], [s[1] for s in stages][::-1], color="#4477aa")
-    for i, (_, value) in enumerate(stages[::-1]):
-        ax.text(value, i, f" {value}", va="center")
-    ax.set_xlabel("frames")
-    ax.set_title("Frames per stage")
+    # The funnel comes from the summary, which takes its stages and labels from the registry.
+    levels = list(dict.fromkeys(step["level"] for step in summary["funnel"]))
+    fig, axes = plt.subplots(len(levels), 1, figsize=(6, 1 + 0.5 * len(summary["funnel"])), squeeze=False)
+    for ax, level in zip(axes[:, 0], levels):
+        steps = [step for step in summary["funnel"] if step["level"] == level][::-1]
+        ax.barh([step["label"] for step in steps], [step["count"] for step in steps], color="#4477aa")
+        for i, step in enumerate(steps):
+            ax.text(step["count"], i, f" {step['count']}", va="center")
+        ax.set_xlabel(f"{level}s")
+    axes[0, 0].set_title("What each stage kept")
     save(fig, out["funnel"])
 
     fig, ax = plt.subplots(figsize=(6, 3))

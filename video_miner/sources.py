@@ -152,3 +152,13 @@ def assign_shards(collection: VideoCollection, shard_size: int) -> dict[str, lis
         tag = hashlib.sha256(source.group.encode()).hexdigest()[:6]
         shards.setdefault(f"{label}-{tag}-{n // shard_size:05d}", []).append(source.video_id)
     return shards
+
+
+def input_files(config: dict, root: str = ".") -> list[str]:
+    """The files that list videos (URL lists, the video sheet when it exists): inputs of
+    the jobs that read where each video was listed."""
+    files = list(config.get("url_files") or [])
+    sheet = config.get("video_sheet")
+    if sheet and Path(root, sheet).is_file():
+        files.append(sheet)
+    return files

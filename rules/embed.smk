@@ -1,0 +1,24 @@
+rule embed:
+    input:
+        unpack(get_embed_input),
+    output:
+        table="results/embed/{shard}.parquet",
+        embeddings=directory("results/embed/{shard}"),
+    log:
+        "logs/embed/{shard}.log",
+    benchmark:
+        "logs/benchmarks/embed/{shard}.tsv"
+    conda:
+        "../envs/models.yaml"
+    threads: 4
+    resources:
+        gpu=MODEL_GPUS,
+        mem_mb=16000,
+        runtime=240,
+    params:
+        settings=EMBED_SETTINGS,
+        model=DEDUP_MODEL,
+        models=config["models"],
+        cache=stage("embed").cache(),
+    script:
+        "../scripts/embed.py"

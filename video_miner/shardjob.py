@@ -1,0 +1,184 @@
+"""What every per-shard job shares: a per-video cache that survives a killed job, videos
+run in parallel, and the job's declared files assembled from the cache at the end.
+
+Snakemake deletes an incomplete job's declared outputs before running it again, so the
+per-video progress lives outside them, in ``results/.cache/<stage>/<shard>/``: one
+record per finished video, written atomically and tagged with a fingerprint of the
+settings that made it. A rerun (after a kill, or because the shard gained a video)
+reuses every record whose fingerprint matches and redoes only the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from video_miner.fsutil import atomic_path, write_json_atomic
+from video_miner.logs import Progress
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def fingerprint(settings: Any) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class VideoCache:
+    """Per-video records of one shard job. ``load`` gives a record only when it was made
+    with the same settings; side files of a video (a download, frames, embeddings) live
+    under ``path(video_id)``."""
+
+    def __init__(self, root: str | os.PathLike, settings: Any):
+        self.root = Path(root)
+        self.key = fingerprint(settings)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, video_id: str) -> Path:
+        return self.root / video_id
+
+    def _record_path(self, video_id: str) -> Path:
+        return self.root / f"{video_id}.json"
+
+    def load(self, video_id: str) -> dict | None:
+        try:
+            stored = json.loads(self._record_path(video_id).read_text())
+        except (OSError, ValueError):
+            return None
+        return stored["record"] if stored.get("key") == self.key else None
+
+    def save(self, video_id: str, record: dict) -> None:
+        write_json_atomic(self._record_path(video_id), {"key": self.key, "record": record})
+
+    def forget(self, video_id: str) -> None:
+        self._record_path(video_id).unlink(missing_ok=True)
+        side = self.path(video_id)
+        if side.is_dir():
+            shutil.rmtree(side, ignore_errors=True)
+        for extra in self.root.glob(f"{video_id}.*"):
+            if extra.suffix != ".json":
+                extra.unlink(missing_ok=True)
+
+    def prune(self, keep: Iterable[str]) -> None:
+        """Drop the records of videos no longer in the shard."""
+        keep = set(keep)
+        for record in self.root.glob("*.json"):
+            if record.stem not in keep:
+                self.forget(record.stem)
+
+
+def cached_map(cache: VideoCache, video_ids: Sequence[str], work: Callable[[str], dict], workers: int = 1,
+               what: str = "videos", reusable: Callable[[dict], bool] | None = None) -> dict[str, dict]:
+    """``work(video_id) -> record`` for each video not in the cache (or whose cached
+    record is not ``reusable``), ``workers`` at once; each record is saved as soon as it
+    is made. Returns every video's record, in ``video_ids`` order."""
+    done = {v: r for v in video_ids
+            if (r := cache.load(v)) is not None and (reusable is None or reusable(r))}
+    todo = [v for v in video_ids if v not in done]
+    if done:
+        log.info("%d of %d %s already done in an earlier run", len(done), len(video_ids), what)
+    progress = Progress(what, len(todo))
+
+    def run(video_id: str) -> tuple[str, dict]:
+        record = work(video_id)
+        cache.save(video_id, record)
+        progress.update()
+        return video_id, record
+
+    if workers <= 1 or len(todo) <= 1:
+        done.update(run(v) for v in todo)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            done.update(pool.map(run, todo))
+    return {v: done[v] for v in video_ids}
+
+
+def link_file(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Hard-link ``source`` to ``target`` (a copy across filesystems)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def link_tree(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Hard-link every file under ``source`` into the same place under ``target``."""
+    source = Path(source)
+    for path in sorted(source.rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            link_file(path, Path(target, path.relative_to(source)))
+
+
+def cached_frame_results(cache: VideoCache, frames: pd.DataFrame, compute: Callable[[pd.DataFrame], Any],
+                         chunk_frames: int = 256) -> dict[str, Any]:
+    """Per-video results of a frame model over a shard's ``frames`` (sorted by video),
+    resumable per video. ``compute(frames)`` gives one result per row: an array (stored
+    as ``<video>.npy``) or a list of JSON values. Videos with a cached record are skipped;
+    the rest run in chunks of whole videos of about ``chunk_frames`` frames, so a model's
+    batches stay full, and each chunk's videos are saved as soon as it is done."""
+    video_ids = list(dict.fromkeys(frames["video_id"]))
+    rows_of = frames.groupby("video_id", sort=False).indices
+    results: dict[str, Any] = {}
+    for video_id in video_ids:
+        record = cache.load(video_id)
+        if record is not None and record["frames"] == len(rows_of[video_id]):
+            results[video_id] = np.load(cache.root / f"{video_id}.npy") if record["array"] else record["items"]
+    todo = [v for v in video_ids if v not in results]
+    if len(results):
+        log.info("%d of %d videos already done in an earlier run", len(results), len(video_ids))
+    progress = Progress("frames", sum(len(rows_of[v]) for v in todo))
+    chunk: list[str] = []
+
+    def run_chunk() -> None:
+        part = frames.iloc[np.concatenate([rows_of[v] for v in chunk])].reset_index(drop=True)
+        out = compute(part)
+        start = 0
+        for video_id in chunk:
+            n = len(rows_of[video_id])
+            piece = out[start : start + n]
+            start += n
+            if isinstance(piece, np.ndarray):
+                with atomic_path(cache.root / f"{video_id}.npy", suffix=".npy") as tmp:
+                    np.save(tmp, piece)
+                cache.save(video_id, {"frames": n, "array": True})
+            else:
+                piece = list(piece)
+                cache.save(video_id, {"frames": n, "array": False, "items": piece})
+            results[video_id] = piece
+        progress.update(len(part))
+        chunk.clear()
+
+    for video_id in todo:
+        chunk.append(video_id)
+        if sum(len(rows_of[v]) for v in chunk) >= chunk_frames:
+            run_chunk()
+    if chunk:
+        run_chunk()
+    return {v: results[v] for v in video_ids}
+
+
+class Lazy:
+    """Makes its object (loads a model) on first use only, so a shard whose videos are
+    all cached or empty never loads one."""
+
+    def __init__(self, factory: Callable[[], Any]):
+        self._factory = factory
+        self._value = None
+
+    def __call__(self) -> Any:
+        if self._value is None:
+            self._value = self._factory()
+        return self._value

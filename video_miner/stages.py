@@ -1,0 +1,102 @@
+"""The stage registry: one ordered entry per stage, the single source for the rules'
+input functions, the summary and its funnel, ``status.tsv``'s status words, the
+``video-miner`` commands and the report.
+
+Adding a stage = a rule file, a thin script, a library module, an env, a schema
+section, docs and one entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from video_miner.tables import Level
+from video_miner.tables.clip import CLIP
+from video_miner.tables.frame import FRAME
+from video_miner.tables.video import VIDEO
+
+LEVELS: dict[str, Level] = {"video": VIDEO, "clip": CLIP, "frame": FRAME}
+# Shard names are ``<list name>-<6 hex of the list key>-<5 digits>`` (sources.assign_shards):
+# the pattern cannot match a user-facing file such as unique_frames.parquet.
+SHARD_PATTERN = r"[A-Za-z0-9_-]+-[0-9a-f]{6}-[0-9]{5}"
+RESULTS_FORMAT_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    level: str  # video | clip | frame
+    status: str  # a video's status once this stage has run for it
+    label: str  # the funnel's label for what the stage keeps
+    count: str  # its count's name: summary frames/videos[count], status.tsv frames_<count>
+    switch: str | None = None  # the config section whose ``enabled`` turns it on; None: always on
+    run_table: str | None = None  # one table for the whole run instead of one per shard
+    counted: str = "kept"  # the boolean column the funnel counts
+
+    def enabled(self, config: dict) -> bool:
+        return self.switch is None or bool(config[self.switch]["enabled"])
+
+    @property
+    def per_shard(self) -> bool:
+        return self.run_table is None
+
+    @property
+    def table_level(self) -> Level:
+        return LEVELS[self.level]
+
+    def table(self, shard: str | None = None) -> str:
+        """Its table: ``results/<stage>/{shard}.parquet``, or the run's one table."""
+        if self.run_table:
+            return self.run_table
+        return f"results/{self.name}/{shard if shard is not None else '{shard}'}.parquet"
+
+    def files(self, shard: str | None = None) -> str:
+        """The folder of the files a per-shard stage owns (videos, frames, embeddings)."""
+        return f"results/{self.name}/{shard if shard is not None else '{shard}'}"
+
+    def cache(self, shard: str | None = None) -> str:
+        """Undeclared per-video progress of a shard job, so a killed job resumes."""
+        return f"results/.cache/{self.name}/{shard if shard is not None else '{shard}'}"
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("download", "video", "downloaded", "videos downloaded", "downloaded"),
+    Stage("extract", "frame", "extracted", "frames extracted", "extracted"),
+    Stage("filter", "frame", "filtered", "frames passed the text filter", "passed_filter", switch="filter"),
+    Stage("embed", "frame", "embedded", "frames unique within their video", "unique_in_video", switch="dedup"),
+    Stage("dedup", "frame", "deduplicated", "frames unique across videos", "unique", switch="dedup",
+          run_table="results/dedup/unique_frames.parquet"),
+    Stage("detect", "frame", "detected", "frames with detections", "with_detections", switch="detection",
+          counted="has_detections"),
+)
+BY_NAME = {stage.name: stage for stage in STAGES}
+# Every status a video can have, in order; ``complete`` means every enabled stage ran.
+STATUSES: tuple[str, ...] = ("pending", *(s.status for s in STAGES), "complete", "failed")
+
+
+def stage(name: str) -> Stage:
+    return BY_NAME[name]
+
+
+def enabled_stages(config: dict) -> list[Stage]:
+    return [s for s in STAGES if s.enabled(config)]
+
+
+def upstream(name: str, config: dict) -> Stage:
+    """The stage whose kept rows ``name`` reads: the previous enabled stage at its level,
+    else the last enabled stage of the video level (the first frame stage reads videos)."""
+    current = BY_NAME[name]
+    before = [s for s in enabled_stages(config) if STAGES.index(s) < STAGES.index(current)]
+    same_level = [s for s in before if s.level == current.level]
+    if same_level:
+        return same_level[-1]
+    videos = [s for s in before if s.level == "video"]
+    if not videos:
+        raise ValueError(f"stage {name!r} has no stage before it")
+    return videos[-1]
+
+
+def final_stage(level: str, config: dict) -> Stage | None:
+    """The last enabled stage of a level: its kept rows are the level's final set."""
+    at_level = [s for s in enabled_stages(config) if s.level == level]
+    return at_level[-1] if at_level else None
