@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from video_miner.extract import ExtractOptions, extract_video, write_manifest
-from video_miner.tables import read_metadata
+from pathlib import Path
+
+from video_miner.extract import ExtractOptions, extract_shard, extract_video
 
 
 def decode_all(path):
@@ -142,17 +143,41 @@ def test_truncated_but_readable_file_keeps_what_decodes(videos, tmp_path):
     assert all(Image.open(r["path"]).size == (320, 240) for r in result.rows)
 
 
-def test_manifest_round_trip_keeps_schema_and_record(videos, tmp_path):
+def test_shard_table_follows_the_contract_and_records_each_video(videos, tmp_path):
+    import pandas as pd
     import pyarrow.parquet as pq
 
-    options = ExtractOptions(every_n_frames=30)
-    result = extract_video(videos["h264.mp4"], tmp_path / "f", "vid", options)
-    write_manifest(tmp_path / "m.parquet", result.rows, result.metadata("vid", options))
-    table = pq.read_table(tmp_path / "m.parquet")
-    assert table.column_names == ["video_id", "frame_index", "timestamp_s", "width", "height", "keyframe", "path"]
-    assert table.column("frame_index").to_pylist() == [0, 30, 60]
-    meta = read_metadata(tmp_path / "m.parquet")
-    assert meta["status"] == "ok" and meta["frames_extracted"] == 3 and meta["frames_in_video"] == 90
-    write_manifest(tmp_path / "empty.parquet", [], {"status": "failed"})
-    assert pq.read_table(tmp_path / "empty.parquet").num_rows == 0
+    from video_miner.tables import video_outcomes
+    from video_miner.tables.frame import FRAME
+
+    shard = pd.DataFrame({"video_id": ["good", "bad"], "file": [str(videos["h264.mp4"]), str(videos["audio.m4a"])]})
+    table, record = extract_shard(shard, tmp_path / "frames", tmp_path / "cache", ExtractOptions(every_n_frames=30))
+    FRAME.write(tmp_path / "t.parquet", table, record)
+    written = pq.read_table(tmp_path / "t.parquet")
+    assert written.column_names == ["video_id", "frame_index", "frame_id", "timestamp_s", "width", "height", "path",
+                                    "kept", "reason", "keyframe"]
+    assert written.column("frame_index").to_pylist() == [0, 30, 60]
+    assert written.column("frame_id").to_pylist() == ["good/00000000", "good/00000030", "good/00000060"]
+    assert all(Path(p).is_file() and Path(p).parent == tmp_path / "frames" / "good" for p in written.column("path").to_pylist())
+    outcomes = video_outcomes(tmp_path / "t.parquet")
+    assert outcomes["good"]["ok"] and outcomes["good"]["frames_in_video"] == 90
+    assert not outcomes["bad"]["ok"] and "no video stream" in outcomes["bad"]["reason"]
     assert list(tmp_path.glob(".*tmp*")) == []  # no temp files left behind
+
+
+def test_a_rerun_of_a_shard_reuses_finished_videos_and_redoes_changed_settings(videos, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from video_miner import extract as extraction
+
+    shard = pd.DataFrame({"video_id": ["a", "b"], "file": [str(videos["h264.mp4"]), str(videos["vp9.webm"])]})
+    first, _ = extract_shard(shard, tmp_path / "out1", tmp_path / "cache", ExtractOptions(every_n_frames=10))
+    calls = []
+    real = extraction.extract_video
+    monkeypatch.setattr(extraction, "extract_video", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    again, _ = extract_shard(shard, tmp_path / "out2", tmp_path / "cache", ExtractOptions(every_n_frames=10))
+    assert calls == []  # both videos came from the cache
+    assert again.drop_columns(["path"]).equals(first.drop_columns(["path"]))
+    changed, _ = extract_shard(shard, tmp_path / "out3", tmp_path / "cache", ExtractOptions(every_n_frames=20))
+    assert calls == ["a", "b"]  # other settings: extracted again
+    assert changed.column("frame_index").to_pylist()[:3] == [0, 20, 40]

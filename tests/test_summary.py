@@ -2,34 +2,42 @@ import json
 
 import pandas as pd
 
-from video_miner.extract import write_manifest
+from video_miner.download import DOWNLOAD_FIELDS
+from video_miner.tables.frame import FRAME
+from video_miner.tables.video import VIDEO
 from video_miner.summary import STATUS_COLUMNS, summarize_files
 
 
-def test_summary_and_status_table_from_result_files(tmp_path):
-    records = [
-        {"video_id": "a", "source": "url", "url": "https://x/a.mp4", "status": "ok", "title": "A",
-         "duration": 3.0, "download_seconds": 1.5},
-        {"video_id": "b", "source": "url", "url": "https://x/b.mp4", "status": "failed",
-         "reason": "HTTP Error 503", "transient": True, "download_seconds": 4.0},
-        {"video_id": "c", "source": "local", "path": "clips/c.mp4", "status": "ok", "download_seconds": 0.01},
-    ]
-    extractions = [
-        {"status": "ok", "frames_in_video": 90, "frames_extracted": 3, "decode_errors": 0, "seconds": 0.5},
-        {"status": "skipped", "reason": "download failed", "frames_extracted": 0, "seconds": 0},
-        {"status": "failed", "reason": "no video stream (audio-only or not a video)", "seconds": 0.1},
-    ]
-    record_paths, manifest_paths = [], []
-    for record, extraction in zip(records, extractions):
-        path = tmp_path / f"{record['video_id']}.info.json"
-        path.write_text(json.dumps(record))
-        record_paths.append(path)
-        manifest = tmp_path / f"{record['video_id']}.parquet"
-        write_manifest(manifest, [], extraction)
-        manifest_paths.append(manifest)
-    rejected = [{"input": "ftp://x", "origin": "urls[3]", "reason": "only http and https URLs are accepted"}]
-    summary = summarize_files(record_paths, manifest_paths, rejected, 2, tmp_path / "s.json", tmp_path / "s.tsv")
+def frame_rows(video_id, count, kept=True, **extra):
+    return [{"video_id": video_id, "frame_index": i, "frame_id": f"{video_id}/{i:08d}", "timestamp_s": float(i),
+             "width": 64, "height": 48, "path": f"{video_id}/{i}.jpg", "kept": kept, **extra} for i in range(count)]
 
+
+def test_summary_and_status_table_from_stage_tables(tmp_path):
+    downloads = [
+        {"video_id": "a", "source": "url", "location": "https://x/a.mp4", "kept": True, "title": "A",
+         "duration": 3.0, "seconds": 1.5},
+        {"video_id": "b", "source": "url", "location": "https://x/b.mp4", "kept": False,
+         "reason": "HTTP Error 503", "transient": True, "seconds": 4.0},
+        {"video_id": "c", "source": "local", "location": "clips/c.mp4", "kept": True, "seconds": 0.01},
+    ]
+    VIDEO.write(tmp_path / "download.parquet", VIDEO.table(downloads, *DOWNLOAD_FIELDS), {})
+    outcomes = {
+        "a": {"ok": True, "reason": None, "frames_in_video": 90, "decode_errors": 1, "seconds": 0.5},
+        "c": {"ok": False, "reason": "no video stream (audio-only or not a video)", "frames_in_video": 0,
+              "decode_errors": 0, "seconds": 0.1},
+    }
+    FRAME.write(tmp_path / "extract.parquet", FRAME.table(frame_rows("a", 3)),
+                {"video_outcomes": outcomes, "seconds": 0.6})
+    filtered = frame_rows("a", 3)
+    filtered[1]["kept"], filtered[1]["reason"] = False, "below threshold"
+    FRAME.write(tmp_path / "filter.parquet", FRAME.table(filtered), {"seconds": 2.0})
+    rejected = [{"input": "ftp://x", "origin": "urls[3]", "reason": "only http and https URLs are accepted"}]
+    tables = {"download": [tmp_path / "download.parquet"], "extract": [tmp_path / "extract.parquet"],
+              "filter": [tmp_path / "filter.parquet"]}
+    summary = summarize_files(tables, rejected, 2, tmp_path / "s.json", tmp_path / "s.tsv", origins={"a": "urls[0]"})
+
+    assert summary["stages"] == ["download", "extract", "filter"]
     assert summary["videos"] == {"total": 3, "ok": 1, "failed": 2, "duplicates_in_input": 2, "rejected_inputs": 1}
     assert summary["failed_videos"] == [
         {"video_id": "b", "location": "https://x/b.mp4", "stage": "download", "reason": "HTTP Error 503",
@@ -37,12 +45,17 @@ def test_summary_and_status_table_from_result_files(tmp_path):
         {"video_id": "c", "location": "clips/c.mp4", "stage": "extract",
          "reason": "no video stream (audio-only or not a video)", "retryable": False},
     ]
-    assert summary["frames"] == {"in_videos": 90, "extracted": 3, "decode_errors": 0, "passed_filter": None,
-                                 "unique": None, "with_detections": None}  # model stages off
-    assert summary["stage_seconds"] == {"download": 5.51, "extract": 0.6, "total": 6.11}
+    assert summary["frames"] == {"in_videos": 90, "decode_errors": 1, "extracted": 3, "passed_filter": 2,
+                                 "unique_in_video": None, "unique": None, "with_detections": None}  # stages off
+    assert [(s["stage"], s["count"]) for s in summary["funnel"]] == [("download", 2), ("extract", 3), ("filter", 2)]
+    assert summary["stage_seconds"] == {"download": 5.51, "extract": 0.6, "filter": 2.0, "total": 8.11}
+    assert summary["format_version"] == 2
     assert json.loads((tmp_path / "s.json").read_text()) == summary
 
     table = pd.read_csv(tmp_path / "s.tsv", sep="\t")
     assert table.columns.tolist() == STATUS_COLUMNS
-    assert table["status"].tolist() == ["extracted", "failed", "failed"]
+    assert table["status"].tolist() == ["complete", "failed", "failed"]
     assert table["failed_stage"].fillna("").tolist() == ["", "download", "extract"]
+    assert table["frames_passed_filter"].fillna(-1).tolist() == [2, 0, 0]
+    assert table["frames_unique"].isna().all()  # dedup was off
+    assert table["origin"].fillna("").tolist() == ["urls[0]", "", ""]
