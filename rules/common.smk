@@ -12,7 +12,13 @@ from video_miner.sources import (
     input_files,
     search_result_path,
 )
-from video_miner.stages import SHARD_PATTERN, enabled_stages, final_stage, stage, upstream
+from video_miner.stages import (
+    SHARD_PATTERN,
+    enabled_stages,
+    final_stage,
+    stage,
+    upstream,
+)
 
 SEARCH_QUERIES = {query_slug(q): q for q in config["search"]["queries"]}
 ENABLED = [s.name for s in enabled_stages(config)]
@@ -22,14 +28,22 @@ DEDUP = config["dedup"]
 DEDUP_MODEL = FILTER["model"] if DEDUP["model"] == "filter" else DEDUP["model"]
 # What per-shard embeddings depend on; search settings only affect the cross-video step.
 EMBED_SETTINGS = {
-    key: DEDUP[key] for key in ("backend", "threshold", "phash_max_distance", "store_dtype")
+    key: DEDUP[key]
+    for key in ("backend", "threshold", "phash_max_distance", "store_dtype")
 }
 DETECTION = config["detection"]
 DATASET = config["dataset"]["enabled"]
 UPLOAD_TARGETS = config["upload"]
 KEEP_VIDEOS = config["keep_videos"]
 # The config keys that name the run's videos: the summary reads them for each video's origin.
-INPUT_KEYS = ("urls", "url_files", "local_videos", "local_extensions", "video_sheet", "search")
+INPUT_KEYS = (
+    "urls",
+    "url_files",
+    "local_videos",
+    "local_extensions",
+    "video_sheet",
+    "search",
+)
 
 
 wildcard_constraints:
@@ -136,7 +150,10 @@ def get_extract_input(wildcards):
 
 
 def get_filter_input(wildcards):
-    return {**frame_stage_input("filter", wildcards), "model": local_model(FILTER["model"])}
+    return {
+        **frame_stage_input("filter", wildcards),
+        "model": local_model(FILTER["model"]),
+    }
 
 
 def get_embed_input(wildcards):

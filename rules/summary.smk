@@ -8,9 +8,9 @@ rule run_config:
         "results/run_config.yaml",
     log:
         "logs/run_config.log",
+    priority: 50
     conda:
         "../envs/summary.yaml"
-    priority: 50
     resources:
         mem_mb=500,
         runtime=5,

@@ -15,6 +15,26 @@ def defaults():
     return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
+def test_defaults_live_only_in_the_schema():
+    """config/config.yaml lists the inputs to fill in, nothing the schema already sets."""
+    assert set(defaults()) == {"urls", "url_files", "local_videos"}
+    assert all(value == [] for value in defaults().values())
+
+
+def test_library_defaults_are_the_schema_defaults():
+    from dataclasses import fields
+
+    from video_miner.defaults import section_defaults
+    from video_miner.download import DownloadOptions
+    from video_miner.extract import ExtractOptions
+    from video_miner.search import SearchOptions
+
+    for options, section in ((DownloadOptions, "download"), (ExtractOptions, "extract"), (SearchOptions, "search")):
+        schema = section_defaults(section)
+        shared = [f for f in fields(options) if f.name in schema]
+        assert shared and all(f.default == schema[f.name] for f in shared), options
+
+
 def test_shipped_configs_are_valid():
     check_config(defaults(), SCHEMA)
     check_config({**defaults(), **yaml.safe_load((REPO / "config" / "demo.yaml").read_text())}, SCHEMA)
@@ -40,7 +60,7 @@ def test_shipped_configs_are_valid():
 def test_each_bad_value_is_named_by_its_key(change, expected):
     config = defaults()
     for key, value in change.items():
-        config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) and key in config else value
     with pytest.raises(ConfigValidationError) as info:
         check_config(config, SCHEMA)
     assert expected in str(info.value)
@@ -85,7 +105,8 @@ def test_lint_and_format_are_clean():
     [
         ({"filter": {"threshold": 1.5}}, "filter.threshold: 1.5 is greater than the maximum of 1"),
         ({"dedup": {"threshold": -0.1}}, "dedup.threshold: -0.1 is less than the minimum of 0"),
-        ({"filter": {"enabled": True}}, "filter.classes: [] should be non-empty"),
+        ({"filter": {"enabled": True, "classes": []}}, "filter.classes: [] should be non-empty"),
+        ({"filter": {"enabled": True}}, "'classes' is a required property (expected: at least one text prompt"),
         ({"filter": {"enabled": True, "classes": ["a cat"], "class_thresholds": {"a dog": 0.2}}},
          "filter.class_thresholds: 'a dog' is not one of filter.classes"),
         ({"dedup": {"model": "checkpoints/dinov2/base"}},
@@ -98,7 +119,7 @@ def test_lint_and_format_are_clean():
 def test_model_stage_settings_are_checked(change, expected):
     config = defaults()
     for key, value in change.items():
-        config[key] = {**config[key], **value}
+        config[key] = {**config.get(key, {}), **value}
     with pytest.raises(ConfigValidationError) as info:
         check_config(config, SCHEMA)
     assert expected in str(info.value)
@@ -106,6 +127,6 @@ def test_model_stage_settings_are_checked(change, expected):
 
 def test_hub_ids_and_buildable_demo_models_are_accepted():
     config = defaults()
-    config["filter"] = {**config["filter"], "enabled": True, "classes": ["a cat"], "model": "resources/models/siglip2"}
-    config["dedup"] = {**config["dedup"], "model": "facebook/dinov2-large"}
+    config["filter"] = {"enabled": True, "classes": ["a cat"], "model": "resources/models/siglip2"}
+    config["dedup"] = {"model": "facebook/dinov2-large"}
     check_config(config, SCHEMA)

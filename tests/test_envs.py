@@ -48,7 +48,8 @@ def third_party_imports(path: Path, seen=None) -> set[str]:
             top = name.split(".")[0]
             if top == "video_miner":
                 module = REPO / (name.replace(".", "/") + ".py")
-                found |= third_party_imports(module if module.exists() else REPO / "video_miner" / "__init__.py", seen)
+                package = REPO / name.replace(".", "/") / "__init__.py"
+                found |= third_party_imports(module if module.exists() else package, seen)
             elif top not in sys.stdlib_module_names and top != "__future__":
                 found.add(top)
     return found
@@ -69,8 +70,8 @@ ALL_RULES = list(rules())
 
 
 def test_rules_are_found():
-    assert {name for name, _, _ in ALL_RULES} >= {"download", "extract", "filter", "embed", "dedup_cross_video",
-                                                 "summary", "demo_video", "demo_model", "detect", "coco",
+    assert {name for name, _, _ in ALL_RULES} >= {"download", "extract", "filter", "embed", "dedup",
+                                                 "summary", "run_config", "demo_video", "demo_model", "detect", "coco",
                                                  "visualize", "dataset", "upload", "report_plots"}
 
 

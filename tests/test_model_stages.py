@@ -1,10 +1,15 @@
 """Filter and dedup stages through the real workflow, with tiny checkpoints by path."""
 
+import re
+
+import numpy as np
 import pandas as pd
 import pytest
 
 from conftest import FAST_DOWNLOADS, run_workflow
 from video_miner.ids import video_id_for_url
+from video_miner.stages import SHARD_PATTERN
+from video_miner.tables.frame import FRAME
 
 pytestmark = pytest.mark.slow
 CLASSES = ["a photo of a cat", "a photo of a face"]
@@ -40,14 +45,23 @@ def unique_frames(workdir):
     return pd.read_parquet(workdir / "results" / "dedup" / "unique_frames.parquet")
 
 
+def shard_tables(workdir, stage):
+    """A per-shard stage's tables: results/<stage>/<shard>.parquet."""
+    paths = sorted((workdir / "results" / stage).glob("*.parquet"))
+    assert all(re.fullmatch(SHARD_PATTERN, p.stem) for p in paths)
+    return paths
+
+
 def test_filter_tables_score_every_frame_for_every_class(model_run):
     workdir, _ = model_run
-    tables = [pd.read_parquet(p) for p in sorted((workdir / "results" / "filter").glob("*.parquet"))]
-    assert len(tables) == 2  # 4 videos in shards of 2
+    paths = shard_tables(workdir, "filter")
+    assert len(paths) == 2  # 4 videos in shards of 2
+    assert [p.stem for p in paths] == [p.stem for p in shard_tables(workdir, "extract")]
+    tables = [pd.read_parquet(p) for p in paths]
     for table in tables:
         assert [c for c in table.columns if c.startswith("score:")] == [f"score:{c}" for c in CLASSES]
-        assert {"best_class", "best_score", "passed"} <= set(table.columns)
-        assert table["passed"].all()  # threshold 0
+        assert {"best_class", "best_score", "kept", "reason"} <= set(table.columns)
+        assert table["kept"].all() and (table["reason"] == "").all()  # threshold 0
     assert sum(len(t) for t in tables) == 2 * 10 + 2 * 4  # two 5 s and two 2 s clips, a frame per 0.5 s
 
 
@@ -55,6 +69,7 @@ def test_each_shard_job_loads_its_model_once(model_run):
     workdir, _ = model_run
     for stage in ("filter", "embed"):
         logs = sorted((workdir / "logs" / stage).glob("*.log"))
+        assert [log.stem for log in logs] == [p.stem for p in shard_tables(workdir, stage)]  # logs/<rule>/<shard>.log
         assert len(logs) == 2
         assert all(log.read_text().count("loading model") == 1 for log in logs)
 
@@ -62,11 +77,15 @@ def test_each_shard_job_loads_its_model_once(model_run):
 def test_static_stretch_collapses_to_few_frames(model_run, http_server):
     workdir, _ = model_run
     video = ids(http_server)["static_then_cut.mp4"]
-    shard = next(p for p in (workdir / "results" / "dedup").iterdir() if (p / f"{video}.faiss").exists())
-    frames = pd.read_parquet(shard / "frames.parquet")
+    shard = next(p for p in (workdir / "results" / "embed").iterdir() if (p / f"{video}.faiss").exists())
+    frames = FRAME.read(shard.with_suffix(".parquet"))
     static = frames[(frames["video_id"] == video) & (frames["timestamp_s"] < 4.0)]
     assert len(static) == 8 and static["kept"].sum() == 1 and static["kept"].iloc[0]
-    assert (static["duplicate_of"].dropna() == 0).all()
+    assert static["frame_index"].iloc[0] == 0 and (static["duplicate_of"].dropna() == 0).all()
+    assert static["duplicate_of"].notna().sum() == 7
+    assert static["reason"].iloc[1:].str.startswith("near-duplicate of frame 0 ").all()
+    # embeddings.npy is aligned with the table's rows
+    assert len(np.load(shard / "embeddings.npy")) == len(frames)
 
 
 def test_the_same_video_under_two_urls_leaves_no_cross_video_duplicate(model_run, http_server):
@@ -77,8 +96,9 @@ def test_the_same_video_under_two_urls_leaves_no_cross_video_duplicate(model_run
     copies = [video_ids["static_then_cut.mp4"], video_ids["static_then_cut.mp4?mirror=1"]]
     assert sorted(kept_by_video.reindex(copies, fill_value=0).tolist())[0] == 0
     dropped = unique[unique["video_id"] == max(copies)]
-    assert not dropped["kept"].any() and dropped["duplicate_of"].str.startswith(min(copies)).all()
+    assert not dropped["kept"].any() and dropped["duplicate_of"].str.startswith(min(copies) + "/").all()
     assert (dropped["similarity"] > 0.99).all()
+    assert dropped["reason"].str.startswith("near-duplicate of " + min(copies) + "/").all()
 
 
 def test_different_videos_keep_their_frames(model_run, http_server):
@@ -99,8 +119,16 @@ def test_summary_reports_the_frame_funnel(model_run):
     frames = summary["frames"]
     assert frames["extracted"] == frames["passed_filter"] == 28
     assert frames["unique"] == int(unique_frames(workdir)["kept"].sum()) < 20
+    embedded = FRAME.read(shard_tables(workdir, "embed"))
+    assert frames["unique"] <= frames["unique_in_video"] == int(embedded["kept"].sum()) < 28
+    assert frames["with_detections"] is None  # detection is off
+    assert [(s["stage"], s["count"]) for s in summary["funnel"]] == [
+        ("download", 4), ("extract", 28), ("filter", 28), ("embed", frames["unique_in_video"]),
+        ("dedup", frames["unique"])]
     status = pd.read_csv(workdir / "results" / "status.tsv", sep="\t")
-    assert set(status["status"]) == {"deduplicated"} and status["frames_unique"].sum() == frames["unique"]
+    # every video went through every enabled stage
+    assert set(status["status"]) == {"complete"} and status["frames_unique"].sum() == frames["unique"]
+    assert status["frames_unique_in_video"].sum() == frames["unique_in_video"]
 
 
 def test_kept_set_is_independent_of_sharding_and_parallelism(model_run, tmp_path, http_server, tiny_models):
@@ -117,8 +145,8 @@ def test_appending_a_url_reruns_only_its_shard_and_the_cross_video_step(model_ru
     counts = {line.split()[0]: int(line.split()[1]) for line in proc.stdout.splitlines()
               if len(line.split()) == 2 and line.split()[1].isdigit()}
     # the exports that cover every video (dataset, report plots) follow the cross-video step
-    assert counts == {"download": 1, "extract": 1, "filter": 1, "embed": 1, "dedup_cross_video": 1, "summary": 1,
-                      "dataset": 1, "report_plots": 1, "all": 1, "total": 9}
+    assert counts == {"download": 1, "extract": 1, "filter": 1, "embed": 1, "dedup": 1, "summary": 1,
+                      "dataset": 1, "report_plots": 1, "run_config": 1, "all": 1, "total": 10}
 
 
 def test_phash_backend_makes_the_same_decisions_on_exact_duplicates(model_run, tmp_path, http_server, tiny_models):

@@ -1,18 +1,54 @@
 """The real workflow end to end: loopback downloads, extraction, summary."""
 
 import json
-import os
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 from test_extract import decode_all, expected_positions
 
 from conftest import FAST_DOWNLOADS, run_workflow
 from video_miner.extract import ExtractOptions
 from video_miner.ids import video_id_for_url
+from video_miner.tables import video_outcomes
+from video_miner.tables.frame import FRAME
+from video_miner.tables.video import VIDEO
 
 pytestmark = pytest.mark.slow
+
+
+def tables(workdir, stage):
+    """Every shard table of a stage, as the run left them."""
+    return sorted((workdir / "results" / stage).glob("*.parquet"))
+
+
+def download_row(workdir, video_id):
+    """A video's row in the download tables, with the shard it went through."""
+    for path in tables(workdir, "download"):
+        rows = VIDEO.read(path)
+        rows = rows[rows["video_id"] == video_id]
+        if len(rows):
+            assert len(rows) == 1, rows
+            return path.stem, rows.iloc[0]
+    raise AssertionError(f"{video_id} is in no download table")
+
+
+def frames_of(workdir, video_id):
+    return FRAME.read(tables(workdir, "extract"), videos=[video_id])
+
+
+def extract_outcomes(workdir):
+    return {v: o for path in tables(workdir, "extract") for v, o in video_outcomes(path).items()}
+
+
+def video_files(workdir):
+    """The video files under the download folders and the download cache."""
+    results = workdir / "results"
+    return sorted(p.relative_to(workdir).as_posix()
+                  for root in (results / "download", results / ".cache" / "download") if root.exists()
+                  for p in root.rglob("*") if p.is_file() and p.suffix not in (".parquet", ".json"))
 
 
 @pytest.fixture(scope="module")

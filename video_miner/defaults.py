@@ -33,3 +33,9 @@ def default(*keys: str) -> Any:
     for key in keys:
         node = node["properties"][key]
     return node["default"]
+
+
+def upload_target_defaults() -> dict[str, Any]:
+    """The defaults of an upload target given as an object (the second form under ``upload``)."""
+    target = _schema()["properties"]["upload"]["additionalProperties"]["oneOf"][1]
+    return {name: spec["default"] for name, spec in target["properties"].items() if "default" in spec}

@@ -8,17 +8,21 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
+from video_miner.defaults import section_defaults
 from video_miner.download import DownloadOptions, _YtdlpLogger
 from video_miner.fsutil import write_json_atomic
 
 log = logging.getLogger(__name__)
 
 
+_DEFAULTS = section_defaults("search")
+
+
 @dataclass(frozen=True)
 class SearchOptions:
-    max_results: int = 50
-    min_duration_s: float | None = None
-    max_duration_s: float | None = None
+    max_results: int = _DEFAULTS["max_results"]
+    min_duration_s: float | None = _DEFAULTS["min_duration_s"]
+    max_duration_s: float | None = _DEFAULTS["max_duration_s"]
 
 
 def search_params(download: DownloadOptions) -> dict:

@@ -21,11 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from video_miner.defaults import upload_target_defaults
 from video_miner.fsutil import write_json_atomic
 from video_miner.logs import Progress
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
+
+
+_DEFAULTS = upload_target_defaults()
 
 
 @dataclass(frozen=True)
@@ -34,8 +38,8 @@ class UploadTarget:
     url: str
     storage_options: dict
     token_env: str | None = None  # environment variable holding the token/secret
-    verify: str = "sha256"  # sha256 (read back and hash) | size
-    workers: int = 8  # files in flight at once
+    verify: str = _DEFAULTS["verify"]  # sha256 (read back and hash) | size
+    workers: int = _DEFAULTS["workers"]  # files in flight at once
 
     @classmethod
     def from_config(cls, name: str, value: str | dict) -> "UploadTarget":
@@ -43,9 +47,9 @@ class UploadTarget:
         hub = value["url"].startswith("hf://")
         token_env = value.get("token_env", "HF_TOKEN" if hub else None)
         # Each file is a commit on the Hub; concurrent commits to one branch conflict.
-        workers = 1 if hub else int(value.get("workers", 8))
+        workers = 1 if hub else int(value.get("workers", _DEFAULTS["workers"]))
         return cls(name, value["url"].rstrip("/"), dict(value.get("storage_options") or {}), token_env,
-                   value.get("verify", "sha256"), workers)
+                   value.get("verify", _DEFAULTS["verify"]), workers)
 
     def filesystem(self):
         import fsspec
