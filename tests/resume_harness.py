@@ -31,7 +31,7 @@ STAGE_LOGS = {
     "extract": "logs/extract/*.log",
     "filter": "logs/filter/*.log",
     "embed": "logs/embed/*.log",
-    "dedup_cross_video": "logs/dedup_cross_video.log",
+    "dedup": "logs/dedup/*.log",
     "detect": "logs/detect/*.log",
     "upload": "logs/upload/*.log",
     "summary": "logs/summary.log",
@@ -138,6 +138,7 @@ def _without_timing(value):
 
 def _parquet(path: Path):
     table = pq.read_table(path)
+    table = table.drop_columns([c for c in table.column_names if c in TIMING_KEYS])
     meta = {k.decode(): json.loads(v) for k, v in (table.schema.metadata or {}).items() if k == b"video_miner"}
     buffer = io.StringIO()
     table.to_pandas().to_csv(buffer, index=False)  # NaN-safe comparison of every value

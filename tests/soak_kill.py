@@ -19,7 +19,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from resume_harness import REPO, comparable_results, complete_run, interrupted_run, random_plan, write_config  # noqa: E402
 
-STAGES = ["download", "extract", "filter", "embed", "dedup_cross_video", "summary"]
+STAGES = ["download", "extract", "filter", "embed", "dedup", "summary"]
 
 
 def main() -> int:

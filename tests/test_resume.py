@@ -1,6 +1,7 @@
 """Kill the workflow anywhere, resume, and get exactly the results of an uninterrupted run."""
 
 import signal
+import subprocess
 
 import pytest
 
@@ -8,7 +9,7 @@ from conftest import FAST_DOWNLOADS
 from resume_harness import Interruption, comparable_results, complete_run, interrupted_run, random_plan, write_config
 
 pytestmark = pytest.mark.slow
-STAGES = ["download", "extract", "filter", "embed", "dedup_cross_video", "detect", "summary", "upload"]
+STAGES = ["download", "extract", "filter", "embed", "dedup", "detect", "summary", "upload"]
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +59,38 @@ def test_sigkill_during_the_first_download_loses_nothing(tmp_path, resume_config
     assert interrupted_run(tmp_path, config_path, Interruption("download", 0.0)) == "interrupted"
     complete_run(tmp_path, config_path)
     assert comparable_results(tmp_path) == reference
+
+
+def test_a_killed_shard_job_keeps_the_videos_it_finished(tmp_path, http_server):
+    """One download job for a shard of four URLs, one at a time: killed while it fetches
+    the last (a stalling URL), the rerun fetches only that one again."""
+    import os
+    import time
+
+    from resume_harness import snakemake_cmd
+
+    urls = [http_server.url(p) for p in ("h264.mp4", "vp9.webm", "odd.mp4", "slow/rotated.mp4")]
+    config = {"urls": urls, "shard_size": 4, "download": {**FAST_DOWNLOADS, "workers": 1},
+              "dedup": {"enabled": False}, "dataset": {"enabled": False}}
+    config_path = write_config(tmp_path, config)
+    before = {u: http_server.hits[u.removeprefix(http_server.base_url)] for u in urls}
+    proc = subprocess.Popen(snakemake_cmd(tmp_path, config_path), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while len(list((tmp_path / "results" / ".cache" / "download").glob("*/*.json"))) < 3:
+            assert proc.poll() is None and time.time() < deadline, "the download job ended before the kill"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)  # while the fourth, stalling URL is being fetched
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not list((tmp_path / "results").glob("download/*.parquet"))  # the job did not finish
+    at_kill = {u: http_server.hits[u.removeprefix(http_server.base_url)] for u in urls}
+    assert all(at_kill[u] > before[u] for u in urls[:3])
+    complete_run(tmp_path, config_path)
+    again = {u: http_server.hits[u.removeprefix(http_server.base_url)] - at_kill[u] for u in urls}
+    assert again[urls[0]] == again[urls[1]] == again[urls[2]] == 0 and again[urls[3]] > 0, again
+    status = (tmp_path / "results" / "status.tsv").read_text()
+    assert status.count("\tcomplete\t") == 4

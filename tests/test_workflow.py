@@ -43,6 +43,11 @@ def extract_outcomes(workdir):
     return {v: o for path in tables(workdir, "extract") for v, o in video_outcomes(path).items()}
 
 
+def status_frames(workdir, video_id):
+    status = pd.read_csv(workdir / "results" / "status.tsv", sep="\t").set_index("video_id")
+    return status.loc[video_id, "frames_extracted"]
+
+
 def video_files(workdir):
     """The video files under the download folders and the download cache."""
     results = workdir / "results"
@@ -79,6 +84,7 @@ def test_summary_counts_and_reasons(mixed_run, http_server):
     workdir, _ = mixed_run
     summary = json.loads((workdir / "results" / "pipeline_result.json").read_text())
     assert summary["videos"] == {"total": 7, "ok": 4, "failed": 3, "duplicates_in_input": 1, "rejected_inputs": 1}
+    assert summary["format_version"] == 2 and summary["stages"] == ["download", "extract"]
     failed = {f["location"]: f for f in summary["failed_videos"]}
     assert "HTTP Error 404" in failed[http_server.url("missing/gone.mp4")]["reason"]
     assert "Unsupported URL" in failed[http_server.url("page.html")]["reason"]
@@ -87,6 +93,7 @@ def test_summary_counts_and_reasons(mixed_run, http_server):
     assert truncated["stage"] == "extract" and "not a readable media file" in truncated["reason"]
     assert summary["rejected_inputs"][0]["input"] == "ftp://example.com/x.mp4"
     assert summary["frames"]["extracted"] > 0 and summary["stage_seconds"]["total"] > 0
+    assert summary["frames"]["extracted"] == len(FRAME.read(tables(workdir, "extract")))
 
 
 def test_status_table_has_a_row_per_video(mixed_run, http_server):
@@ -96,45 +103,70 @@ def test_status_table_has_a_row_per_video(mixed_run, http_server):
     gone = table.loc[video_id_for_url(http_server.url("missing/gone.mp4"))]
     assert gone["status"] == "failed" and gone["failed_stage"] == "download"
     flaky = table.loc[video_id_for_url(http_server.url("flaky/vfr.mp4"))]
-    assert flaky["status"] == "extracted" and flaky["frames_extracted"] > 0
-    assert set(table["status"]) == {"extracted", "failed"}
+    assert flaky["status"] == "complete" and flaky["frames_extracted"] > 0
+    assert set(table["status"]) == {"complete", "failed"}
 
 
 @pytest.mark.parametrize("name,url_path", [("h264.mp4", "h264.mp4"), ("vp9.webm", "vp9.webm"), ("vfr.mp4", "flaky/vfr.mp4")])
 def test_manifests_hold_exactly_the_expected_frames(mixed_run, http_server, videos, name, url_path):
     workdir, config = mixed_run
     video_id = video_id_for_url(http_server.url(url_path))
-    manifest = pq.read_table(workdir / "results" / "frames" / f"{video_id}.parquet").to_pandas()
+    shard, record = download_row(workdir, video_id)
+    assert record["kept"] and record["reason"] == "" and record["source"] == "url"
+    assert record["location"] == http_server.url(url_path)
+    assert Path(record["file"]).parent == Path("results", "download", shard) and (workdir / record["file"]).is_file()
+    frames = frames_of(workdir, video_id)
     truth = decode_all(videos[name])
     options = ExtractOptions(**config["extract"])
-    assert manifest["frame_index"].tolist() == expected_positions(truth, options)
-    assert manifest["timestamp_s"].tolist() == pytest.approx([truth[i][0] for i in manifest["frame_index"]], abs=1e-6)
-    assert all((workdir / p).is_file() for p in manifest["path"])
-    record = json.loads((workdir / "results" / "videos" / f"{video_id}.info.json").read_text())
-    assert record["status"] == "ok" and record["url"] == http_server.url(url_path)
+    assert frames["frame_index"].tolist() == expected_positions(truth, options)
+    assert frames["timestamp_s"].tolist() == pytest.approx([truth[i][0] for i in frames["frame_index"]], abs=1e-6)
+    assert frames["kept"].all() and (frames["reason"] == "").all()
+    for row in frames.itertuples():
+        # The frames of a video lie in its shard's folder: results/extract/<shard>/<video>/.
+        assert Path(row.path).parent == Path("results", "extract", shard, video_id)
+        np.testing.assert_array_equal(np.asarray(Image.open(workdir / row.path)), truth[row.frame_index][3])
+    outcome = extract_outcomes(workdir)[video_id]
+    assert outcome["ok"] and outcome["frames_extracted"] == len(frames) == status_frames(workdir, video_id)
 
 
-def test_failed_videos_have_empty_manifests_and_logs(mixed_run, http_server):
+def test_failed_videos_have_empty_manifests_and_logs(mixed_run, http_server, videos):
     workdir, _ = mixed_run
     video_id = video_id_for_url(http_server.url("missing/gone.mp4"))
-    assert pq.read_table(workdir / "results" / "frames" / f"{video_id}.parquet").num_rows == 0
-    assert "HTTP Error 404" in (workdir / "logs" / "download" / f"{video_id}.log").read_text()
+    shard, record = download_row(workdir, video_id)
+    assert not record["kept"] and "HTTP Error 404" in record["reason"] and pd.isna(record["file"])
+    assert record["location"] == http_server.url("missing/gone.mp4")
+    assert len(frames_of(workdir, video_id)) == 0
+    assert video_id not in extract_outcomes(workdir)  # extraction only sees the kept downloads
+    assert "HTTP Error 404" in (workdir / "logs" / "download" / f"{shard}.log").read_text()
+    # A video that downloads but does not decode: no frames, its outcome and reason recorded.
+    truncated = next(v for v, o in extract_outcomes(workdir).items() if not o["ok"])
+    shard, record = download_row(workdir, truncated)
+    assert record["kept"] and record["source"] == "local" and record["location"].endswith("truncated.mp4")
+    outcome = extract_outcomes(workdir)[truncated]
+    assert "not a readable media file" in outcome["reason"] and outcome["frames_extracted"] == 0
+    assert len(frames_of(workdir, truncated)) == 0
+    assert "not a readable media file" in (workdir / "logs" / "extract" / f"{shard}.log").read_text()
 
 
 @pytest.mark.parametrize("strategy", [{"strategy": "interval", "every_n_frames": 10}, {"strategy": "keyframe"}])
 def test_changing_the_strategy_reextracts_without_redownloading(mixed_run, http_server, videos, strategy):
     workdir, config = mixed_run
     video_id = video_id_for_url(http_server.url("h264.mp4"))
-    record = workdir / "results" / "videos" / f"{video_id}.info.json"
-    before = record.stat().st_mtime_ns
+    shard, _ = download_row(workdir, video_id)
+    downloads = {p: p.stat().st_mtime_ns for p in tables(workdir, "download")}
+    extracted = (workdir / "results" / "extract" / f"{shard}.parquet").stat().st_mtime_ns
+    hits = dict(http_server.hits)
     changed = {**config, "extract": {**strategy, "image_format": "png"}}
     run_workflow(workdir, changed)
-    assert record.stat().st_mtime_ns == before
-    manifest = pq.read_table(workdir / "results" / "frames" / f"{video_id}.parquet").to_pandas()
+    assert {p: p.stat().st_mtime_ns for p in tables(workdir, "download")} == downloads  # no download job ran
+    assert dict(http_server.hits) == hits  # and nothing was fetched
+    assert (workdir / "results" / "extract" / f"{shard}.parquet").stat().st_mtime_ns != extracted
+    frames = frames_of(workdir, video_id)
     expected = expected_positions(decode_all(videos["h264.mp4"]), ExtractOptions(**changed["extract"]))
-    assert manifest["frame_index"].tolist() == expected
-    frames = sorted(f for f in os.listdir(workdir / "results" / "frames" / video_id) if not f.startswith("."))
-    assert frames == [f"{i:08d}.png" for i in expected]  # no frames left from the earlier strategy
+    assert frames["frame_index"].tolist() == expected
+    folder = workdir / "results" / "extract" / shard / video_id
+    assert sorted(f for f in folder.iterdir() if not f.name.startswith(".")) == [folder / f"{i:08d}.png" for i in expected]
+    # no frames left from the earlier strategy
 
 
 def test_rerun_with_nothing_changed_does_nothing(mixed_run):
@@ -150,30 +182,47 @@ def test_keep_videos_false_deletes_videos_and_reextraction_fetches_them_again(tm
     config = {"urls": [http_server.url("h264.mp4")], "local_videos": [str(local)], "keep_videos": False,
               "download": FAST_DOWNLOADS, "dedup": {"enabled": False}}
     run_workflow(tmp_path, config)
-    videos_dir = tmp_path / "results" / "videos"
-    assert sorted(p.suffix for p in videos_dir.iterdir() if not p.name.startswith(".")) == [".json", ".json"]
-    assert local.is_file()  # the user's own file is never touched
+    download = tmp_path / "results" / "download"
+    assert len(tables(tmp_path, "download")) == 2  # one shard per list
+    # The tables stay; the shards' video folders are gone, and no copy is kept in the cache.
+    assert sorted(p.name for p in download.iterdir()) == sorted(p.name for p in tables(tmp_path, "download"))
+    assert video_files(tmp_path) == []
+    assert local.read_bytes() == videos["odd.mp4"].read_bytes()  # the user's own file is never touched
     url_id = video_id_for_url(http_server.url("h264.mp4"))
-    record = videos_dir / f"{url_id}.info.json"
-    before = record.stat().st_mtime_ns
+    shard, record = download_row(tmp_path, url_id)
+    assert record["kept"]
+    fetched = http_server.hits["/h264.mp4"]
     run_workflow(tmp_path, {**config, "extract": {"strategy": "keyframe"}})
-    assert record.stat().st_mtime_ns == before  # the download job did not run again
-    manifest = pq.read_table(tmp_path / "results" / "frames" / f"{url_id}.parquet").to_pandas()
-    assert manifest["frame_index"].tolist() == [0, 30, 60]
+    # Extraction reran, so the shard's download reran and fetched the video again.
+    assert http_server.hits["/h264.mp4"] == fetched + 1
+    assert frames_of(tmp_path, url_id)["frame_index"].tolist() == [0, 30, 60]
     summary = json.loads((tmp_path / "results" / "pipeline_result.json").read_text())
     assert summary["videos"]["failed"] == 0
-    assert not any(p.suffix == ".mp4" for p in videos_dir.iterdir())
+    assert video_files(tmp_path) == []
+    assert local.read_bytes() == videos["odd.mp4"].read_bytes()
 
 
 def test_editing_a_list_above_a_url_does_not_rerun_its_download(tmp_path, http_server):
     listing = tmp_path / "urls.txt"
     listing.write_text(f"{http_server.url('h264.mp4')}\n{http_server.url('vp9.webm')}\n")
-    config = {"url_files": ["urls.txt"], "download": FAST_DOWNLOADS, "dedup": {"enabled": False}}
+    # A second list: its shard must not rerun at all when urls.txt changes.
+    config = {"url_files": ["urls.txt"], "urls": [http_server.url("vfr.mp4")], "download": FAST_DOWNLOADS,
+              "dedup": {"enabled": False}}
     run_workflow(tmp_path, config)
+    assert len(tables(tmp_path, "download")) == 2
     listing.write_text(f"# kitchen videos\n{http_server.url('odd.mp4')}\n" + listing.read_text())
     proc = run_workflow(tmp_path, config, "-n", "--quiet", "rules")
     counts = {line.split()[0]: line.split()[1] for line in proc.stdout.splitlines() if len(line.split()) == 2}
-    assert counts["download"] == "1" and counts["extract"] == "1"  # only the new video
+    assert counts["download"] == "1" and counts["extract"] == "1"  # only the edited list's shard
+    hits = dict(http_server.hits)
     run_workflow(tmp_path, config)
+    # The shard job reran for the new video; the videos it already had were not fetched again.
+    fetched = {path: n - hits.get(path, 0) for path, n in http_server.hits.items() if n != hits.get(path, 0)}
+    assert fetched == {"/odd.mp4": 1}
     status = pd.read_csv(tmp_path / "results" / "status.tsv", sep="\t").set_index("location")
     assert status.loc[http_server.url("vp9.webm"), "origin"] == "urls.txt:4"  # origins follow the list
+    assert set(status["status"]) == {"complete"} and len(status) == 4
+    shard, _ = download_row(tmp_path, video_id_for_url(http_server.url("odd.mp4")))
+    assert download_row(tmp_path, video_id_for_url(http_server.url("h264.mp4")))[0] == shard
+    assert sorted(p.name for p in (tmp_path / "results" / "download" / shard).iterdir()) == sorted(
+        f"{video_id_for_url(http_server.url(name))}.{name.split('.')[1]}" for name in ("h264.mp4", "vp9.webm", "odd.mp4"))

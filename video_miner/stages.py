@@ -9,6 +9,7 @@ section, docs and one entry here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from video_miner.tables import Level
 from video_miner.tables.clip import CLIP
@@ -78,15 +79,16 @@ def stage(name: str) -> Stage:
     return BY_NAME[name]
 
 
-def enabled_stages(config: dict) -> list[Stage]:
-    return [s for s in STAGES if s.enabled(config)]
+def enabled_stages(config: dict, stages: Sequence[Stage] = STAGES) -> list[Stage]:
+    return [s for s in stages if s.enabled(config)]
 
 
-def upstream(name: str, config: dict) -> Stage:
+def upstream(name: str, config: dict, stages: Sequence[Stage] = STAGES) -> Stage:
     """The stage whose kept rows ``name`` reads: the previous enabled stage at its level,
     else the last enabled stage of the video level (the first frame stage reads videos)."""
-    current = BY_NAME[name]
-    before = [s for s in enabled_stages(config) if STAGES.index(s) < STAGES.index(current)]
+    names = [s.name for s in stages]
+    current = stages[names.index(name)]
+    before = [s for s in enabled_stages(config, stages) if names.index(s.name) < names.index(current.name)]
     same_level = [s for s in before if s.level == current.level]
     if same_level:
         return same_level[-1]
@@ -96,7 +98,7 @@ def upstream(name: str, config: dict) -> Stage:
     return videos[-1]
 
 
-def final_stage(level: str, config: dict) -> Stage | None:
+def final_stage(level: str, config: dict, stages: Sequence[Stage] = STAGES) -> Stage | None:
     """The last enabled stage of a level: its kept rows are the level's final set."""
-    at_level = [s for s in enabled_stages(config) if s.level == level]
+    at_level = [s for s in enabled_stages(config, stages) if s.level == level]
     return at_level[-1] if at_level else None

@@ -1,0 +1,100 @@
+"""The stage registry drives the rules' inputs, the status words and the summary; the
+table contract holds for every stage table."""
+
+import re
+
+import pyarrow as pa
+import pytest
+
+from conftest import REPO, run_workflow
+from video_miner.defaults import section_defaults
+from video_miner.stages import STAGES, STATUSES, Stage, final_stage, stage, upstream
+from video_miner.tables import ContractError
+from video_miner.tables.frame import FRAME
+from video_miner.tables.video import VIDEO
+
+
+def config(**enabled):
+    return {name: {"enabled": enabled.get(name, name == "dedup")} for name in ("filter", "dedup", "detection")}
+
+
+@pytest.mark.parametrize("switches,reads", [
+    ({}, {"extract": "download", "embed": "extract", "dedup": "embed"}),
+    ({"filter": True}, {"filter": "extract", "embed": "filter"}),
+    ({"filter": True, "detection": True}, {"detect": "dedup"}),
+    ({"dedup": False, "detection": True}, {"detect": "extract"}),
+    ({"dedup": False, "filter": True, "detection": True}, {"detect": "filter"}),
+])
+def test_each_stage_reads_the_previous_enabled_stage(switches, reads):
+    assert {name: upstream(name, config(**switches)).name for name in reads} == reads
+
+
+def test_a_new_stage_is_one_registry_entry():
+    shots = Stage("blur", "frame", "blur-checked", "sharp frames", "sharp", switch="blur")
+    stages = (*STAGES[:2], shots, *STAGES[2:])
+    settings = {**config(filter=True), "blur": {"enabled": True}}
+    assert upstream("blur", settings, stages).name == "extract"
+    assert upstream("filter", settings, stages).name == "blur"  # the next stage now reads it
+    assert upstream("filter", {**settings, "blur": {"enabled": False}}, stages).name == "extract"
+    assert final_stage("frame", settings, stages).name == "dedup"
+    assert final_stage("frame", {**settings, "dedup": {"enabled": False}}, stages).name == "filter"
+
+
+def test_status_words_are_one_vocabulary():
+    assert STATUSES[0] == "pending" and STATUSES[-2:] == ("complete", "failed")
+    assert list(STATUSES[1:-2]) == [s.status for s in STAGES]
+    assert len(set(STATUSES)) == len(STATUSES)
+    from video_miner.cli import export, list_videos
+
+    for command in (list_videos, export):
+        choice = next(p for p in command.params if p.name == "wanted").type
+        assert tuple(choice.choices) == STATUSES
+
+
+def test_tables_and_switches_follow_the_schema():
+    for current in STAGES:
+        if current.switch:
+            assert "enabled" in section_defaults(current.switch)
+        assert re.fullmatch(r"results/[a-z_]+/.+\.parquet", current.table("s-abcdef-00000"))
+    assert stage("dedup").table() == "results/dedup/unique_frames.parquet"
+
+
+def test_the_contract_refuses_a_table_without_kept_and_reason(tmp_path):
+    with pytest.raises(ContractError, match="kept"):
+        VIDEO.write(tmp_path / "t.parquet", pa.table({"video_id": ["a"]}), {})
+    with pytest.raises(ContractError, match="frame_index"):
+        FRAME.write(tmp_path / "t.parquet", pa.table({"video_id": ["a"], "kept": [True], "reason": [""]}), {})
+
+
+def test_read_kept_gives_the_kept_rows_in_key_order(tmp_path):
+    rows = [{"video_id": v, "frame_index": i, "frame_id": f"{v}/{i:08d}", "timestamp_s": 0.0, "width": 1,
+             "height": 1, "path": "p", "kept": k, "reason": "" if k else "why"}
+            for v, i, k in [("b", 2, True), ("a", 5, False), ("a", 1, True), ("b", 0, True)]]
+    FRAME.write(tmp_path / "1.parquet", FRAME.table(rows[:2]), {})
+    FRAME.write(tmp_path / "2.parquet", FRAME.table(rows[2:]), {})
+    kept = FRAME.read_kept([tmp_path / "1.parquet", tmp_path / "2.parquet"])
+    assert list(zip(kept["video_id"], kept["frame_index"])) == [("a", 1), ("b", 0), ("b", 2)]
+    assert "kept" not in kept and "reason" not in kept
+    assert FRAME.read_kept(tmp_path / "1.parquet", videos=["a"]).empty
+
+
+def test_scripts_take_everything_through_params_and_input():
+    for script in sorted((REPO / "scripts").glob("*.py")):
+        assert "snakemake.config" not in script.read_text(), f"{script.name} reads snakemake.config"
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        assert "lambda" not in smk.read_text(), f"{smk.name} has a lambda"
+
+
+def test_dry_run_wires_each_rule_to_the_previous_enabled_stage(tmp_path):
+    """What Snakemake plans, for the filter on and off: embed's input follows the registry."""
+    def planned_inputs(settings):
+        proc = run_workflow(tmp_path, {"urls": ["https://example.com/a.mp4"], **settings}, "-n")
+        jobs = re.findall(r"rule (\w+):\n(.*?)(?:\n\n|\Z)", proc.stdout, re.S)
+        return {name: re.search(r"input: (.*)", body).group(1) for name, body in jobs if "input:" in body}
+
+    plain = planned_inputs({})
+    assert re.fullmatch(r"results/extract/urls-[0-9a-f]{6}-00000\.parquet, results/extract/urls-[0-9a-f]{6}-00000",
+                        plain["embed"])
+    filtered = planned_inputs({"filter": {"enabled": True, "classes": ["a cat"]}})
+    assert filtered["embed"].startswith("results/filter/urls-")
+    assert filtered["filter"].startswith("results/extract/urls-")
