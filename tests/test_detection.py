@@ -14,6 +14,7 @@ from video_miner.defaults import SCHEMA_PATH, section_defaults
 from video_miner.detection import (BACKENDS, DetectionSettings, finalize, make_detector, match_class, nms_per_class,
                                    phrase_spans)
 from video_miner.models import ModelSettings
+from video_miner.tables.frame import FRAME
 
 CPU = ModelSettings(device="cpu", batch_size=2, num_workers=2)
 ASTRONAUT_FACE = (177, 66, 95, 95)  # x, y, w, h: found by every frontal-face cascade on the original photo
@@ -122,6 +123,44 @@ def test_florence2_parses_grounded_phrases_into_class_boxes(tiny_models):
     assert x0 < 2 and y0 < 2 and x1 == pytest.approx(320.3, abs=1) and y1 == pytest.approx(240.2, abs=1)
 
 
+def test_detect_frames_reuses_cached_videos_and_recomputes_changed_settings(tmp_path):
+    from video_miner.detection import detect_frames
+    from video_miner.shardjob import VideoCache
+
+    frames = pd.DataFrame([{"video_id": v, "frame_index": i, "frame_id": f"{v}/{i:08d}", "timestamp_s": i / 2,
+                            "width": 64, "height": 48, "path": f"{v}/{i}.jpg"} for v, n in (("b", 2), ("a", 3))
+                           for i in range(n)])
+    calls, made = [], []
+
+    class Fake:
+        def detect(self, paths):
+            calls.append(list(paths))
+            # a box of class 1 on frame 1 of each video; "a/2" cannot be read
+            return [None if p == "a/2.jpg" else np.array([[1, 2, 11, 22, 0.9, 1]] * p.endswith("/1.jpg"),
+                                                         np.float32).reshape(-1, 6) for p in paths]
+
+    def factory():
+        made.append(1)
+        return Fake()
+
+    settings = {"backend": "fake", "classes": ["cat", "face"], "threshold": 0.3}
+    table, record = detect_frames(frames, factory, ["cat", "face"], VideoCache(tmp_path / "cache", settings))
+    assert len(made) == 1 and sum(len(c) for c in calls) == 5
+    assert table.column("frame_id").to_pylist() == ["a/00000000", "a/00000001", "a/00000002", "b/00000000",
+                                                   "b/00000001"]
+    assert table.column("kept").to_pylist() == [True, True, False, True, True]
+    assert table.column("has_detections").to_pylist() == [False, True, False, False, True]
+    assert table.column("bbox").to_pylist()[1] == [[1, 2, 10, 20]]  # xywh
+    assert record["unreadable"] == 1 and record["detections"] == {"cat": 0, "face": 2}
+    calls.clear(), made.clear()
+    again, _ = detect_frames(frames, factory, ["cat", "face"], VideoCache(tmp_path / "cache", settings))
+    assert made == [] and calls == []  # every video came from the cache: no detector made
+    assert again.equals(table)
+    changed = {**settings, "threshold": 0.5}
+    detect_frames(frames, factory, ["cat", "face"], VideoCache(tmp_path / "cache", changed))
+    assert len(made) == 1 and sum(len(c) for c in calls) == 5
+
+
 @pytest.fixture(scope="module")
 def detect_runs(tmp_path_factory, videos, scene_videos, tiny_models):
     """The workflow with each transformers backend (tiny checkpoints by path)."""
@@ -154,12 +193,26 @@ def test_detect_rule_writes_valid_coco_for_each_backend(backend, detect_runs):
     unique = pd.read_parquet(workdir / "results" / "dedup" / "unique_frames.parquet")
     assert len(coco.getImgIds()) == int(unique["kept"].sum()) > 0
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["cat", "face"]
+    # one detect table per shard, covering exactly the unique frames of its videos
+    tables = sorted((workdir / "results" / "detect").glob("*.parquet"))
+    assert [t.stem for t in tables] == sorted(p.stem for p in (workdir / "results" / "extract").glob("*.parquet"))
+    detected = FRAME.read(tables)
+    assert len(tables) == 2 and detected["kept"].all()  # every frame readable
+    assert detected["frame_id"].tolist() == sorted(unique.loc[unique["kept"], "frame_id"])
+    assert (detected["has_detections"] == detected["category"].map(len).astype(bool)).all()
+    extracted = FRAME.read(sorted((workdir / "results" / "extract").glob("*.parquet"))).set_index("frame_id")
+    sizes = extracted.loc[detected["frame_id"], ["width", "height"]].to_numpy()
+    assert (detected[["width", "height"]].to_numpy() == sizes).all()  # frame sizes come from extraction
     logs = sorted((workdir / "logs" / "detect").glob("*.log"))
+    assert [log.stem for log in logs] == [t.stem for t in tables]  # logs/detect/<shard>.log
     # once in the shard with frames; not at all in the shard holding only the broken video
     assert sorted(log.read_text().count("loading detector") for log in logs) == [0, 1]
     summary = json.loads((workdir / "results" / "pipeline_result.json").read_text())
     assert summary["videos"]["failed"] == 1  # the truncated video; the others went on to detection
     assert sum(summary["detections_per_class"].values()) == len(coco.getAnnIds())
+    assert summary["frames"]["with_detections"] == int(detected["has_detections"].sum())
+    status = pd.read_csv(workdir / "results" / "status.tsv", sep="\t")
+    assert sorted(status["status"]) == ["complete", "complete", "failed"]
     if backend != "florence2":
         assert len(coco.getAnnIds()) > 0
         for annotation in coco.loadAnns(coco.getAnnIds()):

@@ -294,6 +294,9 @@ DOWNLOAD_FIELDS = (
 )
 
 
+_WHAT_TO_FETCH = ("max_height", "format", "audio", "max_filesize")
+
+
 def _cached_file_present(record: dict) -> bool:
     """A cached download is reusable when it failed for good or its file is still there
     (with ``keep_videos: false`` the file moved on and is fetched again when needed)."""
@@ -313,7 +316,9 @@ def download_shard(sources: list[dict], out_dir: str | os.PathLike, cache_dir: s
     from video_miner.tables.video import VIDEO
 
     by_id = {s["video_id"]: s for s in sources}
-    cache = VideoCache(cache_dir, {"download": options.__dict__, "local_mode": local_mode})
+    # Only what decides which file arrives keys the cache: a new timeout or proxy reruns the
+    # job but takes every finished video from the cache.
+    cache = VideoCache(cache_dir, {**{k: getattr(options, k) for k in _WHAT_TO_FETCH}, "local_mode": local_mode})
     cache.prune(by_id)
 
     def fetch(video_id: str) -> dict:
