@@ -26,17 +26,17 @@ demo: install
 	$(BIN)/snakemake --configfile config/demo.yaml --cores $(CORES)
 	@echo
 	@echo "Demo finished. Outputs:"
-	@echo "  results/pipeline_result.json   run summary (videos ok/failed, frames, timings)"
+	@echo "  results/pipeline_result.json   run summary: videos ok/failed, what each stage kept, timings"
 	@echo "  results/status.tsv             one row per video with its status and reason"
-	@echo "  results/frames/<video>/        extracted frames; manifests in results/frames/<video>.parquet"
-	@echo "  results/filter/<shard>.parquet text-prompt scores per frame (demo models: random weights)"
+	@echo "  results/extract/<shard>/       extracted frames; one table per stage and shard:"
+	@echo "  results/<stage>/<shard>.parquet  download, extract, filter (demo models: random weights), embed, detect"
 	@echo "  results/dedup/unique_frames.parquet  near-duplicates removed within and across videos"
 	@echo "  results/detections/annotations.json  COCO detections (OpenCV Haar cascades: face, cat face)"
 	@echo "  results/detections/visualizations/   frames with their boxes drawn"
 	@echo "  results/dataset/               imagefolder dataset (images + metadata.jsonl)"
 	@echo "  results/upload/demo_folder.done upload marker (files, sizes, sha256) for demo-upload/"
 	@echo "  report: .venv/bin/snakemake --configfile config/demo.yaml --report report.html"
-	@echo "  results/videos/                videos and their .info.json records"
+	@echo "  results/download/<shard>/      the videos"
 	@echo "  logs/                          one log per job"
 
 test: install

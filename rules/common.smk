@@ -135,10 +135,11 @@ def get_download_sources(wildcards):
     ]
 
 
-def get_download_slots(wildcards, threads):
-    """A download job fetches `threads` videos at once and holds as many `downloads`
-    (Snakemake lowers a request above the global cap to the cap)."""
-    return threads
+def get_download_slots(wildcards):
+    """A download job holds one `downloads` per video it fetches at once (waiting on the
+    network, not a core); Snakemake lowers a request above the global cap to the cap,
+    and the job fetches as many at once as it was given."""
+    return config["download"]["workers"]
 
 
 def get_extract_input(wildcards):

@@ -10,7 +10,6 @@ rule download:
         "logs/benchmarks/download/{shard}.tsv"
     conda:
         "../envs/download.yaml"
-    threads: config["download"]["workers"]
     resources:
         downloads=get_download_slots,
         mem_mb=2000,

@@ -10,7 +10,7 @@ rule extract:
         "logs/benchmarks/extract/{shard}.tsv"
     conda:
         "../envs/extract.yaml"
-    threads: 2
+    threads: 4
     resources:
         mem_mb=4000,
         runtime=240,

@@ -5,6 +5,7 @@ import re
 
 import pyarrow as pa
 import pytest
+import yaml
 
 from conftest import REPO, run_workflow
 from video_miner.defaults import section_defaults
@@ -98,3 +99,59 @@ def test_dry_run_wires_each_rule_to_the_previous_enabled_stage(tmp_path):
     filtered = planned_inputs({"filter": {"enabled": True, "classes": ["a cat"]}})
     assert filtered["embed"].startswith("results/filter/urls-")
     assert filtered["filter"].startswith("results/extract/urls-")
+
+
+def test_statuses_follow_the_tables_and_the_cli_reads_the_run_config(tmp_path):
+    import os
+    import time
+
+    from click.testing import CliRunner
+
+    from video_miner.cli import main
+    from video_miner.config import load_config
+    from video_miner.registry import video_statuses
+    from video_miner.sources import assign_shards, collect_videos
+
+    urls = [f"https://example.com/{name}.mp4" for name in "abc"]
+    settings = load_config([], tmp_path) | {"urls": urls, "shard_size": 2}
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "run_config.yaml").write_text(yaml.safe_dump(settings))
+    first, second = assign_shards(collect_videos(settings, str(tmp_path)), 2).items()
+    a, b = first[1]
+    (c,) = second[1]
+
+    def write(stage_name, level, rows, record=None, fields=()):
+        path = tmp_path / stage(stage_name).table(first[0])
+        level.write(path, level.table(rows, *fields), record or {})
+        return path
+
+    def frame(video_id, i):
+        return {"video_id": video_id, "frame_index": i, "frame_id": f"{video_id}/{i:08d}", "timestamp_s": 0.0,
+                "width": 1, "height": 1, "path": "p", "kept": True}
+
+    from video_miner.download import DOWNLOAD_FIELDS
+
+    where = {"source": "url", "location": "u"}
+    write("download", VIDEO, [{"video_id": a, "kept": True, **where},
+                              {"video_id": b, "kept": False, "reason": "HTTP Error 404", **where}], fields=DOWNLOAD_FIELDS)
+    write("extract", FRAME, [frame(a, 0)], {"video_outcomes": {a: {"ok": True}}})
+    statuses = video_statuses(settings, tmp_path).set_index("video_id")
+    assert statuses.loc[[a, b, c], "status"].tolist() == ["extracted", "failed", "pending"]
+    assert statuses.loc[b, "failed_stage"] == "download" and statuses.loc[b, "reason"] == "HTTP Error 404"
+    embedded = write("embed", FRAME, [frame(a, 0)])
+    assert video_statuses(settings, tmp_path).set_index("video_id").loc[a, "status"] == "embedded"
+    dedup = tmp_path / stage("dedup").table()
+    FRAME.write(dedup, FRAME.table([frame(a, 0)]), {})
+    later = time.time() + 5
+    os.utime(dedup, (later, later))  # the cross-video step ran after this shard's embedding
+    assert video_statuses(settings, tmp_path).set_index("video_id").loc[a, "status"] == "complete"
+    os.utime(embedded, (later + 5, later + 5))  # re-embedded since: the cross-video step is due again
+    assert video_statuses(settings, tmp_path).set_index("video_id").loc[a, "status"] == "embedded"
+
+    # No -c: the CLI reports on the configuration the run recorded.
+    listed = CliRunner().invoke(main, ["list", "-d", str(tmp_path)])
+    assert listed.exit_code == 0, listed.output
+    assert [line.split("\t")[:2] for line in listed.output.splitlines()] == [[a, "embedded"], [b, "failed"],
+                                                                            [c, "pending"]]
+    status = CliRunner().invoke(main, ["status", "-d", str(tmp_path)])
+    assert "3 videos" in status.output and "detected" not in status.output  # detection was off
