@@ -192,8 +192,7 @@ def test_keep_videos_false_deletes_videos_and_reextraction_fetches_them_again(tm
     assert video_files(tmp_path) == []
     assert local.read_bytes() == videos["odd.mp4"].read_bytes()  # the user's own file is never touched
     url_id = video_id_for_url(http_server.url("h264.mp4"))
-    shard, record = download_row(tmp_path, url_id)
-    assert record["kept"]
+    assert download_row(tmp_path, url_id)[1]["kept"]
     fetched = http_server.hits["/h264.mp4"]
     run_workflow(tmp_path, {**config, "extract": {"strategy": "keyframe"}})
     # Extraction reran, so the shard's download reran and fetched the video again.
@@ -220,8 +219,12 @@ def test_editing_a_list_above_a_url_does_not_rerun_its_download(tmp_path, http_s
     proc = run_workflow(tmp_path, config, "-n", "--quiet", "rules")
     counts = {line.split()[0]: line.split()[1] for line in proc.stdout.splitlines() if len(line.split()) == 2}
     assert counts["download"] == "1" and counts["extract"] == "1"  # only the edited list's shard
+    other, _ = download_row(tmp_path, video_id_for_url(http_server.url("vfr.mp4")))
+    other_tables = {p: p.stat().st_mtime_ns for p in (tmp_path / "results" / stage / f"{other}.parquet"
+                                                      for stage in ("download", "extract"))}
     hits = dict(http_server.hits)
     run_workflow(tmp_path, config)
+    assert {p: p.stat().st_mtime_ns for p in other_tables} == other_tables  # the other list's shard did not rerun
     # The shard job reran for the new video; the videos it already had were not fetched again.
     fetched = {path: n - hits.get(path, 0) for path, n in http_server.hits.items() if n != hits.get(path, 0)}
     assert fetched == {"/odd.mp4": one_download}
@@ -230,5 +233,6 @@ def test_editing_a_list_above_a_url_does_not_rerun_its_download(tmp_path, http_s
     assert set(status["status"]) == {"complete"} and len(status) == 4
     shard, _ = download_row(tmp_path, video_id_for_url(http_server.url("odd.mp4")))
     assert download_row(tmp_path, video_id_for_url(http_server.url("h264.mp4")))[0] == shard
-    assert sorted(p.name for p in (tmp_path / "results" / "download" / shard).iterdir()) == sorted(
+    folder = tmp_path / "results" / "download" / shard
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == sorted(
         f"{video_id_for_url(http_server.url(name))}.{name.split('.')[1]}" for name in ("h264.mp4", "vp9.webm", "odd.mp4"))

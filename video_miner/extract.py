@@ -323,7 +323,7 @@ def extract_shard(videos: pd.DataFrame, out_dir: str | os.PathLike, cache_dir: s
     frame; a video that cannot be decoded has no rows and its reason in the record's
     per-video outcomes. Frames are written to the shard's cache first (a killed job keeps
     the videos it finished) and hard-linked into ``out_dir`` at the end."""
-    from video_miner.shardjob import VideoCache, cached_map, link_tree
+    from video_miner.shardjob import VideoCache, cached_map, file_identity, link_tree
     from video_miner.tables.frame import FRAME
 
     settings = {k: v for k, v in asdict(options).items() if k != "threads"}
@@ -334,18 +334,23 @@ def extract_shard(videos: pd.DataFrame, out_dir: str | os.PathLike, cache_dir: s
     def work(video_id: str) -> dict:
         frames_dir = cache.path(video_id)
         shutil.rmtree(frames_dir, ignore_errors=True)  # a killed attempt's partial frames
+        source = file_identity(files[video_id])
         result = extract_video(files[video_id], frames_dir, video_id, options)
         outcome = {k: v for k, v in asdict(result).items() if k != "rows"}
         rows = [{**row, "path": Path(row["path"]).name} for row in result.rows]
-        return {**outcome, "ok": result.status == "ok", "rows": rows}
+        return {**outcome, "video_id": video_id, "source": source, "ok": result.status == "ok", "rows": rows}
 
-    records = cached_map(cache, list(files), work, workers, "videos extracted")
+    def same_video(record: dict) -> bool:  # a video fetched again must be extracted again
+        return record["source"] == file_identity(files[record["video_id"]])
+
+    records = cached_map(cache, list(files), work, workers, "videos extracted", reusable=same_video)
     rows, outcomes = [], {}
     for video_id, record in records.items():
         target = Path(out_dir, video_id)
         link_tree(cache.path(video_id), target)
         rows += [{**row, "path": (target / row["path"]).as_posix(), "kept": True} for row in record["rows"]]
-        outcomes[video_id] = {k: v for k, v in record.items() if k != "rows"} | {"frames_extracted": len(record["rows"])}
+        outcomes[video_id] = {k: v for k, v in record.items() if k not in ("rows", "video_id", "source")} | {
+            "frames_extracted": len(record["rows"])}
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     table = FRAME.table(rows, *EXTRACT_FIELDS)
     summary = {"video_outcomes": outcomes, "frames": len(rows), "options": settings,

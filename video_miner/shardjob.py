@@ -122,19 +122,36 @@ def link_tree(source: str | os.PathLike, target: str | os.PathLike) -> None:
             link_file(path, Path(target, path.relative_to(source)))
 
 
+def file_identity(path: str | os.PathLike) -> list | None:
+    """Size and modification time: a file made again (new settings upstream) differs,
+    a hard link of the same file does not."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return [info.st_size, info.st_mtime_ns]
+
+
+def frame_identity(frames: pd.DataFrame) -> list:
+    """What a cached per-video result was computed from: each frame's number and file."""
+    return [[int(i), file_identity(p)] for i, p in zip(frames["frame_index"], frames["path"])]
+
+
 def cached_frame_results(cache: VideoCache, frames: pd.DataFrame, compute: Callable[[pd.DataFrame], Any],
                          chunk_frames: int = 256) -> dict[str, Any]:
     """Per-video results of a frame model over a shard's ``frames`` (sorted by video),
     resumable per video. ``compute(frames)`` gives one result per row: an array (stored
-    as ``<video>.npy``) or a list of JSON values. Videos with a cached record are skipped;
+    as ``<video>.npy``) or a list of JSON values. Videos with a cached record made from
+    the same frame files are skipped;
     the rest run in chunks of whole videos of about ``chunk_frames`` frames, so a model's
     batches stay full, and each chunk's videos are saved as soon as it is done."""
     video_ids = list(dict.fromkeys(frames["video_id"]))
     rows_of = frames.groupby("video_id", sort=False).indices
+    identity = {v: frame_identity(frames.iloc[rows_of[v]]) for v in video_ids}
     results: dict[str, Any] = {}
     for video_id in video_ids:
         record = cache.load(video_id)
-        if record is not None and record["frames"] == len(rows_of[video_id]):
+        if record is not None and record["frames"] == identity[video_id]:
             results[video_id] = np.load(cache.root / f"{video_id}.npy") if record["array"] else record["items"]
     todo = [v for v in video_ids if v not in results]
     if len(results):
@@ -153,10 +170,10 @@ def cached_frame_results(cache: VideoCache, frames: pd.DataFrame, compute: Calla
             if isinstance(piece, np.ndarray):
                 with atomic_path(cache.root / f"{video_id}.npy", suffix=".npy") as tmp:
                     np.save(tmp, piece)
-                cache.save(video_id, {"frames": n, "array": True})
+                cache.save(video_id, {"frames": identity[video_id], "array": True})
             else:
                 piece = list(piece)
-                cache.save(video_id, {"frames": n, "array": False, "items": piece})
+                cache.save(video_id, {"frames": identity[video_id], "array": False, "items": piece})
             results[video_id] = piece
         progress.update(len(part))
         chunk.clear()
