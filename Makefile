@@ -47,7 +47,7 @@ lint: install
 	$(BIN)/snakefmt --check Snakefile rules/
 
 # Every performance goal against its baseline; rewrites the generated part of BENCHMARKS.md.
-# BENCH_ARGS=--full adds 100k-URL dry runs and 1M-frame dedup (20+ minutes on 2 cores).
+# BENCH_ARGS=--full adds 100k- and 1M-URL dry runs and 1M-frame dedup (30+ minutes on 2 cores).
 bench: install
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 

@@ -3,9 +3,10 @@ results replace the generated part of BENCHMARKS.md (between the bench markers),
 the machine and versions. Absolute times on shared machines are noise: the ratios to
 baselines measured in the same run are the figures.
 
-Usage: python benchmarks/run.py [--repeats 3] [--full] [--only extraction dryrun overhead dedup gpu]
-  --full adds the long measures: `snakemake -n` for 100k URLs and cross-video dedup of 1M
-  frames (20+ minutes on 2 cores).
+Usage: python benchmarks/run.py [--repeats 3] [--full]
+                                [--only extraction dryrun throughput overhead dedup gpu]
+  --full adds the long measures: `snakemake -n` for 100k URLs and for 1M URLs at
+  shard_size 256, and cross-video dedup of 1M frames (30+ minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import datetime as dt
 import os
 import platform
 import re
-import statistics
 import sys
 import tempfile
 from importlib import metadata
@@ -50,26 +50,26 @@ def machine() -> str:
             f"{platform.python_version()}; {versions}")
 
 
-def dryrun_rows(repeats: int, full: bool) -> list[dict]:
-    from dryrun import time_dry_run, time_snakemake_floor
+# (URLs, shard_size or None for the default config's, goal in seconds, the issue's figure
+# with two jobs per video); --full adds the larger two.
+DRYRUN_GOALS = [(10_000, None, 10, 45), (100_000, None, 60, 414), (1_000_000, 256, 600, None)]
 
-    sizes = [1000, 10000] + ([100000] if full else [])
-    medians, floors = {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for n in sizes:
-            runs = repeats if n <= 10000 else 1
-            medians[n] = statistics.median(time_dry_run(n, Path(tmp)) for _ in range(runs))
-            floors[n] = statistics.median(time_snakemake_floor(n, Path(tmp)) for _ in range(runs))
-    goals = {1000: (None, "baseline"), 10000: (20, "<= 20 s"), 100000: (120, "<= 120 s")}
+
+def dryrun_rows(repeats: int, full: bool) -> list[dict]:
+    from dryrun import measure
+
     rows = []
-    for n in sizes:
-        limit, goal = goals[n]
-        rows.append({"measure": f"`snakemake -n`, {n:,} URLs, seconds", "value": medians[n],
-                     "baseline": "1k URLs, per URL", "baseline_value": medians[1000],
-                     "ratio": (medians[n] / n) / (medians[1000] / 1000), "goal": goal,
-                     "met": None if limit is None else medians[n] <= limit,
-                     "detail": f"{2 * n} per-video jobs; ratio = seconds per URL relative to 1k (1.0 = linear); "
-                               f"bare Snakemake, same 2 jobs per URL and directives: {floors[n]:.1f} s"})
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, shard_size, limit, before in DRYRUN_GOALS if full else DRYRUN_GOALS[:1]:
+            r = measure(n, shard_size, repeats if n <= 10_000 else 1, Path(tmp))
+            rows.append({"measure": f"`snakemake -n`, {n:,} URLs, shard_size {r['shard_size']}, seconds",
+                         "value": r["seconds"], "baseline": "bare Snakemake, same jobs and directives",
+                         "baseline_value": r["floor_seconds"], "ratio": r["seconds"] / r["floor_seconds"],
+                         "goal": f"<= {limit} s", "met": r["seconds"] <= limit,
+                         "detail": f"{r['shards']:,} shards, {r['jobs']:,} jobs (bare: {r['floor_jobs']:,}); peak "
+                                   f"memory {r['peak_mb']:,.0f} MB (bare {r['floor_peak_mb']:,.0f} MB); collect + "
+                                   f"assign_shards in one process {r['in_process_seconds']:.2f} s"
+                                   + (f"; issue's figure with two jobs per video: {before} s" if before else "")})
     return rows
 
 
@@ -136,7 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--full", action="store_true")
-    parser.add_argument("--only", nargs="+", default=["extraction", "dryrun", "overhead", "dedup", "gpu"])
+    parser.add_argument("--only", nargs="+", default=["extraction", "dryrun", "throughput", "overhead", "dedup", "gpu"])
     args = parser.parse_args()
     rows = []
     if "extraction" in args.only:
@@ -146,6 +146,10 @@ def main() -> None:
         print(table(rows), flush=True)
     if "dryrun" in args.only:
         rows += dryrun_rows(args.repeats, args.full)
+    if "throughput" in args.only:
+        import throughput
+
+        rows.append(throughput.run())
     if "overhead" in args.only:
         import job_overhead
 

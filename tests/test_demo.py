@@ -1,6 +1,7 @@
 """The demo config end to end, as `make demo` runs it (in a temporary folder)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,6 +10,7 @@ import yaml
 from PIL import Image
 
 from conftest import REPO, run_workflow
+from video_miner.tables.frame import FRAME
 
 pytestmark = pytest.mark.slow
 
@@ -21,9 +23,17 @@ def demo_run(tmp_path_factory):
 
 
 def frames_of(workdir, title):
+    """A video's extracted frames: its rows of its shard's extract table, the images under
+    results/extract/<shard>/<video>/."""
     status = pd.read_csv(workdir / "results" / "status.tsv", sep="\t")
     video_id = status.set_index("title").loc[title, "video_id"]
-    return pd.read_parquet(workdir / "results" / "frames" / f"{video_id}.parquet")
+    tables = sorted((workdir / "results" / "extract").glob("*.parquet"))
+    frames = FRAME.read(tables, videos=[video_id])
+    assert len(frames) > 0 and frames["kept"].all()
+    shard = next(t.stem for t in tables if video_id in set(FRAME.read(t, columns=[])["video_id"]))
+    assert all(Path(p).parent == Path("results", "extract", shard, video_id) and Path(p).name == f"{i:08d}.jpg"
+               for p, i in zip(frames["path"], frames["frame_index"]))
+    return frames
 
 
 def pixels(workdir, path):
@@ -35,6 +45,14 @@ def test_demo_processes_every_clip(demo_run):
     assert summary["videos"]["total"] == 4 and summary["videos"]["failed"] == 0
     # 10 s clips sampled every 0.5 s give 20 frames; the 7 s WebM gives 14.
     assert summary["frames"]["extracted"] == 3 * 20 + 14
+    extracted = FRAME.read(sorted((demo_run / "results" / "extract").glob("*.parquet")))
+    assert len(extracted) == summary["frames"]["extracted"] and extracted["video_id"].nunique() == 4
+    status = pd.read_csv(demo_run / "results" / "status.tsv", sep="\t")
+    assert set(status["status"]) == {"complete"}  # every clip went through every enabled stage
+    assert status["frames_extracted"].sum() == summary["frames"]["extracted"]
+    # the config the run ran with
+    ran_with = yaml.safe_load((demo_run / "results" / "run_config.yaml").read_text())
+    assert ran_with["local_videos"] == yaml.safe_load((REPO / "config" / "demo.yaml").read_text())["local_videos"]
 
 
 def test_demo_reupload_is_a_near_duplicate_and_other_clips_are_not(demo_run):

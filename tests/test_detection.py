@@ -161,6 +161,21 @@ def test_detect_frames_reuses_cached_videos_and_recomputes_changed_settings(tmp_
     assert len(made) == 1 and sum(len(c) for c in calls) == 5
 
 
+def test_detect_frames_on_a_shard_without_frames_loads_no_detector(tmp_path):
+    """A shard whose videos all failed upstream (or lost every frame) still gets its table."""
+    from video_miner.detection import DETECT_FIELDS, detect_frames
+    from video_miner.shardjob import VideoCache
+
+    frames = pd.DataFrame([{"video_id": "a", "frame_index": 0, "frame_id": "a/00000000", "timestamp_s": 0.0,
+                            "width": 64, "height": 48, "path": "a/0.jpg"}]).iloc[:0]
+    table, record = detect_frames(frames, lambda: pytest.fail("no detector for a shard without frames"),
+                                  ["cat", "face"], VideoCache(tmp_path / "cache", {}))
+    FRAME.write(tmp_path / "detect.parquet", table, record)
+    assert table.num_rows == 0 and table.schema == FRAME.schema(*DETECT_FIELDS)
+    assert record["frames"] == 0 and record["detections"] == {"cat": 0, "face": 0}
+    assert len(FRAME.read(tmp_path / "detect.parquet")) == 0
+
+
 @pytest.fixture(scope="module")
 def detect_runs(tmp_path_factory, videos, scene_videos, tiny_models):
     """The workflow with each transformers backend (tiny checkpoints by path)."""

@@ -75,3 +75,16 @@ def test_local_ingest_links_and_records(videos, tmp_path):
     assert copied["width"] == 160 and json.dumps(copied)
     missing = ingest_local(tmp_path / "nope.mp4", tmp_path / "out", "file-2")
     assert missing["status"] == "failed" and "not found" in missing["reason"]
+
+
+@pytest.mark.parametrize("url,key", [
+    ("https://www.youtube.com/watch?v=dQw4w9WgXcQ", "Youtube"),
+    ("https://youtu.be/dQw4w9WgXcQ", "Youtube"),
+    ("http://127.0.0.1:8000/clips/a.MP4?token=x", "Generic"),
+    ("https://vimeo.com/76979871", None),  # any site: every extractor is asked
+    ("https://example.com/watch.html", None),
+])
+def test_plain_urls_go_to_their_one_extractor(url, key):
+    from video_miner.download import extractor_key
+
+    assert extractor_key(url) == key

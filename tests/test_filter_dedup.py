@@ -180,6 +180,12 @@ def test_filter_shard_reuses_cached_videos_and_recomputes_changed_settings(tmp_p
     _, record = filter_shard(grown, scorer_factory(calls, made), FILTER_SETTINGS, cache)
     assert made == [["cat", "dog"]] and calls == [[f"c/{i}.jpg" for i in range(5)]]
     assert record["frames"] == 12 and record["kept"] == 1 + 2
+    # a video whose frames changed upstream (as many, but others) is scored again, the rest not
+    calls.clear(), made.clear()
+    moved = pd.concat([frames_table([("a", 8)]).iloc[4:], frames_table([("b", 3)])], ignore_index=True)
+    table, _ = filter_shard(moved, scorer_factory(calls, made), FILTER_SETTINGS, cache)
+    assert calls == [[f"a/{i}.jpg" for i in range(4, 8)]]
+    assert table["kept"].tolist() == [True] * 4 + [False] * 3
     # another model (another fingerprint): every video is scored again
     calls.clear(), made.clear()
     other = VideoCache(tmp_path / "cache", {"model": "other", "classes": FILTER_SETTINGS["classes"]})

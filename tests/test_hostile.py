@@ -8,6 +8,9 @@ import pytest
 
 from conftest import run_workflow
 from video_miner.ids import video_id_for_url
+from video_miner.tables import video_outcomes
+from video_miner.tables.frame import FRAME
+from video_miner.tables.video import VIDEO
 
 pytestmark = pytest.mark.slow
 
@@ -15,19 +18,19 @@ pytestmark = pytest.mark.slow
 CASES = {
     "missing/clip.mp4": ("failed", "download", "HTTP Error 404"),
     "slow/h264.mp4": ("failed", "download", "timed out"),
-    "flaky/single_frame.mp4": ("deduplicated", None, None),
+    "flaky/single_frame.mp4": ("complete", None, None),
     "page.html": ("failed", "download", "Unsupported URL"),
     "loop/clip.mp4": ("failed", "download", "redirect"),
     "empty.mp4": ("failed", None, None),
     "truncated.mp4": ("failed", "extract", "not a readable media file"),
-    "truncated_faststart.mp4": ("deduplicated", None, None),
+    "truncated_faststart.mp4": ("complete", None, None),
     "audio.m4a": ("failed", "extract", "no video stream"),
-    "rotated.mp4": ("deduplicated", None, None),
-    "vfr.mp4": ("deduplicated", None, None),
-    "odd.mp4": ("deduplicated", None, None),
-    "vp9.webm": ("deduplicated", None, None),
-    "long.mp4": ("deduplicated", None, None),
-    "huge.mp4": ("deduplicated", None, None),
+    "rotated.mp4": ("complete", None, None),
+    "vfr.mp4": ("complete", None, None),
+    "odd.mp4": ("complete", None, None),
+    "vp9.webm": ("complete", None, None),
+    "long.mp4": ("complete", None, None),
+    "huge.mp4": ("complete", None, None),
 }
 REFUSED = "http://127.0.0.1:9/clip.mp4"
 
@@ -72,24 +75,52 @@ def test_refused_connection_is_a_retryable_failure(hostile_run):
     assert refused["retryable"] is True and "refused" in refused["reason"].lower()
 
 
+def tables(workdir, stage):
+    return sorted((workdir / "results" / stage).glob("*.parquet"))
+
+
 def test_good_videos_keep_their_frames(hostile_run, http_server):
     workdir, status = hostile_run
     frames = status.set_index("location")["frames_extracted"]
     assert frames[http_server.url("flaky/single_frame.mp4")] == 1
     assert frames[http_server.url("long.mp4")] == 5  # 600 frames, max_frames 5
     assert frames[http_server.url("vp9.webm")] == 4
-    manifest = pd.read_parquet(workdir / "results" / "frames" / f"{video_id_for_url(http_server.url('rotated.mp4'))}.parquet")
-    assert set(zip(manifest["width"], manifest["height"])) == {(240, 320)}
-    manifest = pd.read_parquet(workdir / "results" / "frames" / f"{video_id_for_url(http_server.url('odd.mp4'))}.parquet")
-    assert set(zip(manifest["width"], manifest["height"])) == {(321, 241)}
+    extracted = FRAME.read(tables(workdir, "extract"))
+    assert extracted.groupby("video_id").size().to_dict() == {
+        video_id: n for video_id, n in status["frames_extracted"].items() if n}
+    rotated = extracted[extracted["video_id"] == video_id_for_url(http_server.url("rotated.mp4"))]
+    assert len(rotated) and set(zip(rotated["width"], rotated["height"])) == {(240, 320)}
+    odd = extracted[extracted["video_id"] == video_id_for_url(http_server.url("odd.mp4"))]
+    assert len(odd) and set(zip(odd["width"], odd["height"])) == {(321, 241)}
+    assert all((workdir / p).is_file() for p in extracted["path"])
+
+
+def test_each_failure_is_recorded_in_its_stage_table(hostile_run, http_server):
+    workdir, status = hostile_run
+    downloads = VIDEO.read(tables(workdir, "download")).set_index("video_id")
+    outcomes = {v: o for p in tables(workdir, "extract") for v, o in video_outcomes(p).items()}
+    for path, (expected_status, stage, words) in CASES.items():
+        video_id = video_id_for_url(http_server.url(path))
+        row = downloads.loc[video_id]
+        assert row["location"] == http_server.url(path)
+        if stage == "download":
+            assert not row["kept"] and words.lower() in row["reason"].lower(), row.to_dict()
+            assert video_id not in outcomes
+        elif stage == "extract":
+            assert row["kept"] and not outcomes[video_id]["ok"], outcomes[video_id]
+            assert words.lower() in outcomes[video_id]["reason"].lower()
+        elif expected_status == "complete":
+            assert row["kept"] and outcomes[video_id]["ok"], outcomes.get(video_id)
+    refused = downloads.loc[video_id_for_url(REFUSED)]
+    assert not refused["kept"] and refused["transient"] and refused["attempts"] == 3  # retries: 2
 
 
 def test_very_high_resolution_frames_are_scored(hostile_run, http_server):
     workdir, _ = hostile_run
     video_id = video_id_for_url(http_server.url("huge.mp4"))
-    scored = pd.concat(pd.read_parquet(p) for p in (workdir / "results" / "filter").glob("*.parquet"))
-    huge = scored[scored["video_id"] == video_id]
+    huge = FRAME.read(tables(workdir, "filter"), videos=[video_id])
     assert len(huge) == 1 and (huge["width"] == 3840).all() and huge["best_score"].notna().all()
+    assert huge["kept"].all()  # threshold 0: a readable frame passes
 
 
 def test_the_summary_lists_every_failure(hostile_run):

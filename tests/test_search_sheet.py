@@ -169,6 +169,9 @@ def test_status_list_export_on_a_real_run_with_a_failed_video(tmp_path, http_ser
     assert status.exit_code == 0, status.output
     assert "complete            3" in status.output and "failed              1" in status.output
     assert "x download: [generic] missing: Unable to download webpage: HTTP Error 404" in status.output
+    # Without -c the commands read the config the run recorded (results/run_config.yaml).
+    recorded = runner.invoke(main, ["status", "-d", str(tmp_path)])
+    assert recorded.exit_code == 0 and recorded.output == status.output, recorded.output
     listed = runner.invoke(main, ["list", "--status", "failed", "-c", str(config_file), "-d", str(tmp_path)])
     assert listed.output.split("\t")[:3] == [video_id_for_url(http_server.url("missing")), "failed",
                                              http_server.url("missing")]
@@ -176,8 +179,12 @@ def test_status_list_export_on_a_real_run_with_a_failed_video(tmp_path, http_ser
     exported = runner.invoke(main, ["export", "--status", "failed", "-o", str(out), "-c", str(config_file),
                                     "-d", str(tmp_path)])
     assert exported.exit_code == 0 and out.read_text() == http_server.url("missing") + "\n"
+    listed_recorded = runner.invoke(main, ["list", "--status", "failed", "-d", str(tmp_path)])
+    assert listed_recorded.exit_code == 0 and listed_recorded.output == listed.output
     table = pd.read_csv(tmp_path / "results" / "status.tsv", sep="\t")
     assert len(table) == 4  # the sheet's video went through the run with the listed ones
+    assert sorted(table["status"]) == ["complete", "complete", "complete", "failed"]
+    assert table.set_index("location").loc[http_server.url("static_then_cut.mp4"), "origin"] == "config/videos.tsv:2"
 
 
 @pytest.mark.slow
