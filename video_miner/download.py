@@ -1,7 +1,7 @@
 """Download videos with yt-dlp's Python API, or ingest local files.
 
-Every outcome is a record: the per-video ``.info.json`` that downstream stages read. A
-permanent failure (404, private, unsupported URL, not a video, a playlist) is recorded,
+Every outcome is a record, a row of the shard's download table that downstream stages
+read. A permanent failure (404, private, unsupported URL, not a video, a playlist) is recorded,
 not raised, so one bad URL never stops the run; transient ones (timeouts, 5xx, 429,
 refused connections) are retried with exponential backoff first.
 """
@@ -194,7 +194,7 @@ def _place(src: Path, out_dir: Path, video_id: str, ext: str, mode: str) -> Path
     ext = safe_name(ext.lstrip(".").lower() or "video", 10)
     dest = out_dir / f"{video_id}.{ext}"
     for old in out_dir.glob(f"{video_id}.*"):
-        if old != dest and not old.name.endswith(".info.json") and old.is_file():
+        if old != dest and old.suffix != ".json" and old.is_file():  # the cache's record stays
             old.unlink()
     tmp = out_dir / f".{video_id}.{ext}.partial"
     tmp.unlink(missing_ok=True)

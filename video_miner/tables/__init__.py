@@ -55,6 +55,8 @@ class Level:
         """Rows (a frame or records) as a table of this level; missing ``reason`` is ''."""
         schema = self.schema(*extra)
         if isinstance(rows, pd.DataFrame):
+            if rows.empty:  # no rows: pandas cannot tell the type of an empty list column
+                return schema.empty_table()
             frame = rows.copy()
             if "reason" not in frame:
                 frame["reason"] = ""
