@@ -118,12 +118,38 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def earlier_rows(text: str, date: str) -> list[str]:
+    """The table lines of the last report, each marked with the date it was measured."""
+    section = re.search(re.escape(START) + ".*?" + re.escape(END), text, flags=re.S)
+    if not section:
+        return []
+    measured = re.search(r"\(measured (\d{4}-\d{2}-\d{2})\)|Latest `make bench` \((\d{4}-\d{2}-\d{2})\)",
+                         section.group(0))
+    lines = []
+    for line in section.group(0).splitlines():
+        if line.startswith("| ") and not line.startswith("| measure |"):
+            if "(measured " not in line:
+                day = next((d for d in (measured.groups() if measured else ()) if d), date)
+                cells = line.split(" | ")
+                cells[0] = f"{cells[0]} (measured {day})"
+                line = " | ".join(cells)
+            lines.append(line)
+    return lines
+
+
 def write_report(rows: list[dict], repeats: int) -> None:
+    """Replace the generated section; rows measured in an earlier run and not now (a
+    partial `--only` run) are kept, marked with the date they were measured."""
     path = REPO / "BENCHMARKS.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = (f"{START}\n## Latest `make bench` ({dt.date.today().isoformat()})\n\n"
+    today = dt.date.today().isoformat()
+    measures = {r["measure"] for r in rows}
+    kept = [line for line in earlier_rows(text, today)
+            if re.sub(r" \(measured [0-9-]+\)$", "", line.split(" | ")[0].removeprefix("| ")) not in measures]
+    body = table(rows) + "".join(f"\n{line}" for line in kept)
+    section = (f"{START}\n## Latest `make bench` ({today})\n\n"
                f"Machine: {machine()}.\n\nMedians of {repeats} runs where repeated; ratios are to the baseline "
-               f"measured in the same run.\n\n{table(rows)}\n{END}")
+               f"measured in the same run. Rows marked (measured DATE) come from an earlier run.\n\n{body}\n{END}")
     if START in text:
         text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
     else:

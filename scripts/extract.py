@@ -2,6 +2,7 @@
 
 import logging
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
@@ -12,11 +13,13 @@ from video_miner.tables.frame import FRAME
 from video_miner.tables.video import VIDEO
 
 log_to_file(snakemake.log[0])
-videos = VIDEO.read_kept(snakemake.input.videos, columns=["file"])
+started = time.perf_counter()
+videos = VIDEO.read_kept(snakemake.input.videos, columns=["file", "location", "filesize"])
 # Videos in parallel, one thread each: on a few cores that beats threads inside one decoder.
 options = ExtractOptions(**snakemake.params.options, threads=1)
 table, record = extract_shard(videos, snakemake.output.frames, snakemake.params.cache, options,
                               workers=snakemake.threads)
+record["seconds"] = round(time.perf_counter() - started, 3)
 FRAME.write(snakemake.output.table, table, record)
 failed = {v: o["reason"] for v, o in record["video_outcomes"].items() if not o["ok"]}
 logging.info("%d videos, %d frames in %.1fs; %d failed%s", len(record["video_outcomes"]), record["frames"],

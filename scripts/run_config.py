@@ -1,4 +1,5 @@
-"""Record the configuration the run ran with (defaults filled), for `video-miner status`."""
+"""Record the configuration the run ran with (defaults filled, secrets redacted), for
+`video-miner status`."""
 
 import sys
 from pathlib import Path
@@ -7,8 +8,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, als
 
 import yaml
 
+from video_miner.config import redacted
 from video_miner.fsutil import write_text_atomic
 from video_miner.logs import log_to_file
 
 log_to_file(snakemake.log[0])
-write_text_atomic(snakemake.output[0], yaml.safe_dump(dict(snakemake.params.config), sort_keys=False))
+write_text_atomic(snakemake.output[0], yaml.safe_dump(redacted(dict(snakemake.params.config)), sort_keys=False))

@@ -130,3 +130,18 @@ def test_hub_ids_and_buildable_demo_models_are_accepted():
     config["filter"] = {"enabled": True, "classes": ["a cat"], "model": "resources/models/siglip2"}
     config["dedup"] = {"model": "facebook/dinov2-large"}
     check_config(config, SCHEMA)
+
+
+def test_the_recorded_config_carries_no_secrets():
+    from video_miner.config import redacted
+
+    config = {"download": {"proxy": "http://alice:s3cret@proxy.example:3128", "cookies_file": "c.txt"},
+              "upload": {"bucket": {"url": "s3://bob:pw@bucket/p", "token_env": "MY_TOKEN",
+                                    "storage_options": {"key": "AKIA", "secret": "xyz", "endpoint_url": "http://s3"}}},
+              "urls": ["https://example.com/a.mp4"]}
+    clean = redacted(config)
+    assert "s3cret" not in str(clean) and "AKIA" not in str(clean) and "xyz" not in str(clean) and ":pw@" not in str(clean)
+    assert clean["download"]["proxy"] == "http://proxy.example:3128"
+    assert clean["upload"]["bucket"]["token_env"] == "MY_TOKEN"  # the variable's name, not a secret
+    assert clean["upload"]["bucket"]["storage_options"]["endpoint_url"] == "http://s3"
+    assert clean["urls"] == config["urls"]

@@ -150,7 +150,8 @@ def test_shard_table_follows_the_contract_and_records_each_video(videos, tmp_pat
     from video_miner.tables import video_outcomes
     from video_miner.tables.frame import FRAME
 
-    shard = pd.DataFrame({"video_id": ["good", "bad"], "file": [str(videos["h264.mp4"]), str(videos["audio.m4a"])]})
+    files = [str(videos["h264.mp4"]), str(videos["audio.m4a"])]
+    shard = pd.DataFrame({"video_id": ["good", "bad"], "file": files, "location": files, "filesize": [1, 2]})
     table, record = extract_shard(shard, tmp_path / "frames", tmp_path / "cache", ExtractOptions(every_n_frames=30))
     FRAME.write(tmp_path / "t.parquet", table, record)
     written = pq.read_table(tmp_path / "t.parquet")
@@ -170,7 +171,8 @@ def test_a_rerun_of_a_shard_reuses_finished_videos_and_redoes_changed_settings(v
 
     from video_miner import extract as extraction
 
-    shard = pd.DataFrame({"video_id": ["a", "b"], "file": [str(videos["h264.mp4"]), str(videos["vp9.webm"])]})
+    files = [str(videos["h264.mp4"]), str(videos["vp9.webm"])]
+    shard = pd.DataFrame({"video_id": ["a", "b"], "file": files, "location": files, "filesize": [1, 2]})
     first, _ = extract_shard(shard, tmp_path / "out1", tmp_path / "cache", ExtractOptions(every_n_frames=10))
     calls = []
     real = extraction.extract_video
@@ -181,3 +183,31 @@ def test_a_rerun_of_a_shard_reuses_finished_videos_and_redoes_changed_settings(v
     changed, _ = extract_shard(shard, tmp_path / "out3", tmp_path / "cache", ExtractOptions(every_n_frames=20))
     assert calls == ["a", "b"]  # other settings: extracted again
     assert changed.column("frame_index").to_pylist()[:3] == [0, 20, 40]
+    refetched = shard.assign(filesize=[1, 3])  # b arrived again, another file: b only is extracted again
+    extract_shard(refetched, tmp_path / "out4", tmp_path / "cache", ExtractOptions(every_n_frames=20))
+    assert calls == ["a", "b", "b"]
+
+
+def test_one_video_that_raises_costs_only_itself(videos, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from video_miner import extract as extraction
+
+    real = extraction.extract_video
+
+    def explode_on_b(path, out_dir, video_id, options):
+        if video_id == "b":
+            raise MemoryError("decoder ran out of memory")
+        return real(path, out_dir, video_id, options)
+
+    monkeypatch.setattr(extraction, "extract_video", explode_on_b)
+    files = [str(videos["h264.mp4"]), str(videos["vp9.webm"])]
+    shard = pd.DataFrame({"video_id": ["a", "b"], "file": files, "location": files, "filesize": [1, 2]})
+    table, record = extract_shard(shard, tmp_path / "out", tmp_path / "cache", ExtractOptions(), workers=2)
+    assert set(table.column("video_id").to_pylist()) == {"a"}
+    assert record["video_outcomes"]["b"] == {"status": "failed", "reason": "MemoryError: decoder ran out of memory",
+                                             "frames_in_video": 0, "frames_decoded": 0, "decode_errors": 0,
+                                             "seconds": 0.0, "ok": False, "frames_extracted": 0}
+    monkeypatch.setattr(extraction, "extract_video", real)
+    table, record = extract_shard(shard, tmp_path / "out2", tmp_path / "cache", ExtractOptions())
+    assert record["video_outcomes"]["b"]["ok"]  # not cached: the rerun tried it again

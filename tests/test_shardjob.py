@@ -84,3 +84,12 @@ def test_link_tree_hard_links_every_file(tmp_path):
     link_tree(tmp_path / "src", tmp_path / "dst")
     assert os.path.samefile(tmp_path / "src" / "v" / "1.jpg", tmp_path / "dst" / "v" / "1.jpg")
     assert not (tmp_path / "dst" / ".partial.tmp").exists()
+
+
+def test_nearby_shards_lend_their_records_made_with_the_same_settings(tmp_path):
+    for shard, key in (("urls-abcdef-00003", {"q": 1}), ("urls-abcdef-00009", {"q": 1}),
+                       ("other-123456-00004", {"q": 1}), ("urls-abcdef-00005", {"q": 2})):
+        cached_map(VideoCache(tmp_path / shard, key), ["v"], lambda v, shard=shard: {"from": shard})
+    here = VideoCache(tmp_path / "urls-abcdef-00004", {"q": 1})
+    # the same list, two shards away at most, the same settings: only shard 3
+    assert list(here.nearby("v")) == [{"from": "urls-abcdef-00003"}]

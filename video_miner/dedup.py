@@ -15,7 +15,6 @@ import math
 import os
 import time
 from dataclasses import dataclass
-
 from pathlib import Path
 
 import faiss

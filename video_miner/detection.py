@@ -24,9 +24,9 @@ from PIL import Image
 
 from video_miner.defaults import section_defaults
 from video_miner.logs import Progress
+from video_miner.models import ModelSettings, Registry, _batches, load_hf_model, load_image, prefetch, to_device
 from video_miner.shardjob import Lazy, VideoCache, cached_frame_results
 from video_miner.tables.frame import FRAME, FRAME_COLUMNS
-from video_miner.models import ModelSettings, Registry, _batches, load_hf_model, load_image, prefetch, to_device
 
 _DETECTION_DEFAULTS = section_defaults("detection")
 _OPENCV_DEFAULTS = section_defaults("detection", "opencv")

@@ -12,10 +12,12 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -67,20 +69,24 @@ class DownloadOptions:
 
 
 class _YtdlpLogger:
-    """Routes yt-dlp's messages into logging (the rule's log file)."""
+    """Routes yt-dlp's messages into logging (the rule's log file), each line tagged with
+    its video: a shard job fetches several at once."""
+
+    def __init__(self, video_id: str = ""):
+        self.tag = f"{video_id}: " if video_id else ""
 
     def debug(self, msg: str) -> None:
         if not msg.startswith("[download]"):  # per-chunk progress lines would flood logs
-            log.debug(msg)
+            log.debug("%s%s", self.tag, msg)
 
     def info(self, msg: str) -> None:
-        log.info(msg)
+        log.info("%s%s", self.tag, msg)
 
     def warning(self, msg: str) -> None:
-        log.warning(msg)
+        log.warning("%s%s", self.tag, msg)
 
     def error(self, msg: str) -> None:
-        log.error(msg)
+        log.error("%s%s", self.tag, msg)
 
 
 def _bytes(value: str | int | None) -> int | None:
@@ -94,7 +100,7 @@ def _bytes(value: str | int | None) -> int | None:
     return parsed
 
 
-def ytdlp_params(options: DownloadOptions, outtmpl: str) -> dict[str, Any]:
+def ytdlp_params(options: DownloadOptions, outtmpl: str, video_id: str = "") -> dict[str, Any]:
     params: dict[str, Any] = {
         "format": options.format_selector(),
         "outtmpl": {"default": outtmpl},
@@ -107,7 +113,7 @@ def ytdlp_params(options: DownloadOptions, outtmpl: str) -> dict[str, Any]:
         "extract_flat": "in_playlist",
         "noprogress": True,
         "quiet": True,
-        "logger": _YtdlpLogger(),
+        "logger": _YtdlpLogger(video_id),
         "overwrites": True,
         "continuedl": True,
         "color": {"stdout": "no_color", "stderr": "no_color"},
@@ -165,20 +171,40 @@ def extractor_key(url: str) -> str | None:
 def _fetch_once(url: str, work_dir: Path, video_id: str, options: DownloadOptions) -> tuple[Path, dict]:
     import yt_dlp
 
-    params = ytdlp_params(options, str(work_dir / f"{video_id}.%(ext)s"))
+    params = ytdlp_params(options, str(work_dir / f"{video_id}.%(ext)s"), video_id)
     try:
-        with yt_dlp.YoutubeDL(params) as ydl:
-            info = ydl.sanitize_info(ydl.extract_info(url, download=True, ie_key=extractor_key(url)))
+        with _private_cookies(options.cookies_file) as cookies:
+            if cookies:
+                params["cookiefile"] = cookies
+            with yt_dlp.YoutubeDL(params) as ydl:
+                info = ydl.sanitize_info(ydl.extract_info(url, download=True, ie_key=extractor_key(url)))
     except Exception as exc:  # yt-dlp raises DownloadError, but extractors leak others
         raise classify_error(exc) from exc
     if info.get("_type") == "playlist":
         entries = len(info.get("entries") or [])
         raise DownloadFailed(f"URL is a playlist ({entries} entries), not a video: list its videos instead", False)
     files = [Path(d["filepath"]) for d in info.get("requested_downloads") or [] if d.get("filepath")]
-    files = [f for f in files if f.is_file()] or sorted(work_dir.glob(f"{video_id}.*"))
+    files = [f for f in files if f.is_file()] or sorted(
+        f for f in work_dir.glob(f"{video_id}.*") if f.suffix not in (".part", ".ytdl"))  # not a killed run's
     if not files:
         raise DownloadFailed("yt-dlp finished without a file (filtered by max_filesize or format?)", False)
     return files[0], info
+
+
+@contextmanager
+def _private_cookies(cookies_file: str | None) -> Iterator[str | None]:
+    """A private copy of the cookies file for one fetch: yt-dlp writes cookies back when
+    it closes, and a shard job fetches several videos at once."""
+    if not cookies_file:
+        yield None
+        return
+    fd, copy = tempfile.mkstemp(prefix="video-miner-cookies.", suffix=".txt")  # 0600, outside results/
+    os.close(fd)
+    try:
+        shutil.copyfile(cookies_file, copy)
+        yield copy
+    finally:
+        os.unlink(copy)
 
 
 def _probe_fields(path: Path) -> dict:
@@ -229,11 +255,12 @@ def download_url(url: str, out_dir: str | os.PathLike, video_id: str, options: D
         except DownloadFailed as failure:
             if failure.transient and attempts < max_attempts:
                 delay = options.retry_backoff_s * 2 ** (attempts - 1)
-                log.warning("attempt %d/%d failed (%s); retrying in %.1fs", attempts, max_attempts, failure.reason, delay)
+                log.warning("%s: attempt %d/%d failed (%s); retrying in %.1fs", video_id, attempts, max_attempts,
+                            failure.reason, delay)
                 sleep(delay)
                 continue
             shutil.rmtree(work_dir, ignore_errors=True)
-            log.error("download failed: %s", failure.reason)
+            log.error("%s: download failed: %s", video_id, failure.reason)
             record.update(status="failed", reason=failure.reason, transient=failure.transient, attempts=attempts,
                           download_seconds=round(time.perf_counter() - started, 3))
             return record
@@ -313,12 +340,21 @@ DOWNLOAD_FIELDS = (
 _WHAT_TO_FETCH = ("max_height", "format", "audio", "max_filesize")
 
 
-def _cached_file_present(record: dict) -> bool:
-    """A cached download is reusable when it failed for good or its file is still there
-    (with ``keep_videos: false`` the file moved on and is fetched again when needed)."""
-    if record.get("status") != "ok":
-        return not record.get("transient")
-    return Path(record["file"]).is_file()
+def _adopt_from_nearby_shards(cache, video_ids: list[str], reusable) -> None:
+    """Take finished downloads from the caches of nearby shards: a line inserted in the
+    middle of a list moves later videos into the next shard, which must not fetch them
+    again. The file is hard-linked, so the other shard may prune its copy."""
+    from video_miner.shardjob import link_file
+
+    for video_id in video_ids:
+        if (own := cache.load(video_id)) is not None and reusable(own):
+            continue
+        for record in cache.nearby(video_id):
+            if record.get("status") == "ok" and reusable(record):
+                target = cache.root / Path(record["file"]).name
+                link_file(record["file"], target)
+                cache.save(video_id, {**record, "file": target.as_posix()})
+                break
 
 
 def download_shard(sources: list[dict], out_dir: str | os.PathLike, cache_dir: str | os.PathLike,
@@ -328,22 +364,37 @@ def download_shard(sources: list[dict], out_dir: str | os.PathLike, cache_dir: s
     time, into ``out_dir``: one row per video, failures with their reason. Each video is
     first fetched into the shard's cache, so a killed job keeps what it finished; the
     cache keeps a hard link to the file unless ``keep_videos`` is false."""
-    from video_miner.shardjob import VideoCache, cached_map, link_file
+    from video_miner.shardjob import VideoCache, cached_map, file_identity, fingerprint, link_file
     from video_miner.tables.video import VIDEO
 
     by_id = {s["video_id"]: s for s in sources}
-    # Only what decides which file arrives keys the cache: a new timeout or proxy reruns the
-    # job but takes every finished video from the cache.
+    # What decides which file arrives keys the cache: a new timeout or proxy reruns the job
+    # but takes every finished video from it. A failure is reused only under the very same
+    # options (new cookies or a proxy may get past it).
     cache = VideoCache(cache_dir, {**{k: getattr(options, k) for k in _WHAT_TO_FETCH}, "local_mode": local_mode})
+    all_options = fingerprint(options.__dict__)
     cache.prune(by_id)
+
+    def reusable(record: dict) -> bool:
+        source = by_id[record["video_id"]]
+        if source["kind"] == "local" and record.get("source_file") != file_identity(source["location"]):
+            return False  # the user's file changed
+        if record.get("status") != "ok":
+            return not record.get("transient") and record.get("options") == all_options
+        return Path(record["file"]).is_file()  # keep_videos false moved it on: fetch again
 
     def fetch(video_id: str) -> dict:
         source = by_id[video_id]
         if source["kind"] == "local":
-            return ingest_local(source["location"], cache.root, video_id, local_mode)
-        return download_url(source["location"], cache.root, video_id, options)
+            record = ingest_local(source["location"], cache.root, video_id, local_mode)
+            return {**record, "source_file": file_identity(source["location"])}
+        return {**download_url(source["location"], cache.root, video_id, options), "options": all_options}
 
-    records = cached_map(cache, list(by_id), fetch, workers, "downloads", reusable=_cached_file_present)
+    def failed(video_id: str, reason: str) -> dict:
+        return {"video_id": video_id, "status": "failed", "reason": reason, "transient": True}
+
+    _adopt_from_nearby_shards(cache, list(by_id), reusable)
+    records = cached_map(cache, list(by_id), fetch, workers, "downloads", reusable=reusable, failed=failed)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     rows = []
     for video_id, record in records.items():
@@ -359,8 +410,5 @@ def download_shard(sources: list[dict], out_dir: str | os.PathLike, cache_dir: s
                 os.replace(record["file"], target)
             row["file"] = target.as_posix()
         rows.append(row)
-    table = VIDEO.table(rows, *DOWNLOAD_FIELDS)
     ok = sum(r["kept"] for r in rows)
-    summary = {"videos": len(rows), "ok": ok, "failed": len(rows) - ok,
-               "seconds": round(sum(r["seconds"] or 0 for r in rows), 3)}
-    return table, summary
+    return VIDEO.table(rows, *DOWNLOAD_FIELDS), {"videos": len(rows), "ok": ok, "failed": len(rows) - ok}

@@ -11,11 +11,11 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 
 from video_miner.fsutil import atomic_dir, safe_name, write_json_atomic
 from video_miner.tables.frame import FRAME
+
 
 def final_frames(paths: Sequence[str]) -> pd.DataFrame:
     """The frames that make the dataset: the kept rows of the last enabled frame stage

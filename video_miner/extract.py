@@ -318,41 +318,47 @@ def extract_video(path: str | os.PathLike, out_dir: str | os.PathLike, video_id:
 
 def extract_shard(videos: pd.DataFrame, out_dir: str | os.PathLike, cache_dir: str | os.PathLike,
                   options: ExtractOptions, workers: int = 1) -> tuple[pa.Table, dict]:
-    """Sample frames of a shard's videos (``videos``: the kept download rows, ``video_id``
-    and ``file``), ``workers`` videos at a time, into ``out_dir/<video_id>/``. One row per
-    frame; a video that cannot be decoded has no rows and its reason in the record's
-    per-video outcomes. Frames are written to the shard's cache first (a killed job keeps
-    the videos it finished) and hard-linked into ``out_dir`` at the end."""
-    from video_miner.shardjob import VideoCache, cached_map, file_identity, link_tree
+    """Sample frames of a shard's videos (``videos``: the kept download rows, with
+    ``video_id``, ``file``, ``location`` and ``filesize``), ``workers`` videos at a time,
+    into ``out_dir/<video_id>/``. One row per frame; a video that cannot be decoded has no
+    rows and its reason in the record's per-video outcomes. Frames are written to the
+    shard's cache first (a killed job keeps the videos it finished) and hard-linked into
+    ``out_dir`` at the end."""
+    from video_miner.shardjob import VideoCache, cached_map, link_file
     from video_miner.tables.frame import FRAME
 
     settings = {k: v for k, v in asdict(options).items() if k != "threads"}
     files = dict(zip(videos["video_id"], videos["file"]))
+    # A video is the same when it came from the same place with the same size: a
+    # re-fetch of it (keep_videos: false) reuses its frames.
+    sources = {v: [loc, int(size)] for v, loc, size in zip(videos["video_id"], videos["location"], videos["filesize"])}
     cache = VideoCache(cache_dir, settings)
     cache.prune(files)
 
     def work(video_id: str) -> dict:
         frames_dir = cache.path(video_id)
         shutil.rmtree(frames_dir, ignore_errors=True)  # a killed attempt's partial frames
-        source = file_identity(files[video_id])
         result = extract_video(files[video_id], frames_dir, video_id, options)
         outcome = {k: v for k, v in asdict(result).items() if k != "rows"}
         rows = [{**row, "path": Path(row["path"]).name} for row in result.rows]
-        return {**outcome, "video_id": video_id, "source": source, "ok": result.status == "ok", "rows": rows}
+        return {**outcome, "video_id": video_id, "source": sources[video_id], "ok": result.status == "ok", "rows": rows}
 
-    def same_video(record: dict) -> bool:  # a video fetched again must be extracted again
-        return record["source"] == file_identity(files[record["video_id"]])
+    def same_video(record: dict) -> bool:
+        return record["source"] == sources[record["video_id"]]
 
-    records = cached_map(cache, list(files), work, workers, "videos extracted", reusable=same_video)
+    def failed(video_id: str, reason: str) -> dict:
+        return {"status": "failed", "reason": reason, "frames_in_video": 0, "frames_decoded": 0, "decode_errors": 0,
+                "seconds": 0.0, "video_id": video_id, "source": None, "ok": False, "rows": []}
+
+    records = cached_map(cache, list(files), work, workers, "videos extracted", reusable=same_video, failed=failed)
     rows, outcomes = [], {}
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     for video_id, record in records.items():
         target = Path(out_dir, video_id)
-        link_tree(cache.path(video_id), target)
+        for row in record["rows"]:
+            link_file(cache.path(video_id) / row["path"], target / row["path"])
         rows += [{**row, "path": (target / row["path"]).as_posix(), "kept": True} for row in record["rows"]]
         outcomes[video_id] = {k: v for k, v in record.items() if k not in ("rows", "video_id", "source")} | {
             "frames_extracted": len(record["rows"])}
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
     table = FRAME.table(rows, *EXTRACT_FIELDS)
-    summary = {"video_outcomes": outcomes, "frames": len(rows), "options": settings,
-               "seconds": round(sum(o["seconds"] for o in outcomes.values()), 3)}
-    return table, summary
+    return table, {"video_outcomes": outcomes, "frames": len(rows), "options": settings}

@@ -70,6 +70,11 @@ def safe_name(name: str, max_len: int = MAX_NAME_LEN) -> str:
     return cleaned or "_"
 
 
+def redact(url: str) -> str:
+    """The URL without any ``user:password@`` part, for markers, logs and records."""
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1", url)
+
+
 @contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; it replaces ``path`` on success."""

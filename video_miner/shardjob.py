@@ -17,7 +17,7 @@ import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -60,6 +60,24 @@ class VideoCache:
     def save(self, video_id: str, record: dict) -> None:
         write_json_atomic(self._record_path(video_id), {"key": self.key, "record": record})
 
+    def nearby(self, video_id: str, reach: int = 2) -> Iterator[dict]:
+        """Records of this video, made with the same settings, in the caches of the
+        shards numbered up to ``reach`` before or after this one (the same list): where a
+        video lands when lines are inserted or removed above it."""
+        prefix, _, number = self.root.name.rpartition("-")
+        if not number.isdigit():
+            return
+        for other in range(max(0, int(number) - reach), int(number) + reach + 1):
+            path = self.root.parent / f"{prefix}-{other:0{len(number)}d}" / f"{video_id}.json"
+            if path.parent == self.root or not path.is_file():
+                continue
+            try:
+                stored = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if stored.get("key") == self.key:
+                yield stored["record"]
+
     def forget(self, video_id: str) -> None:
         self._record_path(video_id).unlink(missing_ok=True)
         side = self.path(video_id)
@@ -78,10 +96,13 @@ class VideoCache:
 
 
 def cached_map(cache: VideoCache, video_ids: Sequence[str], work: Callable[[str], dict], workers: int = 1,
-               what: str = "videos", reusable: Callable[[dict], bool] | None = None) -> dict[str, dict]:
+               what: str = "videos", reusable: Callable[[dict], bool] | None = None,
+               failed: Callable[[str, str], dict] | None = None) -> dict[str, dict]:
     """``work(video_id) -> record`` for each video not in the cache (or whose cached
     record is not ``reusable``), ``workers`` at once; each record is saved as soon as it
-    is made. Returns every video's record, in ``video_ids`` order."""
+    is made. A video whose work raises costs only itself: ``failed(video_id, reason)``
+    makes its record, which is not cached (a rerun tries it again). Returns every
+    video's record, in ``video_ids`` order."""
     done = {v: r for v in video_ids
             if (r := cache.load(v)) is not None and (reusable is None or reusable(r))}
     todo = [v for v in video_ids if v not in done]
@@ -90,8 +111,14 @@ def cached_map(cache: VideoCache, video_ids: Sequence[str], work: Callable[[str]
     progress = Progress(what, len(todo))
 
     def run(video_id: str) -> tuple[str, dict]:
-        record = work(video_id)
-        cache.save(video_id, record)
+        try:
+            record = work(video_id)
+            cache.save(video_id, record)
+        except Exception as exc:  # noqa: BLE001 - any error of one video is that video's failure
+            if failed is None:
+                raise
+            log.exception("%s failed", video_id)
+            record = failed(video_id, f"{type(exc).__name__}: {exc}")
         progress.update()
         return video_id, record
 

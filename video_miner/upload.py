@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Iterable
 
 from video_miner.defaults import upload_target_defaults
-from video_miner.fsutil import write_json_atomic
+from video_miner.fsutil import redact, write_json_atomic
 from video_miner.logs import Progress
 
 log = logging.getLogger(__name__)
@@ -59,11 +58,6 @@ class UploadTarget:
             options["token"] = os.environ[self.token_env]
         fs, root = fsspec.core.url_to_fs(self.url, **options)
         return fs, root.rstrip("/")
-
-
-def redact(url: str) -> str:
-    """The URL without any ``user:password@`` part, for markers and logs."""
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1", url)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
