@@ -31,7 +31,14 @@ EMBED_SETTINGS = {
     key: DEDUP[key]
     for key in ("backend", "threshold", "phash_max_distance", "store_dtype")
 }
+# Rule parameters hold what changes a result, so a change reruns exactly those jobs:
+# not download concurrency, not the other search queries, not drawing settings.
+DOWNLOAD_OPTIONS = {k: v for k, v in config["download"].items() if k != "workers"}
+SEARCH_OPTIONS = {k: v for k, v in config["search"].items() if k != "queries"}
+EMBED_MODEL = DEDUP_MODEL if DEDUP["backend"] == "model" else None
+EMBED_MODELS = config["models"] if EMBED_MODEL else {}
 DETECTION = config["detection"]
+DETECT_SETTINGS = {k: v for k, v in DETECTION.items() if k != "visualize"}
 DATASET = config["dataset"]["enabled"]
 UPLOAD_TARGETS = config["upload"]
 KEEP_VIDEOS = config["keep_videos"]
@@ -126,8 +133,10 @@ def get_download_input(wildcards):
 
 
 def get_download_sources(wildcards):
-    """What to fetch. Where each video was listed is left out on purpose: a line inserted
-    above it in a list must not re-run its download."""
+    """What to fetch. Where each video was listed is left out on purpose: editing a list
+    changes a shard's job only if it changes which videos the shard holds (and then the
+    videos it had already fetched, here or in a nearby shard, are taken from the cache).
+    """
     sources = videos().videos
     return [
         {"video_id": v, "kind": sources[v].kind, "location": sources[v].location}
@@ -143,10 +152,10 @@ def get_download_slots(wildcards):
 
 
 def get_extract_input(wildcards):
-    download = stage("download")
+    videos = upstream("extract", config)
     return {
-        "videos": download.table(wildcards.shard),
-        "files": download.files(wildcards.shard),
+        "videos": videos.table(wildcards.shard),
+        "files": videos.files(wildcards.shard),
     }
 
 
@@ -182,22 +191,21 @@ def get_detect_input(wildcards):
     return inputs
 
 
-def get_detect_videos(wildcards):
-    """The shard's videos: the cross-video table before detection covers every shard."""
-    return list(shards()[wildcards.shard])
-
-
 def get_coco_input(wildcards):
     return stage_tables("detect")
 
 
 def get_visualize_input(wildcards):
-    return stage_tables("detect")
+    return {
+        "frames": stage_tables("detect"),
+        "images": all_shards(stage("extract").files()),
+    }
 
 
 def get_dataset_input(wildcards):
     return {
         "frames": stage_tables(final_stage("frame", config).name),
+        "images": all_shards(stage("extract").files()),
         "videos": stage_tables("download"),
     }
 
@@ -237,9 +245,9 @@ def get_upload_target(wildcards):
 
 def get_report_plots_input(wildcards):
     inputs = {"summary": "results/pipeline_result.json"}
-    if FILTER["enabled"]:
+    if "filter" in ENABLED:
         inputs["filtered"] = stage_tables("filter")
-    if DETECTION["enabled"]:
+    if "detect" in ENABLED:
         inputs["annotations"] = "results/detections/annotations.json"
     return inputs
 

@@ -15,9 +15,8 @@ rule detect:
         mem_mb=16000,
         runtime=240,
     params:
-        settings=DETECTION,
+        settings=DETECT_SETTINGS,
         models=config["models"],
-        videos=get_detect_videos,
         cache=stage("detect").cache(),
     script:
         "../scripts/detect.py"

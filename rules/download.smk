@@ -16,7 +16,7 @@ rule download:
         runtime=120,
     params:
         sources=get_download_sources,
-        options=config["download"],
+        options=DOWNLOAD_OPTIONS,
         local_mode=config["local_mode"],
         keep_videos=KEEP_VIDEOS,
         cache=stage("download").cache(),

@@ -17,8 +17,8 @@ rule embed:
         runtime=240,
     params:
         settings=EMBED_SETTINGS,
-        model=DEDUP_MODEL,
-        models=config["models"],
+        model=EMBED_MODEL,
+        models=EMBED_MODELS,
         cache=stage("embed").cache(),
     script:
         "../scripts/embed.py"

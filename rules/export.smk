@@ -12,6 +12,8 @@ rule coco:
         "results/detections/annotations.json",
     log:
         "logs/coco.log",
+    benchmark:
+        "logs/benchmarks/coco.tsv"
     conda:
         "../envs/summary.yaml"
     resources:
@@ -26,7 +28,7 @@ rule coco:
 
 rule visualize:
     input:
-        get_visualize_input,
+        unpack(get_visualize_input),
     output:
         report(
             directory("results/detections/visualizations"),
@@ -110,6 +112,8 @@ rule report_plots:
         ),
     log:
         "logs/report_plots.log",
+    benchmark:
+        "logs/benchmarks/report_plots.tsv"
     conda:
         "../envs/summary.yaml"
     resources:

@@ -3,6 +3,8 @@ checkpoint search:
         "results/search/{query}.json",
     log:
         "logs/search/{query}.log",
+    benchmark:
+        "logs/benchmarks/search/{query}.tsv"
     conda:
         "../envs/download.yaml"
     resources:
@@ -11,7 +13,7 @@ checkpoint search:
         runtime=30,
     params:
         query=get_search_query,
-        search=config["search"],
-        download=config["download"],
+        search=SEARCH_OPTIONS,
+        download=DOWNLOAD_OPTIONS,
     script:
         "../scripts/search.py"

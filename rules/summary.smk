@@ -28,6 +28,8 @@ rule summary:
         status="results/status.tsv",
     log:
         "logs/summary.log",
+    benchmark:
+        "logs/benchmarks/summary.tsv"
     conda:
         "../envs/summary.yaml"
     resources:

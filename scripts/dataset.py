@@ -15,3 +15,6 @@ videos = VIDEO.read(list(snakemake.input.videos), columns=["location", "title"])
 result = write_dataset(snakemake.output[0], final_frames(list(snakemake.input.frames)),
                        videos.set_index("video_id").to_dict("index"))
 logging.info("dataset: %d images", result["images"])
+if result["missing"]:
+    logging.warning("%d frames are missing from results/extract and are not in the dataset, e.g. %s",
+                    len(result["missing"]), result["missing"][0])

@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, als
 
 from video_miner.detection import DetectionSettings, detect_frames, make_detector
 from video_miner.logs import log_to_file
-from video_miner.models import ModelSettings
+from video_miner.models import ModelSettings, model_key
 from video_miner.shardjob import VideoCache
 from video_miner.tables.frame import FRAME
 
@@ -17,9 +17,10 @@ log_to_file(snakemake.log[0])
 started = time.perf_counter()
 settings = DetectionSettings.from_config(snakemake.params.settings)
 model_settings = ModelSettings.from_config({**snakemake.params.models, "num_workers": snakemake.threads})
-cache = VideoCache(snakemake.params.cache, {k: v for k, v in snakemake.params.settings.items() if k != "visualize"})
-# The stage before may be the cross-video table, which covers every shard.
-frames = FRAME.read_kept(snakemake.input.frames, videos=snakemake.params.videos)
+cache = VideoCache(snakemake.params.cache,
+                   {**model_key(settings.model, model_settings), **snakemake.params.settings})
+# The stage before may be the cross-video table, which covers every shard: this shard's rows.
+frames = FRAME.read_kept(snakemake.input.frames, shard=snakemake.wildcards.shard)
 table, record = detect_frames(frames, lambda: make_detector(settings, model_settings), settings.classes, cache)
 record.update(backend=settings.backend, model=settings.model, seconds=round(time.perf_counter() - started, 3))
 FRAME.write(snakemake.output[0], table, record)

@@ -2,6 +2,7 @@
 
 import logging
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
@@ -11,6 +12,7 @@ from video_miner.logs import log_to_file
 from video_miner.tables.video import VIDEO
 
 log_to_file(snakemake.log[0])
+started = time.perf_counter()
 table, record = download_shard(
     snakemake.params.sources,
     snakemake.output.files,
@@ -20,5 +22,6 @@ table, record = download_shard(
     snakemake.params.keep_videos,
     workers=snakemake.resources.downloads,
 )
+record["seconds"] = round(time.perf_counter() - started, 3)
 VIDEO.write(snakemake.output.table, table, record)
 logging.info("%d videos: %d ok, %d failed", record["videos"], record["ok"], record["failed"])

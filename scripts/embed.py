@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, als
 
 from video_miner.dedup import embed_shard, threshold_for, write_embed_table
 from video_miner.logs import log_to_file
-from video_miner.models import ModelSettings, make_embedder
+from video_miner.models import ModelSettings, make_embedder, model_key
 from video_miner.shardjob import VideoCache
 from video_miner.tables.frame import FRAME
 
@@ -17,7 +17,8 @@ log_to_file(snakemake.log[0])
 started = time.perf_counter()
 settings = snakemake.params.settings
 model_settings = ModelSettings.from_config({**snakemake.params.models, "num_workers": snakemake.threads})
-cache = VideoCache(snakemake.params.cache, {"backend": settings["backend"], "model": snakemake.params.model})
+cache = VideoCache(snakemake.params.cache,
+                   {**model_key(snakemake.params.model, model_settings), "backend": settings["backend"]})
 table, record = embed_shard(
     FRAME.read_kept(snakemake.input.frames),
     lambda: make_embedder(settings["backend"], snakemake.params.model, model_settings),

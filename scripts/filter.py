@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, als
 
 from video_miner.filtering import filter_shard, write_filter_table
 from video_miner.logs import log_to_file
-from video_miner.models import ModelSettings, SiglipScorer
+from video_miner.models import ModelSettings, SiglipScorer, model_key
 from video_miner.shardjob import VideoCache
 from video_miner.tables.frame import FRAME
 
@@ -17,7 +17,8 @@ log_to_file(snakemake.log[0])
 started = time.perf_counter()
 settings = snakemake.params.settings
 model_settings = ModelSettings.from_config({**snakemake.params.models, "num_workers": snakemake.threads})
-cache = VideoCache(snakemake.params.cache, {"model": settings["model"], "classes": settings["classes"]})
+cache = VideoCache(snakemake.params.cache,
+                   {**model_key(settings["model"], model_settings), "classes": settings["classes"]})
 table, record = filter_shard(
     FRAME.read_kept(snakemake.input.frames),
     lambda classes: SiglipScorer(settings["model"], model_settings, classes),

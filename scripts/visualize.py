@@ -10,6 +10,6 @@ from video_miner.export import final_frames, write_visualizations
 from video_miner.logs import log_to_file
 
 log_to_file(snakemake.log[0])
-count = write_visualizations(snakemake.output[0], final_frames(list(snakemake.input)), snakemake.params.classes,
+count = write_visualizations(snakemake.output[0], final_frames(list(snakemake.input.frames)), snakemake.params.classes,
                              snakemake.params.max_images)
 logging.info("drew %d frames", count)

@@ -133,7 +133,7 @@ def test_hub_ids_and_buildable_demo_models_are_accepted():
 
 
 def test_the_recorded_config_carries_no_secrets():
-    from video_miner.config import redacted
+    from video_miner.registry import redacted
 
     config = {"download": {"proxy": "http://alice:s3cret@proxy.example:3128", "cookies_file": "c.txt"},
               "upload": {"bucket": {"url": "s3://bob:pw@bucket/p", "token_env": "MY_TOKEN",

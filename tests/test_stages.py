@@ -147,11 +147,24 @@ def test_statuses_follow_the_tables_and_the_cli_reads_the_run_config(tmp_path):
     assert video_statuses(settings, tmp_path).set_index("video_id").loc[a, "status"] == "complete"
     os.utime(embedded, (later + 5, later + 5))  # re-embedded since: the cross-video step is due again
     assert video_statuses(settings, tmp_path).set_index("video_id").loc[a, "status"] == "embedded"
+    grown = {**settings, "shard_size": 3}  # c joins the first shard, whose tables predate it
+    assert video_statuses(grown, tmp_path).set_index("video_id").loc[[a, c], "status"].tolist() == ["embedded",
+                                                                                                  "pending"]
+    os.utime(tmp_path / stage("download").table(first[0]), (later + 9, later + 9))  # downloaded again
+    assert video_statuses(settings, tmp_path).set_index("video_id").loc[a, "status"] == "downloaded"
 
     # No -c: the CLI reports on the configuration the run recorded.
     listed = CliRunner().invoke(main, ["list", "-d", str(tmp_path)])
     assert listed.exit_code == 0, listed.output
-    assert [line.split("\t")[:2] for line in listed.output.splitlines()] == [[a, "embedded"], [b, "failed"],
+    assert [line.split("\t")[:2] for line in listed.output.splitlines()] == [[a, "downloaded"], [b, "failed"],
                                                                             [c, "pending"]]
     status = CliRunner().invoke(main, ["status", "-d", str(tmp_path)])
     assert "3 videos" in status.output and "detected" not in status.output  # detection was off
+
+
+def test_a_run_wide_table_is_read_one_shard_at_a_time(tmp_path):
+    rows = [{"video_id": v, "frame_index": 0, "frame_id": f"{v}/00000000", "timestamp_s": 0.0, "width": 1,
+             "height": 1, "path": "p", "kept": True, "shard": s} for v, s in [("a", "s1"), ("b", "s2"), ("c", "s1")]]
+    FRAME.write(tmp_path / "run.parquet", FRAME.table(rows, pa.field("shard", pa.string())), {})
+    assert FRAME.read_kept(tmp_path / "run.parquet", shard="s1")["video_id"].tolist() == ["a", "c"]
+    assert len(FRAME.read_kept(tmp_path / "run.parquet")) == 3

@@ -21,7 +21,7 @@ def test_summary_and_status_table_from_stage_tables(tmp_path):
          "reason": "HTTP Error 503", "transient": True, "seconds": 4.0},
         {"video_id": "c", "source": "local", "location": "clips/c.mp4", "kept": True, "seconds": 0.01},
     ]
-    VIDEO.write(tmp_path / "download.parquet", VIDEO.table(downloads, *DOWNLOAD_FIELDS), {})
+    VIDEO.write(tmp_path / "download.parquet", VIDEO.table(downloads, *DOWNLOAD_FIELDS), {"seconds": 5.51})
     outcomes = {
         "a": {"ok": True, "reason": None, "frames_in_video": 90, "decode_errors": 1, "seconds": 0.5},
         "c": {"ok": False, "reason": "no video stream (audio-only or not a video)", "frames_in_video": 0,

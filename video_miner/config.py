@@ -133,22 +133,3 @@ def load_config(config_files: list[str | os.PathLike], root: str | os.PathLike =
     validate(config, str(schema_path), set_default=True)
     return config
 
-
-_SECRET_KEY = re.compile(r"key|secret|token|password|passwd|credential", re.IGNORECASE)
-
-
-def redacted(config: dict) -> dict:
-    """The configuration without secrets, to record with the results: credentials in
-    proxy and upload URLs, and storage options whose names say they are secret."""
-    from video_miner.fsutil import redact
-
-    def clean(value, key=""):
-        if isinstance(value, dict):
-            return {k: clean(v, k) for k, v in value.items()}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        if isinstance(value, str):
-            return "<redacted>" if _SECRET_KEY.search(str(key)) and not key.endswith("_env") else redact(value)
-        return value
-
-    return clean(config)

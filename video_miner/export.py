@@ -78,11 +78,12 @@ def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict
     ``metadata.jsonl`` with the source video, timestamp and (when ``frames`` come from
     detection) the objects (bbox xywh, category, score). ``videos``: download rows by id."""
     with_boxes = "category" in frames.columns
-    written = 0
+    written, missing = 0, []
     with atomic_dir(out_dir) as tmp:
         with open(Path(tmp, "metadata.jsonl"), "w", encoding="utf-8") as meta:
             for row in frames.itertuples(index=False):
-                if not Path(row.path).is_file():
+                if not Path(row.path).is_file():  # deleted by hand since: said, not hidden
+                    missing.append(row.path)
                     continue
                 name = dataset_file_name(row.video_id, row.frame_index, row.path)
                 _link_or_copy(row.path, Path(tmp, name))
@@ -104,7 +105,7 @@ def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict
                     }
                 meta.write(json.dumps(line, ensure_ascii=False) + "\n")
                 written += 1
-    return {"images": written}
+    return {"images": written, "missing": missing}
 
 
 def _colour(index: int) -> tuple[int, int, int]:

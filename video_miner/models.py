@@ -356,6 +356,18 @@ class PHashEmbedder(FrameModel):
         return np.stack(rows) if rows else np.zeros((0, self.dim), np.float32)
 
 
+def model_key(model_id: str | None, settings: ModelSettings) -> dict:
+    """What a model's outputs depend on, to key cached results: the checkpoint (for a
+    folder, each file's size and time, so a checkpoint rebuilt in place counts as new),
+    and the device and dtype it runs with."""
+    checkpoint: object = model_id
+    if model_id and is_local_model(model_id) and os.path.isdir(model_id):
+        root = Path(model_id)
+        checkpoint = sorted((p.relative_to(root).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+                            for p in root.rglob("*") if p.is_file())
+    return {"checkpoint": checkpoint, "device": settings.device, "dtype": settings.dtype}
+
+
 def is_local_model(model: str) -> bool:
     """A folder path rather than a hub id ("org/name")."""
     return os.path.exists(model) or model.startswith((".", "/", "~")) or model.count("/") != 1

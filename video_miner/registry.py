@@ -1,17 +1,19 @@
-"""Where every video stands, derived from the stage tables (nothing is stored, so it
-cannot go stale): ``pending``, the status word of the last enabled stage it went
+"""Where every video stands, derived from the stage tables and their times on every
+call (nothing is stored): ``pending``, the status word of the last enabled stage it went
 through, ``complete`` once every enabled stage ran for it, or ``failed`` with the stage
 and reason. The words and their order come from the stage registry."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from video_miner.fsutil import redact, write_text_atomic
 from video_miner.sources import assign_shards, collect_videos
-from video_miner.stages import STATUSES, Stage, enabled_stages
+from video_miner.stages import STAGES, STATUSES, Stage, enabled_stages, upstream
 from video_miner.summary import stage_failures
 from video_miner.tables.video import VIDEO
 
@@ -27,6 +29,30 @@ def run_config(root: str | Path = ".") -> dict | None:
     return yaml.safe_load(path.read_text())
 
 
+_SECRET_KEY = re.compile(r"key|secret|token|password|passwd|credential", re.IGNORECASE)
+
+
+def redacted(config: dict) -> dict:
+    """The configuration without secrets, to record with the results: credentials in
+    proxy and upload URLs, and storage options whose names say they are secret."""
+
+    def clean(value, key=""):
+        if isinstance(value, dict):
+            return {k: clean(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, str):
+            return "<redacted>" if _SECRET_KEY.search(str(key)) and not key.endswith("_env") else redact(value)
+        return value
+
+    return clean(config)
+
+
+def write_run_config(path: str | Path, config: dict) -> None:
+    """Record the configuration a run ran with, without its secrets."""
+    write_text_atomic(path, yaml.safe_dump(redacted(config), sort_keys=False))
+
+
 def _mtime(path: Path) -> float | None:
     try:
         return path.stat().st_mtime
@@ -34,19 +60,20 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
-def _stage_done(current: Stage, shard: str, root: Path, stages: list[Stage]) -> bool:
-    """A per-shard stage is done for a shard when its table exists; a run-wide one when
-    its table is newer than the shard's table of the stage before it."""
-    table = root / current.table(shard)
-    if current.per_shard:
-        return table.exists()
-    before = stages[stages.index(current) - 1]
-    done_at, before_at = _mtime(table), _mtime(root / before.table(shard))
-    return bool(done_at and before_at and done_at >= before_at)
+def _stage_done(current: Stage, shard: str, root: Path, config: dict) -> bool:
+    """A stage is done for a shard when its table exists and is not older than the table
+    of the stage it read (a table older than its input is due to run again)."""
+    done_at = _mtime(root / current.table(shard))
+    if done_at is None or current is STAGES[0]:
+        return done_at is not None
+    before_at = _mtime(root / upstream(current.name, config).table(shard))
+    return before_at is not None and done_at >= before_at
 
 
 def video_statuses(config: dict, root: str | Path = ".") -> pd.DataFrame:
-    """One row per video of the configured run, in listing order."""
+    """One row per video of the configured run, in listing order. A video counts for a
+    shard's tables only if it was in the shard when they were made (its download table
+    lists it): a video appended since is pending."""
     root = Path(root)
     collection = collect_videos(config, str(root))
     stages = enabled_stages(config)
@@ -55,24 +82,26 @@ def video_statuses(config: dict, root: str | Path = ".") -> pd.DataFrame:
             for v, s in collection.videos.items()}
     for shard, members in assign_shards(collection, config["shard_size"]).items():
         failed: dict[str, tuple[str, str]] = {}
+        covered: list[str] = []
         for current in stages:
-            if not _stage_done(current, shard, root, stages):
+            if not _stage_done(current, shard, root, config):
                 break
             paths = [str(root / current.table(shard))]
-            if current.name == "download":
+            if current is stages[0]:
                 titles = VIDEO.read(paths, columns=["title"]).set_index("video_id")["title"]
-                for video_id in members:
+                covered = [v for v in members if v in titles.index]
+                for video_id in covered:
                     rows[video_id]["title"] = titles.get(video_id)
             if current.per_shard:
                 for video_id, reason in stage_failures(current, paths).items():
                     failed.setdefault(video_id, (current.name, reason))
-            for video_id in members:
+            for video_id in covered:
                 rows[video_id]["status"] = current.status
         else:
-            for video_id in members:
+            for video_id in covered:
                 rows[video_id]["status"] = "complete"
         for video_id, (stage_name, reason) in failed.items():
-            if video_id in rows:
+            if video_id in covered:
                 rows[video_id].update(status="failed", failed_stage=stage_name, reason=reason)
     return pd.DataFrame(list(rows.values()), columns=REGISTRY_COLUMNS)
 

@@ -173,6 +173,7 @@ def cached_frame_results(cache: VideoCache, frames: pd.DataFrame, compute: Calla
     the rest run in chunks of whole videos of about ``chunk_frames`` frames, so a model's
     batches stay full, and each chunk's videos are saved as soon as it is done."""
     video_ids = list(dict.fromkeys(frames["video_id"]))
+    cache.prune(video_ids)
     rows_of = frames.groupby("video_id", sort=False).indices
     identity = {v: frame_identity(frames.iloc[rows_of[v]]) for v in video_ids}
     results: dict[str, Any] = {}

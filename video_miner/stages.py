@@ -11,12 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from video_miner.tables import Level
-from video_miner.tables.clip import CLIP
-from video_miner.tables.frame import FRAME
-from video_miner.tables.video import VIDEO
 
-LEVELS: dict[str, Level] = {"video": VIDEO, "clip": CLIP, "frame": FRAME}
 # Shard names are ``<list name>-<6 hex of the list key>-<5 digits>`` (sources.assign_shards):
 # the pattern cannot match a user-facing file such as unique_frames.parquet.
 SHARD_PATTERN = r"[A-Za-z0-9_-]+-[0-9a-f]{6}-[0-9]{5}"
@@ -40,10 +35,6 @@ class Stage:
     @property
     def per_shard(self) -> bool:
         return self.run_table is None
-
-    @property
-    def table_level(self) -> Level:
-        return LEVELS[self.level]
 
     def table(self, shard: str | None = None) -> str:
         """Its table: ``results/<stage>/{shard}.parquet``, or the run's one table."""

@@ -41,9 +41,8 @@ def stage_failures(current: Stage, paths: Sequence[str]) -> dict[str, str]:
     return failed
 
 
-def _stage_seconds(current: Stage, paths: Sequence[str]) -> float:
-    if current.name == "download":
-        return float(VIDEO.read(paths, columns=["seconds"])["seconds"].fillna(0).sum())
+def _stage_seconds(paths: Sequence[str]) -> float:
+    """The wall time of a stage's jobs, added up (each job records its own)."""
     return float(sum(read_metadata(p).get("seconds") or 0 for p in paths))
 
 
@@ -69,7 +68,7 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
         for video_id, reason in stage_failures(current, paths).items():
             if video_id in status.index and status.at[video_id, "status"] != "failed":
                 status.loc[video_id, ["status", "failed_stage", "reason"]] = ["failed", current.name, reason]
-        seconds[current.name] = round(_stage_seconds(current, paths), 3)
+        seconds[current.name] = round(_stage_seconds(paths), 3)
         if current.level == "video":
             count = int(VIDEO.read(paths, columns=[])["kept"].astype(bool).sum())
         else:

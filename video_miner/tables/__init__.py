@@ -77,12 +77,17 @@ class Level:
         write_parquet(path, table, {"level": self.name, **record})
 
     def read(self, paths: str | os.PathLike | Sequence[str | os.PathLike], columns: Sequence[str] | None = None,
-             kept_only: bool = False, videos: Sequence[str] | None = None) -> pd.DataFrame:
+             kept_only: bool = False, videos: Sequence[str] | None = None, shard: str | None = None) -> pd.DataFrame:
         """Rows of one or more tables of this level in key order; only the kept ones with
-        ``kept_only``, only those of ``videos`` when given."""
+        ``kept_only``, only those of ``videos`` when given; of a run-wide table (one with a
+        ``shard`` column), only the rows of ``shard``, filtered while reading."""
         paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
         wanted = None if columns is None else list(dict.fromkeys([*self.keys, *columns, "kept"]))
-        tables = [pq.read_table(p, columns=wanted) for p in paths]
+
+        def rows_of_shard(path):
+            return [("shard", "==", shard)] if shard is not None and "shard" in pq.read_schema(path).names else None
+
+        tables = [pq.read_table(p, columns=wanted, filters=rows_of_shard(p)) for p in paths]
         if tables:
             frame = pa.concat_tables(tables, promote_options="default").to_pandas()
         else:
@@ -93,10 +98,10 @@ class Level:
             frame = frame[frame["video_id"].isin(list(videos))]
         return frame.sort_values(list(self.keys), kind="stable").reset_index(drop=True)
 
-    def read_kept(self, paths, columns: Sequence[str] | None = None,
-                  videos: Sequence[str] | None = None) -> pd.DataFrame:
+    def read_kept(self, paths, columns: Sequence[str] | None = None, videos: Sequence[str] | None = None,
+                  shard: str | None = None) -> pd.DataFrame:
         """What the next stage works on: the kept rows, without ``kept`` and ``reason``."""
-        frame = self.read(paths, columns, kept_only=True, videos=videos)
+        frame = self.read(paths, columns, kept_only=True, videos=videos, shard=shard)
         return frame.drop(columns=[c for c in ("kept", "reason") if c in frame]).reset_index(drop=True)
 
 
