@@ -20,6 +20,7 @@ table, index = cross_video(list(snakemake.input.tables), list(snakemake.input.em
                            threshold_for(settings), search)
 write_index(snakemake.output.index, index)
 kept = sum(table.column("kept").to_pylist())
-FRAME.write(snakemake.output.table, table, {"frames": table.num_rows, "kept": kept, "threshold": threshold_for(settings),
-                                            "seconds": round(time.perf_counter() - started, 3)})
+record = {"frames": table.num_rows, "kept": kept, "threshold": threshold_for(settings),
+          "seconds": round(time.perf_counter() - started, 3)}
+FRAME.write(snakemake.output.table, table, record)
 logging.info("%d unique of %d frames across videos", kept, table.num_rows)
