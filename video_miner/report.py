@@ -24,7 +24,9 @@ def plot_report(out: dict[str, str], summary: dict, coco: dict | None, filter_ta
 
     # The funnel comes from the summary, which takes its stages and labels from the registry.
     levels = list(dict.fromkeys(step["level"] for step in summary["funnel"]))
-    fig, axes = plt.subplots(len(levels), 1, figsize=(6, 1 + 0.5 * len(summary["funnel"])), squeeze=False)
+    bars = [sum(step["level"] == level for step in summary["funnel"]) for level in levels]
+    fig, axes = plt.subplots(len(levels), 1, figsize=(6, 1 + 0.5 * len(summary["funnel"]) + 0.5 * len(levels)),
+                             squeeze=False, gridspec_kw={"height_ratios": bars}, layout="constrained")
     for ax, level in zip(axes[:, 0], levels):
         steps = [step for step in summary["funnel"] if step["level"] == level][::-1]
         ax.barh([step["label"] for step in steps], [step["count"] for step in steps], color="#4477aa")
