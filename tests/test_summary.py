@@ -59,3 +59,9 @@ def test_summary_and_status_table_from_stage_tables(tmp_path):
     assert table["frames_passed_filter"].fillna(-1).tolist() == [2, 0, 0]
     assert table["frames_unique"].isna().all()  # dedup was off
     assert table["origin"].fillna("").tolist() == ["urls[0]", "", ""]
+
+
+def test_a_run_without_videos_still_has_its_summary(tmp_path):
+    summary = summarize_files({"download": [], "extract": []}, [], 0, tmp_path / "s.json", tmp_path / "s.tsv")
+    assert summary["videos"]["total"] == 0 and summary["frames"]["extracted"] == 0
+    assert pd.read_csv(tmp_path / "s.tsv", sep="\t").columns.tolist() == STATUS_COLUMNS

@@ -56,7 +56,8 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
     for key, column in _VIDEO_COLUMNS.items():
         status[column] = downloads[key] if key in downloads else None
     status["origin"] = status["video_id"].map(origins or {})
-    transient = set(downloads.loc[downloads["transient"].fillna(False).astype(bool), "video_id"])
+    transient = set(downloads.loc[downloads["transient"].fillna(False).astype(bool), "video_id"]) \
+        if "transient" in downloads else set()  # no shards at all: a run with no videos
     outcomes = {v: o for p in tables.get("extract", []) for v, o in video_outcomes(p).items()}
     status["frames_in_video"] = status["video_id"].map(lambda v: outcomes.get(v, {}).get("frames_in_video", 0))
     status["decode_errors"] = status["video_id"].map(lambda v: outcomes.get(v, {}).get("decode_errors", 0))
