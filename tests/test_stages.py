@@ -168,3 +168,13 @@ def test_a_run_wide_table_is_read_one_shard_at_a_time(tmp_path):
     FRAME.write(tmp_path / "run.parquet", FRAME.table(rows, pa.field("shard", pa.string())), {})
     assert FRAME.read_kept(tmp_path / "run.parquet", shard="s1")["video_id"].tolist() == ["a", "c"]
     assert len(FRAME.read_kept(tmp_path / "run.parquet")) == 3
+
+
+def test_each_stage_rule_writes_where_the_registry_says():
+    """Rules spell their paths out (Snakemake catalog style); the registry must agree."""
+    for current in STAGES:
+        rule = (REPO / "rules" / f"{current.name}.smk").read_text()
+        output = rule.split("output:", 1)[1].split("log:", 1)[0]
+        assert f'"{current.table()}"' in output, current.name
+        if current.per_shard and "directory(" in output:
+            assert f'"{current.files()}"' in output, current.name
