@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from video_miner.shardjob import VideoCache, cached_frame_results, cached_map, link_tree
+from video_miner.shardjob import VideoCache, cached_frame_results, cached_map, link_file
 
 
 def test_cached_map_reuses_records_made_with_the_same_settings(tmp_path):
@@ -77,13 +77,12 @@ def test_json_results_round_trip(tmp_path):
     assert cached_frame_results(cache, table, lambda part: 1 / 0)["a"] == boxes  # from the cache
 
 
-def test_link_tree_hard_links_every_file(tmp_path):
-    (tmp_path / "src" / "v").mkdir(parents=True)
-    (tmp_path / "src" / "v" / "1.jpg").write_bytes(b"jpg")
-    (tmp_path / "src" / ".partial.tmp").write_bytes(b"")
-    link_tree(tmp_path / "src", tmp_path / "dst")
-    assert os.path.samefile(tmp_path / "src" / "v" / "1.jpg", tmp_path / "dst" / "v" / "1.jpg")
-    assert not (tmp_path / "dst" / ".partial.tmp").exists()
+def test_link_file_hard_links_and_replaces(tmp_path):
+    (tmp_path / "1.jpg").write_bytes(b"jpg")
+    (tmp_path / "out" / "v").mkdir(parents=True)
+    (tmp_path / "out" / "v" / "1.jpg").write_bytes(b"stale")
+    link_file(tmp_path / "1.jpg", tmp_path / "out" / "v" / "1.jpg")
+    assert os.path.samefile(tmp_path / "1.jpg", tmp_path / "out" / "v" / "1.jpg")
 
 
 def test_nearby_shards_lend_their_records_made_with_the_same_settings(tmp_path):

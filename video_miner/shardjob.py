@@ -1,5 +1,5 @@
 """What every per-shard job shares: a per-video cache that survives a killed job, videos
-run in parallel, and the job's declared files assembled from the cache at the end.
+run in parallel, and the job's declared files linked from the cache at the end.
 
 Snakemake deletes an incomplete job's declared outputs before running it again, so the
 per-video progress lives outside them, in ``results/.cache/<stage>/<shard>/``: one
@@ -17,7 +17,7 @@ import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,8 +26,6 @@ from video_miner.fsutil import atomic_path, write_json_atomic
 from video_miner.logs import Progress
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 def fingerprint(settings: Any) -> str:
@@ -50,12 +48,16 @@ class VideoCache:
     def _record_path(self, video_id: str) -> Path:
         return self.root / f"{video_id}.json"
 
-    def load(self, video_id: str) -> dict | None:
+    def _read(self, path: Path) -> dict | None:
+        """The record at ``path`` if it was made with this cache's settings."""
         try:
-            stored = json.loads(self._record_path(video_id).read_text())
+            stored = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
         return stored["record"] if stored.get("key") == self.key else None
+
+    def load(self, video_id: str) -> dict | None:
+        return self._read(self._record_path(video_id))
 
     def save(self, video_id: str, record: dict) -> None:
         write_json_atomic(self._record_path(video_id), {"key": self.key, "record": record})
@@ -69,14 +71,8 @@ class VideoCache:
             return
         for other in range(max(0, int(number) - reach), int(number) + reach + 1):
             path = self.root.parent / f"{prefix}-{other:0{len(number)}d}" / f"{video_id}.json"
-            if path.parent == self.root or not path.is_file():
-                continue
-            try:
-                stored = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            if stored.get("key") == self.key:
-                yield stored["record"]
+            if path.parent != self.root and (record := self._read(path)) is not None:
+                yield record
 
     def forget(self, video_id: str) -> None:
         self._record_path(video_id).unlink(missing_ok=True)
@@ -141,14 +137,6 @@ def link_file(source: str | os.PathLike, target: str | os.PathLike) -> None:
         shutil.copyfile(source, target)
 
 
-def link_tree(source: str | os.PathLike, target: str | os.PathLike) -> None:
-    """Hard-link every file under ``source`` into the same place under ``target``."""
-    source = Path(source)
-    for path in sorted(source.rglob("*")):
-        if path.is_file() and not path.name.startswith("."):
-            link_file(path, Path(target, path.relative_to(source)))
-
-
 def file_identity(path: str | os.PathLike) -> list | None:
     """Size and modification time: a file made again (new settings upstream) differs,
     a hard link of the same file does not."""
@@ -169,9 +157,9 @@ def cached_frame_results(cache: VideoCache, frames: pd.DataFrame, compute: Calla
     """Per-video results of a frame model over a shard's ``frames`` (sorted by video),
     resumable per video. ``compute(frames)`` gives one result per row: an array (stored
     as ``<video>.npy``) or a list of JSON values. Videos with a cached record made from
-    the same frame files are skipped;
-    the rest run in chunks of whole videos of about ``chunk_frames`` frames, so a model's
-    batches stay full, and each chunk's videos are saved as soon as it is done."""
+    the same frame files are skipped; the rest run in chunks of whole videos of about
+    ``chunk_frames`` frames, so a model's batches stay full, and each chunk's videos are
+    saved as soon as it is done."""
     video_ids = list(dict.fromkeys(frames["video_id"]))
     cache.prune(video_ids)
     rows_of = frames.groupby("video_id", sort=False).indices
