@@ -25,7 +25,7 @@ import pyarrow as pa
 from video_miner.defaults import section_defaults
 from video_miner.fsutil import atomic_dir, atomic_path
 from video_miner.shardjob import Lazy, VideoCache, cached_frame_results
-from video_miner.tables.frame import FRAME, FRAME_COLUMNS
+from video_miner.tables.frame import FRAME, FRAME_COLUMNS, UNREADABLE
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def embed_shard(frames: pd.DataFrame, embedder_factory, threshold: float, out_di
             readable = ~np.isnan(embeddings[rows]).any(axis=1)
             for row, ok in zip(rows, readable):
                 if not ok:
-                    reason[row] = "unreadable image"
+                    reason[row] = UNREADABLE
                 elif not kept[row]:
                     reason[row] = _duplicate_reason(int(duplicate_of[row]), float(similarity[row]))
             faiss.write_index(flat_index(embeddings[rows[readable]], frame_numbers[rows[readable]]),

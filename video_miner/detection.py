@@ -26,7 +26,7 @@ from video_miner.defaults import section_defaults
 from video_miner.logs import Progress
 from video_miner.models import ModelSettings, Registry, _batches, load_hf_model, load_image, prefetch, to_device
 from video_miner.shardjob import Lazy, VideoCache, cached_frame_results
-from video_miner.tables.frame import FRAME, FRAME_COLUMNS
+from video_miner.tables.frame import FRAME, FRAME_COLUMNS, UNREADABLE
 
 _DETECTION_DEFAULTS = section_defaults("detection")
 _OPENCV_DEFAULTS = section_defaults("detection", "opencv")
@@ -356,7 +356,6 @@ DETECT_FIELDS = (
     pa.field("score", pa.list_(pa.float32()), nullable=False),
     pa.field("bbox", pa.list_(pa.list_(pa.float32(), 4)), nullable=False),
 )
-UNREADABLE = "unreadable image"
 
 
 def detections_table(frames: pd.DataFrame, found: list[np.ndarray | None], classes: Sequence[str]) -> pd.DataFrame:

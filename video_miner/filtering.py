@@ -9,9 +9,7 @@ import pandas as pd
 import pyarrow as pa
 
 from video_miner.shardjob import Lazy, VideoCache, cached_frame_results
-from video_miner.tables.frame import FRAME, FRAME_COLUMNS
-
-UNREADABLE = "unreadable image"
+from video_miner.tables.frame import FRAME, FRAME_COLUMNS, UNREADABLE
 
 
 def score_column(prompt: str) -> str:

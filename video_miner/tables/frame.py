@@ -18,5 +18,7 @@ FRAME = Level("frame", ("video_id", "frame_index"), (
 ))
 # What a frame stage passes on to the next: the shared columns of its kept rows.
 FRAME_COLUMNS = [f.name for f in FRAME.fields]
+# The reason every frame stage gives for a frame whose image cannot be read.
+UNREADABLE = "unreadable image"
 
-__all__ = ["FRAME", "FRAME_COLUMNS", "frame_id"]
+__all__ = ["FRAME", "FRAME_COLUMNS", "UNREADABLE", "frame_id"]
