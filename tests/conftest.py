@@ -68,6 +68,14 @@ def videos(tmp_path_factory) -> TestVideos:
     # Variable frame rate: gaps of 1 to 6 hundredths of a second.
     gaps = np.random.default_rng(2).integers(1, 7, 60) / 100
     encode_video(root / "vfr.mp4", pattern_frames(60, seed=2), fps=30, times=np.concatenate([[0], np.cumsum(gaps)[:-1]]))
+    # Phone-style VFR: 150 of 300 frame slots kept at random, B-frames, 12-frame GOP
+    # (seeks here land on an earlier keyframe); a 10 s gap; timestamps starting at 5 s.
+    slots = np.sort(np.random.default_rng(9).choice(300, 150, replace=False))
+    encode_video(root / "vfr_drops.mp4", pattern_frames(150, 64, 48, seed=9), fps=30, gop=12, times=slots / 30)
+    encode_video(root / "vfr_gap.mp4", pattern_frames(80, 64, 48, seed=10), fps=30, gop=15,
+                 times=np.concatenate([np.arange(40) / 30, 10 + np.arange(40) / 30]))
+    encode_video(root / "vfr_offset.mp4", pattern_frames(80, 64, 48, seed=11), fps=30, gop=20,
+                 options={"bf": "3"}, times=5 + np.arange(80) / 30 + (np.arange(80) % 3 == 0) * 0.011)
     # A phone video: stored landscape, displayed portrait.
     encode_video(root / "rotated.mp4", pattern_frames(30, seed=3), fps=30, rotation=90)
     # Odd dimensions (4:4:4, since 4:2:0 needs even sizes).

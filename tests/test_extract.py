@@ -56,11 +56,21 @@ STRATEGIES = [
 ]
 
 
-@pytest.mark.parametrize("name", ["h264.mp4", "vp9.webm", "vfr.mp4", "rotated.mp4", "odd.mp4"])
+@pytest.mark.parametrize("name", ["h264.mp4", "vp9.webm", "vfr.mp4", "vfr_drops.mp4", "vfr_gap.mp4", "vfr_offset.mp4",
+                                  "rotated.mp4", "odd.mp4"])
 @pytest.mark.parametrize("options", STRATEGIES, ids=lambda o: f"{o.strategy}-{o.every_n_frames}-{o.every_seconds}-{o.max_frames}")
 def test_sampled_frames_are_exactly_the_expected_frames(videos, tmp_path, name, options):
     result = extract_video(videos[name], tmp_path / "frames", "vid", options)
     assert_exact_frames(result, decode_all(videos[name]), options)
+
+
+def test_vfr_sampling_seeks_and_still_finishes(videos, tmp_path):
+    # Seeks in this file land on an earlier keyframe; extraction must decode on from
+    # there (it used to seek back to the same place forever) and still skip work.
+    options = ExtractOptions("time", every_seconds=2.0, image_format="png")
+    result = extract_video(videos["vfr_drops.mp4"], tmp_path, "vid", options)
+    assert_exact_frames(result, decode_all(videos["vfr_drops.mp4"]), options)
+    assert result.frames_decoded < result.frames_in_video, result.frames_decoded
 
 
 def test_sparse_time_sampling_seeks_instead_of_decoding_everything(videos, tmp_path):

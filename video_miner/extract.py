@@ -205,6 +205,10 @@ def _decode_indexed(path: str, index: FrameIndex, positions: np.ndarray, writer:
     skip_nonref = seek and options.strategy != "keyframe"
     i = 0
     position_pts = None  # pts of the last decoded frame
+    last_seek = None  # the keyframe pts of the last seek: a seek only ever moves forward
+    # Every frame at most once or twice over (a re-seek re-decodes part of a GOP): more
+    # means the loop is not making progress, so decode without the shortcuts instead.
+    budget = 2 * len(index) + 2 * _NONREF_MARGIN
     container, stream = open_video(path)
     with container:
         _configure(stream, options, keyframes_only=options.strategy == "keyframe")
@@ -215,9 +219,15 @@ def _decode_indexed(path: str, index: FrameIndex, positions: np.ndarray, writer:
             if context.skip_frame != mode:
                 context.skip_frame = mode
 
+        def seek_ahead() -> bool:
+            # A seek can land on an earlier keyframe (VFR timestamps with B-frames confuse
+            # the demuxer's index): then decode on from there rather than seek again.
+            return bool(seek and seek_pts[i] > position_pts and (last_seek is None or seek_pts[i] > last_seek))
+
         while i < len(targets):
-            just_seeked = seek and position_pts is not None and seek_pts[i] > position_pts
+            just_seeked = position_pts is not None and seek_ahead()
             if just_seeked:
+                last_seek = seek_pts[i]
                 container.seek(int(seek_pts[i]), stream=stream, backward=True, any_frame=False)
             if skip_nonref:
                 start = seek_pts[i] if just_seeked or position_pts is None else position_pts
@@ -225,6 +235,8 @@ def _decode_indexed(path: str, index: FrameIndex, positions: np.ndarray, writer:
             for frame in _frames(container, stream, stats):
                 if frame.pts is None or (just_seeked and frame.pts > targets[i]):
                     raise _SeekUnreliable(f"seek to {seek_pts[i]} landed at {frame.pts}")
+                if seek and stats.decoded > budget:
+                    raise _SeekUnreliable(f"{stats.decoded} frames decoded for {len(index)} in the video")
                 just_seeked = False
                 position_pts = frame.pts
                 # Targets the decoder never produced (corrupt packets) are passed over;
@@ -236,7 +248,7 @@ def _decode_indexed(path: str, index: FrameIndex, positions: np.ndarray, writer:
                 if i < len(targets) and targets[i] == frame.pts:
                     writer.add(frame, int(positions[i]), float(seconds[i]), bool(index.keyframe[positions[i]]))
                     i += 1
-                if i >= len(targets) or (seek and seek_pts[i] > position_pts):
+                if i >= len(targets) or seek_ahead():
                     break
                 if skip_nonref:
                     decode_all_near_target(int(np.searchsorted(index.pts, frame.pts)))
