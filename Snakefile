@@ -33,3 +33,7 @@ rule all:
     default_target: True
     input:
         get_all_input,
+
+
+onerror:
+    write_failed_run_summary()

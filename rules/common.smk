@@ -1,5 +1,6 @@
 import functools
 import os
+import time
 
 from snakemake.exceptions import WorkflowError
 
@@ -19,6 +20,7 @@ from video_miner.stages import (
     stage,
     upstream,
 )
+from video_miner.summary import summarize_failed_run
 
 SEARCH_QUERIES = {query_slug(q): q for q in config["search"]["queries"]}
 ENABLED = [s.name for s in enabled_stages(config)]
@@ -35,11 +37,24 @@ EMBED_SETTINGS = {
 # not download concurrency, not the other search queries, not drawing settings.
 DOWNLOAD_OPTIONS = {k: v for k, v in config["download"].items() if k != "workers"}
 SEARCH_OPTIONS = {k: v for k, v in config["search"].items() if k != "queries"}
+# Each stage's jobs get only their own limits as params: raising the extraction time
+# limit reruns extraction (retrying its failed videos), not the downloads.
+DOWNLOAD_LIMITS = {
+    k: v
+    for k, v in config["limits"].items()
+    if k == "memory_gb" or k.startswith("download_")
+}
+EXTRACT_LIMITS = {
+    k: v
+    for k, v in config["limits"].items()
+    if k == "memory_gb" or k.startswith("extract_")
+}
 EMBED_MODEL = DEDUP_MODEL if DEDUP["backend"] == "model" else None
 EMBED_MODELS = config["models"] if EMBED_MODEL else {}
 DETECTION = config["detection"]
 DETECT_SETTINGS = {k: v for k, v in DETECTION.items() if k != "visualize"}
 DATASET = config["dataset"]["enabled"]
+RUN_STARTED = time.time()  # a job log written since then belongs to this run
 UPLOAD_TARGETS = config["upload"]
 KEEP_VIDEOS = config["keep_videos"]
 # The config keys that name the run's videos: the summary reads them for each video's origin.
@@ -94,6 +109,32 @@ def shards():
 
 for rejected in _collect(_search_state()).rejected:
     logger.warning(f"skipping {rejected['origin']}: {rejected['reason']}")
+
+
+def write_failed_run_summary():
+    """On error: the summary and status table from what the finished jobs wrote, with
+    each failed job's videos failed at its stage and pointing at its log."""
+    try:
+        collection = _collect(_search_state())
+        summary = summarize_failed_run(
+            ENABLED,
+            _shards(_search_state()),
+            collection.videos,
+            collection.rejected,
+            collection.duplicates,
+            RUN_STARTED,
+            [search_result_path(q) for q in SEARCH_QUERIES.values()],
+        )
+    except Exception as exc:  # the run's own error is what matters; never mask it
+        logger.warning(f"could not write the summary of the failed run: {exc}")
+        return
+    for job in summary["failed_jobs"]:
+        logger.error(
+            f"{job['stage']} job failed ({job['videos']} videos): see {job['log']}"
+        )
+    logger.error(
+        "summary of what finished: results/pipeline_result.json, results/status.tsv"
+    )
 
 
 def local_model(model):

@@ -16,6 +16,7 @@ rule extract:
         runtime=240,
     params:
         options=config["extract"],
+        limits=EXTRACT_LIMITS,
         cache=stage("extract").cache(),
     script:
         "../scripts/extract.py"

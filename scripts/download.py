@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, als
 from video_miner.download import DownloadOptions, download_shard
 from video_miner.logs import log_to_file
 from video_miner.tables.video import VIDEO
+from video_miner.workers import Limits
 
 log_to_file(snakemake.log[0])
 started = time.perf_counter()
@@ -21,6 +22,7 @@ table, record = download_shard(
     snakemake.params.local_mode,
     snakemake.params.keep_videos,
     workers=snakemake.resources.downloads,
+    limits=Limits.from_config(snakemake.params.limits),
 )
 record["seconds"] = round(time.perf_counter() - started, 3)
 VIDEO.write(snakemake.output.table, table, record)

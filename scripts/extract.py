@@ -11,14 +11,15 @@ from video_miner.extract import ExtractOptions, extract_shard
 from video_miner.logs import log_to_file
 from video_miner.tables.frame import FRAME
 from video_miner.tables.video import VIDEO
+from video_miner.workers import Limits
 
 log_to_file(snakemake.log[0])
 started = time.perf_counter()
-videos = VIDEO.read_kept(snakemake.input.videos, columns=["file", "location", "filesize"])
+videos = VIDEO.read_kept(snakemake.input.videos, columns=["file", "location", "filesize", "duration"])
 # Videos in parallel, one thread each: on a few cores that beats threads inside one decoder.
 options = ExtractOptions(**snakemake.params.options, threads=1)
 table, record = extract_shard(videos, snakemake.output.frames, snakemake.params.cache, options,
-                              workers=snakemake.threads)
+                              workers=snakemake.threads, limits=Limits.from_config(snakemake.params.limits))
 record["seconds"] = round(time.perf_counter() - started, 3)
 FRAME.write(snakemake.output.table, table, record)
 failed = {v: o["reason"] for v, o in record["video_outcomes"].items() if not o["ok"]}

@@ -2,6 +2,7 @@
 the run finishes, and the good videos are unaffected."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -129,3 +130,43 @@ def test_the_summary_lists_every_failure(hostile_run):
     failed = status[status["status"] == "failed"]
     assert summary["videos"]["failed"] == len(failed) == 8
     assert {f["video_id"] for f in summary["failed_videos"]} == set(failed.index)
+
+
+def test_a_failed_job_still_ends_with_the_summary(tmp_path, videos):
+    """A job that fails outright (here its cache folder cannot be made) fails only its
+    shard's videos; a decoder crash fails only its video; the run exits non-zero and
+    still writes status.tsv and pipeline_result.json."""
+    import shutil
+
+    from video_miner.defaults import default
+    from video_miner.sources import assign_shards, collect_videos
+    from video_miner.workers import FAULTS_ENV
+
+    for group, names in {"good": ["rotated.mp4", "odd.mp4"], "doomed": ["vp9.webm"]}.items():
+        (tmp_path / group).mkdir()
+        for name in names:
+            shutil.copy(videos[name], tmp_path / group / name)
+    config = {"local_videos": [str(tmp_path / "good"), str(tmp_path / "doomed")], "filter": {"enabled": False},
+              "dedup": {"enabled": False}, "detection": {"enabled": False}, "models": {"device": "cpu"}}
+    (tmp_path / "run").mkdir()
+    collection = collect_videos({**config, "local_extensions": default("local_extensions")}, root=str(tmp_path / "run"))
+    shards = assign_shards(collection, 32)
+    ids = {Path(s.location).name: v for v, s in collection.videos.items()}
+    doomed = next(s for s, members in shards.items() if ids["vp9.webm"] in members)
+    blocker = tmp_path / "run" / "results" / ".cache" / "extract" / doomed
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the job needs a folder")
+    proc = run_workflow(tmp_path / "run", config, "--keep-going", check=False,
+                        env={FAULTS_ENV: f"extract:{ids['odd.mp4']}=crash"})
+    assert proc.returncode != 0
+    status = pd.read_csv(tmp_path / "run" / "results" / "status.tsv", sep="\t").set_index("video_id")
+    assert status.loc[ids["rotated.mp4"], "status"] == "complete"
+    assert status.loc[ids["odd.mp4"], "reason"] == "decoder crashed (SIGSEGV, signal 11)"
+    doomed_row = status.loc[ids["vp9.webm"]]
+    assert (doomed_row["status"], doomed_row["failed_stage"]) == ("failed", "extract")
+    assert doomed_row["reason"] == f"extract job failed; see logs/extract/{doomed}.log"
+    summary = json.loads((tmp_path / "run" / "results" / "pipeline_result.json").read_text())
+    assert summary["complete"] is False
+    assert summary["failed_jobs"] == [{"stage": "extract", "shard": doomed, "log": f"logs/extract/{doomed}.log",
+                                       "videos": 1}]
+    assert summary["videos"] == {**summary["videos"], "total": 3, "failed": 2}

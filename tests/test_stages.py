@@ -176,5 +176,6 @@ def test_each_stage_rule_writes_where_the_registry_says():
         rule = (REPO / "rules" / f"{current.name}.smk").read_text()
         output = rule.split("output:", 1)[1].split("log:", 1)[0]
         assert f'"{current.table()}"' in output, current.name
+        assert f'"{current.log()}"' in rule.split("log:", 1)[1].split(":", 1)[0], current.name
         if current.per_shard and "directory(" in output:
             assert f'"{current.files()}"' in output, current.name

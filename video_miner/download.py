@@ -27,6 +27,7 @@ from video_miner.defaults import section_defaults
 from video_miner.fsutil import safe_name
 from video_miner.ids import youtube_id
 from video_miner.video import VideoError, probe
+from video_miner.workers import Isolation, Limits
 
 log = logging.getLogger(__name__)
 
@@ -379,15 +380,28 @@ def _adopt_from_nearby_shards(cache, video_ids: list[str], reusable) -> None:
                 break
 
 
+def _bytes_under(folder: Path) -> int:
+    total = 0
+    for entry in folder.rglob("*") if folder.is_dir() else ():
+        try:
+            total += entry.stat().st_size if entry.is_file() else 0
+        except OSError:
+            pass  # renamed while we looked
+    return total
+
+
 def download_shard(sources: list[dict], out_dir: str | os.PathLike, cache_dir: str | os.PathLike,
                    options: DownloadOptions, local_mode: str = "link", keep_videos: bool = True,
-                   workers: int = 1) -> tuple[pa.Table, dict]:
+                   workers: int = 1, limits: Limits | None = None) -> tuple[pa.Table, dict]:
     """Fetch a shard's videos (``sources``: video_id, kind, location), ``workers`` at a
-    time, into ``out_dir``: one row per video, failures with their reason. Each video is
-    first fetched into the shard's cache, so a killed job keeps what it finished; the
-    cache keeps a hard link to the file unless ``keep_videos`` is false."""
+    time in worker processes under ``limits`` (default: the config's), into ``out_dir``:
+    one row per video, failures with their reason. Each video is first fetched into the
+    shard's cache, so a killed job keeps what it finished; the cache keeps a hard link to
+    the file unless ``keep_videos`` is false."""
     from video_miner.shardjob import VideoCache, cached_map, file_identity, fingerprint, link_file
     from video_miner.tables.video import VIDEO
+
+    limits = limits or Limits.from_config({})
 
     by_id = {s["video_id"]: s for s in sources}
     # What decides which file arrives keys the cache: a new timeout or proxy reruns the job
@@ -415,8 +429,18 @@ def download_shard(sources: list[dict], out_dir: str | os.PathLike, cache_dir: s
     def failed(video_id: str, reason: str) -> dict:
         return {"video_id": video_id, "status": "failed", "reason": reason, "transient": True}
 
+    def too_big(video_id: str) -> str | None:
+        # Bytes on disk, not a size the server announced: a live stream or a server that
+        # never ends its response is stopped too.
+        if limits.download_gb and _bytes_under(cache.root / f".{video_id}.download") > limits.download_gb * 2**30:
+            return f"download stopped at the {limits.download_gb:g} GB limit"
+        return None
+
+    isolation = Isolation("download", "downloader", timeout_s=lambda video_id: limits.download_s,
+                          memory_bytes=limits.memory_bytes, watch=too_big)
     _adopt_from_nearby_shards(cache, list(by_id), reusable)
-    records = cached_map(cache, list(by_id), fetch, workers, "downloads", reusable=reusable, failed=failed)
+    records = cached_map(cache, list(by_id), fetch, workers, "downloads", reusable=reusable, failed=failed,
+                         isolation=isolation)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     rows = []
     for video_id, record in records.items():

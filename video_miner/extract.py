@@ -28,6 +28,7 @@ from video_miner.defaults import section_defaults
 from video_miner.fsutil import atomic_path
 from video_miner.ids import frame_id
 from video_miner.video import FrameIndex, VideoError, build_frame_index, open_video
+from video_miner.workers import Isolation, Limits
 
 STRATEGIES = ("interval", "time", "keyframe")
 IMAGE_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
@@ -329,15 +330,22 @@ def extract_video(path: str | os.PathLike, out_dir: str | os.PathLike, video_id:
 
 
 def extract_shard(videos: pd.DataFrame, out_dir: str | os.PathLike, cache_dir: str | os.PathLike,
-                  options: ExtractOptions, workers: int = 1) -> tuple[pa.Table, dict]:
+                  options: ExtractOptions, workers: int = 1, limits: Limits | None = None) -> tuple[pa.Table, dict]:
     """Sample frames of a shard's videos (``videos``: the kept download rows, with
-    ``video_id``, ``file``, ``location`` and ``filesize``), ``workers`` videos at a time,
-    into ``out_dir/<video_id>/``. One row per frame; a video that cannot be decoded has no
-    rows and its reason in the record's per-video outcomes. Frames are written to the
-    shard's cache first (a killed job keeps the videos it finished) and hard-linked into
-    ``out_dir`` at the end."""
+    ``video_id``, ``file``, ``location``, ``filesize`` and ``duration``), ``workers``
+    videos at a time in worker processes under ``limits`` (default: the config's), into
+    ``out_dir/<video_id>/``. One row per frame; a video that cannot be decoded, hangs,
+    crashes its decoder or runs out of memory has no rows and its reason in the record's
+    per-video outcomes. Frames are written to the shard's cache first (a killed job keeps
+    the videos it finished) and hard-linked into ``out_dir`` at the end."""
     from video_miner.shardjob import VideoCache, cached_map, link_file
     from video_miner.tables.frame import FRAME
+
+    limits = limits or Limits.from_config({})
+    durations = dict(zip(videos["video_id"], videos["duration"])) if "duration" in videos else {}
+    sizes = dict(zip(videos["video_id"], videos["filesize"]))
+    isolation = Isolation("extract", "decoder", memory_bytes=limits.memory_bytes,
+                          timeout_s=lambda v: limits.extract_timeout_s(durations.get(v), sizes[v]))
 
     settings = {k: v for k, v in asdict(options).items() if k != "threads"}
     files = dict(zip(videos["video_id"], videos["file"]))
@@ -362,7 +370,8 @@ def extract_shard(videos: pd.DataFrame, out_dir: str | os.PathLike, cache_dir: s
         return {"status": "failed", "reason": reason, "frames_in_video": 0, "frames_decoded": 0, "decode_errors": 0,
                 "seconds": 0.0, "video_id": video_id, "source": None, "ok": False, "rows": []}
 
-    records = cached_map(cache, list(files), work, workers, "videos extracted", reusable=same_video, failed=failed)
+    records = cached_map(cache, list(files), work, workers, "videos extracted", reusable=same_video, failed=failed,
+                         isolation=isolation)
     rows, outcomes = [], {}
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     for video_id, record in records.items():

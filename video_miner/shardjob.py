@@ -24,6 +24,7 @@ import pandas as pd
 
 from video_miner.fsutil import atomic_path, write_json_atomic
 from video_miner.logs import Progress
+from video_miner.workers import Isolation, isolated_map
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +94,15 @@ class VideoCache:
 
 def cached_map(cache: VideoCache, video_ids: Sequence[str], work: Callable[[str], dict], workers: int = 1,
                what: str = "videos", reusable: Callable[[dict], bool] | None = None,
-               failed: Callable[[str, str], dict] | None = None) -> dict[str, dict]:
+               failed: Callable[[str, str], dict] | None = None,
+               isolation: Isolation | None = None) -> dict[str, dict]:
     """``work(video_id) -> record`` for each video not in the cache (or whose cached
     record is not ``reusable``), ``workers`` at once; each record is saved as soon as it
     is made. A video whose work raises costs only itself: ``failed(video_id, reason)``
-    makes its record, which is not cached (a rerun tries it again). Returns every
-    video's record, in ``video_ids`` order."""
+    makes its record, which is not cached (a rerun tries it again). With ``isolation``
+    the work runs in worker processes under its limits (time, memory, crashes; see
+    :mod:`video_miner.workers`), else on threads. Returns every video's record, in
+    ``video_ids`` order."""
     done = {v: r for v in video_ids
             if (r := cache.load(v)) is not None and (reusable is None or reusable(r))}
     todo = [v for v in video_ids if v not in done]
@@ -118,7 +122,17 @@ def cached_map(cache: VideoCache, video_ids: Sequence[str], work: Callable[[str]
         progress.update()
         return video_id, record
 
-    if workers <= 1 or len(todo) <= 1:
+    if isolation is not None:
+        if failed is None:
+            raise ValueError("isolated work needs a `failed` record maker")
+        for video_id, record, reason in isolated_map(todo, work, workers, isolation):
+            if reason is None:
+                cache.save(video_id, record)
+            else:
+                record = failed(video_id, reason)
+            done[video_id] = record
+            progress.update()
+    elif workers <= 1 or len(todo) <= 1:
         done.update(run(v) for v in todo)
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -28,6 +28,7 @@ class Stage:
     switch: str | None = None  # the config section whose ``enabled`` turns it on; None: always on
     run_table: str | None = None  # one table for the whole run instead of one per shard
     counted: str = "kept"  # the boolean column the funnel counts
+    run_log: str | None = None  # the run-wide job's log, with run_table
 
     def enabled(self, config: dict) -> bool:
         return self.switch is None or bool(config[self.switch]["enabled"])
@@ -41,6 +42,12 @@ class Stage:
         if self.run_table:
             return self.run_table
         return f"results/{self.name}/{shard if shard is not None else '{shard}'}.parquet"
+
+    def log(self, shard: str | None = None) -> str:
+        """The log of the job that writes ``table(shard)``."""
+        if self.run_log:
+            return self.run_log
+        return f"logs/{self.name}/{shard if shard is not None else '{shard}'}.log"
 
     def files(self, shard: str | None = None) -> str:
         """The folder of the files a per-shard stage owns (videos, frames, embeddings)."""
@@ -57,7 +64,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("filter", "frame", "filtered", "frames passed the text filter", "passed_filter", switch="filter"),
     Stage("embed", "frame", "embedded", "frames unique within their video", "unique_in_video", switch="dedup"),
     Stage("dedup", "frame", "deduplicated", "frames unique across videos", "unique", switch="dedup",
-          run_table="results/dedup/unique_frames.parquet"),
+          run_table="results/dedup/unique_frames.parquet", run_log="logs/dedup/cross_video.log"),
     Stage("detect", "frame", "detected", "frames with detections", "with_detections", switch="detection",
           counted="has_detections"),
 )

@@ -11,7 +11,7 @@ from typing import Sequence
 import pandas as pd
 
 from video_miner.fsutil import atomic_path, write_json_atomic
-from video_miner.stages import RESULTS_FORMAT_VERSION, STAGES, Stage
+from video_miner.stages import RESULTS_FORMAT_VERSION, STAGES, Stage, stage
 from video_miner.tables import read_metadata, video_outcomes
 from video_miner.tables.frame import FRAME
 from video_miner.tables.video import VIDEO
@@ -46,11 +46,44 @@ def _stage_seconds(paths: Sequence[str]) -> float:
     return float(sum(read_metadata(p).get("seconds") or 0 for p in paths))
 
 
+def split_finished(stage_names: Sequence[str], shards: dict[str, list[str]], since: float,
+                   root: str | os.PathLike = ".") -> tuple[dict[str, list[str]], list[dict]]:
+    """Each stage's tables that exist, and the jobs without one: stage, shard, log, the
+    videos they held, and whether the job ``failed`` (its log was written since the run
+    started at ``since``; Snakemake removes a failed job's outputs) or never ran (its
+    inputs failed, or Snakemake stopped first)."""
+    tables: dict[str, list[str]] = {}
+    unfinished = []
+    for name in stage_names:
+        current = stage(name)
+        groups = shards.items() if current.per_shard else [(None, [v for ids in shards.values() for v in ids])]
+        tables[name] = []
+        for shard, video_ids in groups:
+            path = current.table(shard)
+            if Path(root, path).is_file():
+                tables[name].append(path)
+                continue
+            log = Path(root, current.log(shard))
+            failed = log.is_file() and log.stat().st_mtime >= since
+            unfinished.append({"stage": name, "shard": shard, "log": current.log(shard), "failed": failed,
+                               "video_ids": video_ids})
+    return tables, unfinished
+
+
 def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates: int,
-                  origins: dict[str, str] | None = None) -> tuple[dict, pd.DataFrame]:
-    """``tables``: each enabled stage's tables by stage name, in registry order."""
+                  origins: dict[str, str] | None = None, unfinished: Sequence[dict] = (),
+                  locations: dict[str, tuple[str, str]] | None = None) -> tuple[dict, pd.DataFrame]:
+    """``tables``: each enabled stage's tables by stage name, in registry order.
+    ``unfinished``: jobs that did not finish (:func:`split_finished`); their videos are
+    failed at that stage, with the job's log as the reason. ``locations``: each video's
+    (source, location), for the videos whose download job did not finish."""
     enabled = [s for s in STAGES if s.name in tables]
     downloads = VIDEO.read(tables["download"])
+    not_downloaded = [{"video_id": v, "source": (locations or {}).get(v, (None, None))[0],
+                       "location": (locations or {}).get(v, (None, None))[1]}
+                      for job in unfinished if job["stage"] == "download" for v in job["video_ids"]]
+    if not_downloaded:
+        downloads = pd.concat([downloads, pd.DataFrame(not_downloaded)], ignore_index=True)
     status = pd.DataFrame({"video_id": downloads["video_id"], "status": "complete", "failed_stage": None,
                            "reason": None})
     for key, column in _VIDEO_COLUMNS.items():
@@ -66,7 +99,15 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
     status = status.set_index("video_id", drop=False)
     for current in enabled:
         paths = tables[current.name]
-        for video_id, reason in stage_failures(current, paths).items():
+        failures = stage_failures(current, paths)
+        reached = enabled[enabled.index(current) - 1].status if enabled.index(current) else "pending"
+        for job in unfinished:
+            if job["stage"] == current.name and job["failed"]:
+                failures.update(dict.fromkeys(job["video_ids"], f"{current.name} job failed; see {job['log']}"))
+            elif job["stage"] == current.name:  # never ran: the video got as far as the stage before
+                waiting = status.loc[status.index.intersection(job["video_ids"]), "status"] == "complete"
+                status.loc[waiting[waiting].index, "status"] = reached
+        for video_id, reason in failures.items():
             if video_id in status.index and status.at[video_id, "status"] != "failed":
                 status.loc[video_id, ["status", "failed_stage", "reason"]] = ["failed", current.name, reason]
         seconds[current.name] = round(_stage_seconds(paths), 3)
@@ -88,6 +129,11 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
     summary = {
         "format_version": RESULTS_FORMAT_VERSION,
         "stages": [s.name for s in enabled],
+        # False when jobs failed: the counts are what the finished jobs made.
+        "complete": not unfinished,
+        "failed_jobs": [{"stage": j["stage"], "shard": j["shard"], "log": j["log"], "videos": len(j["video_ids"])}
+                        for j in unfinished if j["failed"]],
+        "jobs_not_run": sum(not j["failed"] for j in unfinished),
         "videos": {
             "total": len(status),
             "ok": len(status) - len(failed),
@@ -119,13 +165,30 @@ def _detections_per_class(paths: Sequence[str]) -> dict[str, int]:
 
 def summarize_files(tables: dict[str, list[str]], rejected: list[dict], duplicates: int,
                     summary_path: str | os.PathLike, status_path: str | os.PathLike,
-                    origins: dict | None = None, search_paths: Sequence[str] = ()) -> dict:
-    summary, table = build_summary(tables, rejected, duplicates, origins)
+                    origins: dict | None = None, search_paths: Sequence[str] = (),
+                    unfinished: Sequence[dict] = (), locations: dict | None = None) -> dict:
+    summary, table = build_summary(tables, rejected, duplicates, origins, unfinished, locations)
     summary["searches"] = [_search_record(p) for p in search_paths]
     with atomic_path(status_path, suffix=".tsv") as tmp:
         table.to_csv(tmp, sep="\t", index=False)
     write_json_atomic(summary_path, summary)
     return summary
+
+
+def summarize_failed_run(stage_names: Sequence[str], shards: dict[str, list[str]], sources: dict,
+                         rejected: list[dict], duplicates: int, since: float, search_paths: Sequence[str] = (),
+                         root: str | os.PathLike = ".") -> dict:
+    """The summary and status table of a run in which jobs failed, from the tables its
+    finished jobs wrote (``sources``: video id -> :class:`~video_miner.sources.VideoSource`).
+    Snakemake's ``onerror`` calls it, so every run ends with its summary."""
+    root = Path(root)
+    tables, unfinished = split_finished(stage_names, shards, since, root)
+    tables = {name: [(root / p).as_posix() for p in paths] for name, paths in tables.items()}
+    return summarize_files(
+        tables, rejected, duplicates, root / "results" / "pipeline_result.json", root / "results" / "status.tsv",
+        origins={v: s.origin for v, s in sources.items()},
+        search_paths=[p for p in (root / q for q in search_paths) if p.is_file()],
+        unfinished=unfinished, locations={v: (s.kind, s.location) for v, s in sources.items()})
 
 
 def _search_record(path: str) -> dict:
