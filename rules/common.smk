@@ -20,7 +20,6 @@ from video_miner.stages import (
     stage,
     upstream,
 )
-from video_miner.summary import summarize_failed_run
 
 SEARCH_QUERIES = {query_slug(q): q for q in config["search"]["queries"]}
 ENABLED = [s.name for s in enabled_stages(config)]
@@ -115,6 +114,8 @@ def write_failed_run_summary():
     """On error: the summary and status table from what the finished jobs wrote, with
     each failed job's videos failed at its stage and pointing at its log."""
     try:
+        from video_miner.summary import summarize_failed_run  # pandas: only when needed
+
         collection = _collect(_search_state())
         summary = summarize_failed_run(
             ENABLED,

@@ -381,12 +381,15 @@ def _adopt_from_nearby_shards(cache, video_ids: list[str], reusable) -> None:
 
 
 def _bytes_under(folder: Path) -> int:
+    """Bytes in the files under ``folder``, which a running download may rename or
+    remove at any moment (it is 0 then)."""
     total = 0
-    for entry in folder.rglob("*") if folder.is_dir() else ():
-        try:
-            total += entry.stat().st_size if entry.is_file() else 0
-        except OSError:
-            pass  # renamed while we looked
+    for parent, _, names in os.walk(folder):  # os.walk ignores a folder that vanished
+        for name in names:
+            try:
+                total += os.stat(os.path.join(parent, name)).st_size
+            except OSError:
+                pass
     return total
 
 
@@ -438,6 +441,12 @@ def download_shard(sources: list[dict], out_dir: str | os.PathLike, cache_dir: s
 
     isolation = Isolation("download", "downloader", timeout_s=lambda video_id: limits.download_s,
                           memory_bytes=limits.memory_bytes, watch=too_big)
+    if any(s["kind"] == "url" for s in sources):
+        # Made once here, the workers inherit it when they fork instead of each paying
+        # ~0.5 s of CPU for yt-dlp's import, its instance and its extractors.
+        with _downloader(options, str(cache.root / "%(id)s.%(ext)s"), "") as ydl:
+            for key in {extractor_key(s["location"]) for s in sources if s["kind"] == "url"} - {None}:
+                ydl.get_info_extractor(key)
     _adopt_from_nearby_shards(cache, list(by_id), reusable)
     records = cached_map(cache, list(by_id), fetch, workers, "downloads", reusable=reusable, failed=failed,
                          isolation=isolation)

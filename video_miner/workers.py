@@ -202,6 +202,14 @@ def isolated_map(video_ids: list[str], work: Callable[[str], dict], workers: int
                 worker.kill()
 
 
+def _watch(isolation: Isolation, video_id: str) -> str | None:
+    try:
+        return isolation.watch(video_id)
+    except Exception:  # noqa: BLE001 - a broken check must not end the shard
+        log.exception("%s: checking its limits failed", video_id)
+        return None
+
+
 def _check(worker: _Worker, isolation: Isolation) -> tuple[str, dict | None, str | None, bool] | None:
     """What became of the worker's video: None while it runs on, else (video, record,
     reason, whether the worker must be replaced)."""
@@ -221,7 +229,7 @@ def _check(worker: _Worker, isolation: Isolation) -> tuple[str, dict | None, str
         if time.monotonic() >= worker.deadline:
             log.error("%s: timed out after %.0f s in %s; worker killed", video_id, worker.limit_s, isolation.stage)
             return video_id, None, f"timed out after {worker.limit_s:.0f} s in {isolation.stage}", True
-        if isolation.watch is not None and (reason := isolation.watch(video_id)):
+        if isolation.watch is not None and (reason := _watch(isolation, video_id)):
             log.error("%s: %s; worker killed", video_id, reason)
             return video_id, None, reason, True
         return None
