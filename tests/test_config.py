@@ -80,9 +80,10 @@ def test_bad_config_stops_the_workflow_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def test_missing_url_file_stops_the_workflow_with_its_name(tmp_path):
-    proc = run_workflow(tmp_path, {"url_files": ["lists/none.txt"]}, "-n", check=False)
+def test_missing_inputs_stop_the_workflow_with_their_names(tmp_path):
+    proc = run_workflow(tmp_path, {"url_files": ["lists/none.txt"], "local_videos": ["no/folder"]}, "-n", check=False)
     assert proc.returncode != 0 and "url_files: cannot read 'lists/none.txt'" in proc.stdout + proc.stderr
+    assert "local_videos: 'no/folder' is neither a folder" in proc.stdout + proc.stderr  # in the same report
 
 
 def test_defaults_are_filled_for_omitted_sections(tmp_path):
@@ -145,3 +146,15 @@ def test_the_recorded_config_carries_no_secrets():
     assert clean["upload"]["bucket"]["token_env"] == "MY_TOKEN"  # the variable's name, not a secret
     assert clean["upload"]["bucket"]["storage_options"]["endpoint_url"] == "http://s3"
     assert clean["urls"] == config["urls"]
+
+
+def test_missing_lists_and_folders_are_reported_with_the_schema_problems(tmp_path):
+    config = {**defaults(), "urlz": [], "url_files": ["a.txt", "b.txt"], "local_videos": ["clips/", "x.mp4"]}
+    with pytest.raises(ConfigValidationError) as info:
+        check_config(config, SCHEMA, root=tmp_path)
+    lines = str(info.value).splitlines()
+    assert lines[:2] == ["Invalid configuration (4 problem(s)):", lines[1]] and "unknown key 'urlz'" in lines[1]
+    assert lines[2:4] == ["  - url_files: cannot read 'a.txt': No such file or directory",
+                          "  - url_files: cannot read 'b.txt': No such file or directory"]
+    assert lines[4].startswith("  - local_videos: 'clips/' is neither a folder nor a video file (.3gp, .avi")
+    assert len(lines) == 5  # x.mp4 may be made by a rule

@@ -178,6 +178,16 @@ def test_cli_prints_missing_values_empty_and_text_from_outside_escaped(tmp_path,
     assert exported.exit_code == 0 and (tmp_path / "todo.txt").read_text() == "clips/two\\nlines.mp4\n"
 
 
+def test_cli_validate_config_names_what_a_folder_holds_that_cannot_be_a_video(tmp_path):
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "gone\x1b[2J.mp4").symlink_to(tmp_path / "deleted.mp4")
+    (tmp_path / "my.yaml").write_text("local_videos: [clips]\n")
+    result = CliRunner().invoke(main, ["validate-config", "-c", str(tmp_path / "my.yaml"), "-d", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "1 rejected inputs" in result.output
+    assert "  rejected clips: broken symbolic link: 'clips/gone\\x1b[2J.mp4' -> " in result.output
+
+
 @pytest.mark.slow
 def test_status_list_export_on_a_real_run_with_a_failed_video(tmp_path, http_server, scene_videos):
     config = {"urls": [http_server.url("cat_pan.mp4"), http_server.url("missing")], "download": FAST_DOWNLOADS,

@@ -16,6 +16,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from video_miner.sources import input_problems
+
 
 class ConfigValidationError(ValueError):
     pass
@@ -88,19 +90,20 @@ def _detection_problems(detection: dict) -> list[str]:
             for name in detection["classes"] if name.lower() not in cascades]
 
 
-def check_config(config: dict, schema_path: str | os.PathLike) -> None:
-    """Raise :class:`ConfigValidationError` listing every problem in ``config``."""
+def check_config(config: dict, schema_path: str | os.PathLike, root: str | os.PathLike = ".") -> None:
+    """Raise :class:`ConfigValidationError` listing every problem in ``config``, with the
+    input lists and folders that do not exist (relative paths are relative to ``root``)."""
     with open(schema_path, encoding="utf-8") as fh:
         schema = yaml.safe_load(fh)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    problems = [_describe(e) for e in errors]
-    if not problems:
+    problems = [_describe(e) for e in errors] + input_problems(config, str(root))
+    if not errors:
         from snakemake.utils import validate
 
         filled = copy.deepcopy(config)  # cross-key rules see the defaults too
         validate(filled, str(schema_path), set_default=True)
-        problems = _cross_key_problems(filled)
+        problems += _cross_key_problems(filled)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ConfigValidationError(f"Invalid configuration ({len(problems)} problem(s)):\n{lines}")
@@ -129,7 +132,6 @@ def load_config(config_files: list[str | os.PathLike], root: str | os.PathLike =
             continue
         with open(path, encoding="utf-8") as fh:
             config = _merge(config, yaml.safe_load(fh) or {})
-    check_config(config, schema_path)
+    check_config(config, schema_path, root)
     validate(config, str(schema_path), set_default=True)
     return config
-
