@@ -158,3 +158,38 @@ def test_missing_lists_and_folders_are_reported_with_the_schema_problems(tmp_pat
                           "  - url_files: cannot read 'b.txt': No such file or directory"]
     assert lines[4].startswith("  - local_videos: 'clips/' is neither a folder nor a video file (.3gp, .avi")
     assert len(lines) == 5  # x.mp4 may be made by a rule
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("urls:\n  - a\nextract:\n  strategy: time\n  every: 2: 3\n", ":5:11: mapping values are not allowed here"),
+        ('urls: ["a"\n', ":2:1: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence at 1:7)"),
+        ("extract:\n\tstrategy: time\n", ":2:1: found character '\\t' that cannot start any token"),
+        ("title: \x1b[31m\n", ":1:8: unacceptable character #x001b: special characters are not allowed"),
+        ("- a\n- b\n", ": expected settings (key: value) at the top level, found a list"),
+    ],
+)
+def test_an_unreadable_config_file_is_one_line_naming_file_line_and_column(tmp_path, text, expected):
+    from video_miner.config import load_config
+
+    path = tmp_path / "my.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigValidationError) as info:
+        load_config([path], tmp_path)
+    assert str(info.value) == f"{path}{expected}"
+
+
+def test_the_cli_reports_a_yaml_error_before_running_snakemake(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from video_miner import cli
+
+    monkeypatch.setattr(cli.subprocess, "call", lambda *a, **k: pytest.fail("snakemake ran"))
+    (tmp_path / "my.yaml").write_text("urls:\n  - a\n bad: 1\n")
+    for command in ("run", "validate-config"):
+        result = CliRunner().invoke(cli.main, [command, "-c", str(tmp_path / "my.yaml"), "-d", str(tmp_path)])
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert result.output.strip().splitlines() == [(
+            f"Error: {tmp_path / 'my.yaml'}:3:2: expected <block end>, but found '<block mapping start>' "
+            "(while parsing a block mapping at 1:1)")]

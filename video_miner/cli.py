@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from video_miner.config import ConfigValidationError, load_config
+from video_miner.config import ConfigValidationError, load_config, read_config_files
 from video_miner.fsutil import printable
 from video_miner.sources import ConfigError
 from video_miner.stages import STATUSES
@@ -176,6 +176,10 @@ def validate_config(config_files, workdir):
 @click.argument("snakemake_args", nargs=-1, type=click.UNPROCESSED)
 def run(profile, config_files, workdir, snakemake_args):
     """Run the workflow with Snakemake; extra arguments go to snakemake (e.g. -n, --cores 8)."""
+    try:  # Snakemake parses the files before the workflow's checks run, and names no line
+        read_config_files(config_files, workdir)
+    except ConfigValidationError as exc:
+        raise click.ClickException(str(exc))
     profile_path = REPO / "profiles" / profile if (REPO / "profiles" / profile).is_dir() else Path(profile)
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
            "--profile", str(profile_path)]
