@@ -93,12 +93,14 @@ def videos(tmp_path_factory) -> TestVideos:
     encode_video(root / "long.mp4", pattern_frames(600, 64, 48, seed=7), fps=30)  # 20 s
     encode_video(root / "huge.mp4", pattern_frames(4, 3840, 2160, seed=8), fps=2)
     (root / "page.html").write_text("<html><head><title>Not a video</title></head><body>hello</body></html>")
+    (root / "error.json").write_text('{"error": {"code": 403, "message": "quota exceeded"}}')
     return TestVideos(root)
 
 
 class _Handler(SimpleHTTPRequestHandler):
     """Serves the test videos, and misbehaves on purpose: /missing/* is 404, /flaky/*
-    answers 503 twice first, /slow/* stalls before answering, /loop/* redirects to itself."""
+    answers 503 twice first, /slow/* stalls before answering, /loop/* redirects to itself,
+    /login/* answers with a login page (200, text/html)."""
 
     hits: Counter = Counter()
 
@@ -124,10 +126,18 @@ class _Handler(SimpleHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if self.path.startswith("/login/"):
+            page = b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body><form></form></body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
         super().do_GET()
 
     def do_HEAD(self):
-        if self.path.startswith(("/missing/", "/flaky/", "/slow/", "/loop/")):
+        if self.path.startswith(("/missing/", "/flaky/", "/slow/", "/loop/", "/login/")):
             self.send_error(405)
             return
         super().do_HEAD()

@@ -80,9 +80,10 @@ def test_bad_config_stops_the_workflow_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def test_missing_url_file_stops_the_workflow_with_its_name(tmp_path):
-    proc = run_workflow(tmp_path, {"url_files": ["lists/none.txt"]}, "-n", check=False)
+def test_missing_inputs_stop_the_workflow_with_their_names(tmp_path):
+    proc = run_workflow(tmp_path, {"url_files": ["lists/none.txt"], "local_videos": ["no/folder"]}, "-n", check=False)
     assert proc.returncode != 0 and "url_files: cannot read 'lists/none.txt'" in proc.stdout + proc.stderr
+    assert "local_videos: 'no/folder' is neither a folder" in proc.stdout + proc.stderr  # in the same report
 
 
 def test_defaults_are_filled_for_omitted_sections(tmp_path):
@@ -145,3 +146,50 @@ def test_the_recorded_config_carries_no_secrets():
     assert clean["upload"]["bucket"]["token_env"] == "MY_TOKEN"  # the variable's name, not a secret
     assert clean["upload"]["bucket"]["storage_options"]["endpoint_url"] == "http://s3"
     assert clean["urls"] == config["urls"]
+
+
+def test_missing_lists_and_folders_are_reported_with_the_schema_problems(tmp_path):
+    config = {**defaults(), "urlz": [], "url_files": ["a.txt", "b.txt"], "local_videos": ["clips/", "x.mp4"]}
+    with pytest.raises(ConfigValidationError) as info:
+        check_config(config, SCHEMA, root=tmp_path)
+    lines = str(info.value).splitlines()
+    assert lines[:2] == ["Invalid configuration (4 problem(s)):", lines[1]] and "unknown key 'urlz'" in lines[1]
+    assert lines[2:4] == ["  - url_files: cannot read 'a.txt': No such file or directory",
+                          "  - url_files: cannot read 'b.txt': No such file or directory"]
+    assert lines[4].startswith("  - local_videos: 'clips/' is neither a folder nor a video file (.3gp, .avi")
+    assert len(lines) == 5  # x.mp4 may be made by a rule
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("urls:\n  - a\nextract:\n  strategy: time\n  every: 2: 3\n", ":5:11: mapping values are not allowed here"),
+        ('urls: ["a"\n', ":2:1: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence at 1:7)"),
+        ("extract:\n\tstrategy: time\n", ":2:1: found character '\\t' that cannot start any token"),
+        ("title: \x1b[31m\n", ":1:8: unacceptable character #x001b: special characters are not allowed"),
+        ("- a\n- b\n", ": expected settings (key: value) at the top level, found a list"),
+    ],
+)
+def test_an_unreadable_config_file_is_one_line_naming_file_line_and_column(tmp_path, text, expected):
+    from video_miner.config import load_config
+
+    path = tmp_path / "my.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigValidationError) as info:
+        load_config([path], tmp_path)
+    assert str(info.value) == f"{path}{expected}"
+
+
+def test_the_cli_reports_a_yaml_error_before_running_snakemake(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from video_miner import cli
+
+    monkeypatch.setattr(cli.subprocess, "call", lambda *a, **k: pytest.fail("snakemake ran"))
+    (tmp_path / "my.yaml").write_text("urls:\n  - a\n bad: 1\n")
+    for command in ("run", "validate-config"):
+        result = CliRunner().invoke(cli.main, [command, "-c", str(tmp_path / "my.yaml"), "-d", str(tmp_path)])
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert result.output.strip().splitlines() == [(
+            f"Error: {tmp_path / 'my.yaml'}:3:2: expected <block end>, but found '<block mapping start>' "
+            "(while parsing a block mapping at 1:1)")]

@@ -1,6 +1,7 @@
 """Downloads through the real yt-dlp against a loopback server."""
 
 import json
+import re
 
 import pytest
 
@@ -26,16 +27,26 @@ def test_webm_keeps_its_container(http_server, tmp_path):
     assert record["vcodec"] == "vp9"
 
 
+NOT_A_VIDEO = re.escape("not a video: the server sent an HTML page with no video yt-dlp can find")
+
+
 @pytest.mark.parametrize(
     "path,reason",
-    [("missing/clip.mp4", "HTTP Error 404"), ("page.html", "Unsupported URL")],
+    [("missing/clip.mp4", ".*HTTP Error 404.*"), ("page.html", NOT_A_VIDEO), ("login/clip.mp4", NOT_A_VIDEO),
+     ("empty.mp4", "empty file")],
 )
 def test_permanent_failures_are_recorded_without_retrying(http_server, tmp_path, path, reason):
     slept = []
     record = download_url(http_server.url(path), tmp_path, "vid", FAST, sleep=slept.append)
-    assert record["status"] == "failed" and reason in record["reason"]
+    assert record["status"] == "failed" and re.fullmatch(reason, record["reason"]), record["reason"]
     assert record["transient"] is False and record["attempts"] == 1 and slept == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_download_that_is_no_media_file_says_what_it_is(http_server, tmp_path):
+    """What yt-dlp takes for a direct link but is not markup: the file itself says what it is."""
+    record = download_url(http_server.url("error.json"), tmp_path, "vid", FAST)
+    assert record["probe_error"] == "not a video: the file is JSON"
 
 
 def test_transient_errors_are_retried_with_backoff_until_success(http_server, videos, tmp_path):

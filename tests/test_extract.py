@@ -129,9 +129,9 @@ def test_jpeg_quality_changes_size(videos, tmp_path):
 @pytest.mark.parametrize(
     "name,reason",
     [
-        ("empty.mp4", "not a readable media file"),
+        ("empty.mp4", "empty file"),
         ("truncated.mp4", "not a readable media file"),
-        ("page.html", "not a readable media file"),
+        ("page.html", "not a video: the file is an HTML page"),
         ("does-not-exist.mp4", "cannot open file"),
     ],
 )
@@ -139,6 +139,28 @@ def test_unusable_files_fail_with_a_reason(videos, tmp_path, name, reason):
     result = extract_video(videos[name], tmp_path, "vid", ExtractOptions())
     assert result.status == "failed" and reason in result.reason
     assert result.rows == []
+
+
+@pytest.mark.parametrize(
+    "content,reason",
+    [
+        (b"", "empty file"),
+        (b"\xef\xbb\xbf\n  <!DOCTYPE html>\n<html><body>Sign in</body></html>",
+         "not a video: the file is an HTML page"),
+        (b'<?xml version="1.0"?><Error><Code>AccessDenied</Code></Error>', "not a video: the file is an XML document"),
+        (b'{"error": {"code": 403}}', "not a video: the file is JSON"),
+        ("Zugriff verweigert \u2013 bitte anmelden\n".encode(), "not a video: the file is plain text"),
+        (bytes(range(256)) * 4, "not a readable media file: Invalid data found when processing input"),
+        (b"\0" * 4096, "not a readable media file: Invalid data found when processing input"),
+    ],
+)
+def test_a_file_that_is_no_media_file_says_what_it_is(tmp_path, content, reason):
+    from video_miner.video import VideoError, open_video
+
+    (tmp_path / "clip.mp4").write_bytes(content)
+    with pytest.raises(VideoError) as info:
+        open_video(tmp_path / "clip.mp4")
+    assert str(info.value) == reason
 
 
 def test_audio_only_file_fails_with_a_reason(videos, tmp_path):

@@ -20,9 +20,9 @@ CASES = {
     "missing/clip.mp4": ("failed", "download", "HTTP Error 404"),
     "slow/h264.mp4": ("failed", "download", "timed out"),
     "flaky/single_frame.mp4": ("complete", None, None),
-    "page.html": ("failed", "download", "Unsupported URL"),
+    "page.html": ("failed", "download", "not a video: the server sent an HTML page"),
     "loop/clip.mp4": ("failed", "download", "redirect"),
-    "empty.mp4": ("failed", None, None),
+    "empty.mp4": ("failed", "download", "empty file"),
     "truncated.mp4": ("failed", "extract", "not a readable media file"),
     "truncated_faststart.mp4": ("complete", None, None),
     "audio.m4a": ("failed", "extract", "no video stream"),
@@ -94,6 +94,8 @@ def test_good_videos_keep_their_frames(hostile_run, http_server):
     odd = extracted[extracted["video_id"] == video_id_for_url(http_server.url("odd.mp4"))]
     assert len(odd) and set(zip(odd["width"], odd["height"])) == {(321, 241)}
     assert all((workdir / p).is_file() for p in extracted["path"])
+    written = pd.read_csv(workdir / "results" / "status.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert written.set_index("location").loc[http_server.url("rotated.mp4"), "width"] == "240"  # not 240.0
 
 
 def test_each_failure_is_recorded_in_its_stage_table(hostile_run, http_server):

@@ -107,7 +107,7 @@ def test_sheet_appends_only_new_videos_on_one_line_each(tmp_path):
     table = read_sheet(sheet)
     assert table.columns.tolist() == SHEET_COLUMNS
     assert table.iloc[0].to_dict() == {"video_id": "aaaaaaaaaaa", "url": "https://youtu.be/aaaaaaaaaaa",
-                                       "title": "Tab here newline", "channel": "C", "duration_s": "65",
+                                       "title": "Tab\\there\\nnewline", "channel": "C", "duration_s": "65",
                                        "source": "search: x", "added": "2026-11-22"}
     assert len(sheet.read_text().splitlines()) == 2
 
@@ -148,6 +148,44 @@ def test_cli_validate_config_lists_every_problem(tmp_path):
     assert result.exit_code == 1
     assert "extract.strategy" in result.output and "did you mean 'filter'" in result.output
     assert "detection: 'classes' is a required property" in result.output
+
+
+def test_cli_prints_missing_values_empty_and_text_from_outside_escaped(tmp_path, monkeypatch):
+    import video_miner.registry
+
+    table = pd.DataFrame({
+        "video_id": ["url-1", "url-2", "file-3"], "status": ["failed", "failed", "pending"],
+        "failed_stage": ["download", "download", None],
+        "reason": ["HTTP Error 404\nbody: \x1b]0;pwned\x07", None, None], "kind": ["url", "url", "local"],
+        "location": ["https://x/\x1b[2Ja.mp4", "https://x/b.mp4", "clips/two\nlines.mp4"],
+        "origin": ["urls[0]", "urls[1]", "clips"], "title": ["A\ttitle", float("nan"), None],
+    })
+    monkeypatch.setattr(video_miner.registry, "video_statuses", lambda config, root: table)
+    runner = CliRunner()
+    listed = runner.invoke(main, ["list", "-d", str(tmp_path)])
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.splitlines() == [
+        "url-1\tfailed\thttps://x/\\x1b[2Ja.mp4\tA\\ttitle\tHTTP Error 404\\nbody: \\x1b]0;pwned\\x07",
+        "url-2\tfailed\thttps://x/b.mp4\t\t",
+        "file-3\tpending\tclips/two\\nlines.mp4\t\t",
+    ]
+    status = runner.invoke(main, ["status", "-d", str(tmp_path)])
+    assert "\x1b" not in status.output and "nan" not in status.output
+    assert "       1 x download: HTTP Error 404\\nbody: \\x1b]0;pwned\\x07" in status.output.splitlines()
+    assert "       1 x download: " in status.output.splitlines()
+    exported = runner.invoke(main, ["export", "--status", "pending", "-o", str(tmp_path / "todo.txt"), "-d",
+                                    str(tmp_path)])
+    assert exported.exit_code == 0 and (tmp_path / "todo.txt").read_text() == "clips/two\\nlines.mp4\n"
+
+
+def test_cli_validate_config_names_what_a_folder_holds_that_cannot_be_a_video(tmp_path):
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "gone\x1b[2J.mp4").symlink_to(tmp_path / "deleted.mp4")
+    (tmp_path / "my.yaml").write_text("local_videos: [clips]\n")
+    result = CliRunner().invoke(main, ["validate-config", "-c", str(tmp_path / "my.yaml"), "-d", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "1 rejected inputs" in result.output
+    assert "  rejected clips: broken symbolic link: 'clips/gone\\x1b[2J.mp4' -> " in result.output
 
 
 @pytest.mark.slow

@@ -15,8 +15,8 @@ def frame_rows(video_id, count, kept=True, **extra):
 
 def test_summary_and_status_table_from_stage_tables(tmp_path):
     downloads = [
-        {"video_id": "a", "source": "url", "location": "https://x/a.mp4", "kept": True, "title": "A",
-         "duration": 3.0, "seconds": 1.5},
+        {"video_id": "a", "source": "url", "location": "https://x/a.mp4", "kept": True, "title": "A\tclip\n\x1b[2J",
+         "duration": 3.0, "width": 320, "height": 240, "seconds": 1.5},
         {"video_id": "b", "source": "url", "location": "https://x/b.mp4", "kept": False,
          "reason": "HTTP Error 503", "transient": True, "seconds": 4.0},
         {"video_id": "c", "source": "local", "location": "clips/c.mp4", "kept": True, "seconds": 0.01},
@@ -59,6 +59,12 @@ def test_summary_and_status_table_from_stage_tables(tmp_path):
     assert table["frames_passed_filter"].fillna(-1).tolist() == [2, 0, 0]
     assert table["frames_unique"].isna().all()  # dedup was off
     assert table["origin"].fillna("").tolist() == ["urls[0]", "", ""]
+    # Failed videos leave counts and sizes empty, not the others as floats; text from outside is escaped.
+    text = pd.read_csv(tmp_path / "s.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert len((tmp_path / "s.tsv").read_text().splitlines()) == 4
+    assert text["width"].tolist() == ["320", "", ""] and text["frames_passed_filter"].tolist() == ["2", "0", "0"]
+    assert text["frames_in_video"].tolist() == ["90", "0", "0"] and text["frames_unique"].tolist() == ["", "", ""]
+    assert text.loc[0, "title"] == "A\\tclip\\n\\x1b[2J"
 
 
 def test_a_run_without_videos_still_has_its_summary(tmp_path):

@@ -87,7 +87,7 @@ def test_summary_counts_and_reasons(mixed_run, http_server):
     assert summary["format_version"] == 2 and summary["stages"] == ["download", "extract"]
     failed = {f["location"]: f for f in summary["failed_videos"]}
     assert "HTTP Error 404" in failed[http_server.url("missing/gone.mp4")]["reason"]
-    assert "Unsupported URL" in failed[http_server.url("page.html")]["reason"]
+    assert "not a video: the server sent an HTML page" in failed[http_server.url("page.html")]["reason"]
     assert failed[http_server.url("page.html")]["stage"] == "download"
     truncated = next(f for f in summary["failed_videos"] if f["location"].endswith("truncated.mp4"))
     assert truncated["stage"] == "extract" and "not a readable media file" in truncated["reason"]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from video_miner.config import ConfigValidationError, load_config
+from video_miner.config import ConfigValidationError, load_config, read_config_files
+from video_miner.fsutil import printable
 from video_miner.sources import ConfigError
 from video_miner.stages import STATUSES
 
@@ -37,6 +38,13 @@ def _run_config(config_files, workdir) -> dict:
 
     recorded = None if config_files else run_config(workdir)
     return recorded if recorded is not None else _config(config_files, workdir)
+
+
+def _field(value) -> str:
+    """A table value for the terminal: missing is empty (not ``nan``), text escaped."""
+    from pandas import isna
+
+    return "" if isna(value) else printable(str(value))
 
 
 def _statuses(config, workdir):
@@ -74,7 +82,7 @@ def search(query, max_results, min_duration, max_duration, sheet, config_files, 
     try:
         result = search_youtube(query, options, DownloadOptions.from_config(config["download"]))
     except Exception as exc:  # yt-dlp's errors carry the reason in their message
-        raise click.ClickException(f"search failed: {str(exc).removeprefix('ERROR: ')}")
+        raise click.ClickException(f"search failed: {printable(str(exc).removeprefix('ERROR: '))}")
     added = append_to_sheet(sheet_path, result["entries"], source=f"search: {query}")
     click.echo(f"{len(result['entries'])} found, {len(added)} new added to {sheet_path} "
                f"({len(result['entries']) - len(added)} already there, {result['filtered_out']} outside the "
@@ -101,7 +109,8 @@ def status(config_files, workdir, watch):
         if len(failed):
             lines.append("failed:")
             reasons = failed.groupby(["failed_stage", "reason"], dropna=False).size().sort_values(ascending=False)
-            lines += [f"  {n:>6} x {stage}: {reason}" for (stage, reason), n in reasons.head(10).items()]
+            lines += [f"  {n:>6} x {_field(stage)}: {_field(reason)}"
+                      for (stage, reason), n in reasons.head(10).items()]
         if watch:
             click.clear()
         click.echo("\n".join(lines))
@@ -123,8 +132,7 @@ def list_videos(wanted, limit, config_files, workdir):
     if limit:
         table = table.head(limit)
     for row in table.itertuples(index=False):
-        click.echo("\t".join(str(v) if v is not None else "" for v in
-                             (row.video_id, row.status, row.location, row.title, row.reason)))
+        click.echo("\t".join(_field(v) for v in (row.video_id, row.status, row.location, row.title, row.reason)))
 
 
 @main.command()
@@ -138,7 +146,7 @@ def export(wanted, output, config_files, workdir):
 
     table = _statuses(_run_config(config_files, workdir), workdir)
     locations = table.loc[table["status"] == wanted, "location"].tolist()
-    write_text_atomic(output, "".join(f"{loc}\n" for loc in locations))
+    write_text_atomic(output, "".join(f"{printable(loc)}\n" for loc in locations))
     click.echo(f"{len(locations)} {wanted} videos written to {output}")
 
 
@@ -157,7 +165,7 @@ def validate_config(config_files, workdir):
     click.echo(f"configuration OK: {len(collection.videos)} videos, {collection.duplicates} duplicates, "
                f"{len(collection.rejected)} rejected inputs")
     for rejected in collection.rejected:
-        click.echo(f"  rejected {rejected['origin']}: {rejected['reason']}")
+        click.echo(f"  rejected {printable(rejected['origin'])}: {printable(rejected['reason'])}")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -168,6 +176,10 @@ def validate_config(config_files, workdir):
 @click.argument("snakemake_args", nargs=-1, type=click.UNPROCESSED)
 def run(profile, config_files, workdir, snakemake_args):
     """Run the workflow with Snakemake; extra arguments go to snakemake (e.g. -n, --cores 8)."""
+    try:  # Snakemake parses the files before the workflow's checks run, and names no line
+        read_config_files(config_files, workdir)
+    except ConfigValidationError as exc:
+        raise click.ClickException(str(exc))
     profile_path = REPO / "profiles" / profile if (REPO / "profiles" / profile).is_dir() else Path(profile)
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
            "--profile", str(profile_path)]

@@ -16,6 +16,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from video_miner.sources import input_problems
+
 
 class ConfigValidationError(ValueError):
     pass
@@ -88,19 +90,20 @@ def _detection_problems(detection: dict) -> list[str]:
             for name in detection["classes"] if name.lower() not in cascades]
 
 
-def check_config(config: dict, schema_path: str | os.PathLike) -> None:
-    """Raise :class:`ConfigValidationError` listing every problem in ``config``."""
+def check_config(config: dict, schema_path: str | os.PathLike, root: str | os.PathLike = ".") -> None:
+    """Raise :class:`ConfigValidationError` listing every problem in ``config``, with the
+    input lists and folders that do not exist (relative paths are relative to ``root``)."""
     with open(schema_path, encoding="utf-8") as fh:
         schema = yaml.safe_load(fh)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    problems = [_describe(e) for e in errors]
-    if not problems:
+    problems = [_describe(e) for e in errors] + input_problems(config, str(root))
+    if not errors:
         from snakemake.utils import validate
 
         filled = copy.deepcopy(config)  # cross-key rules see the defaults too
         validate(filled, str(schema_path), set_default=True)
-        problems = _cross_key_problems(filled)
+        problems += _cross_key_problems(filled)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ConfigValidationError(f"Invalid configuration ({len(problems)} problem(s)):\n{lines}")
@@ -115,21 +118,50 @@ def _merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def load_config(config_files: list[str | os.PathLike], root: str | os.PathLike = ".",
-                schema_path: str | os.PathLike | None = None) -> dict:
-    """The configuration a ``snakemake`` run in ``root`` would see: ``config/config.yaml``
-    there (when present), each file in ``config_files`` layered on top, checked, with
-    defaults filled."""
-    from snakemake.utils import validate
+def read_config_file(path: str | os.PathLike) -> dict:
+    """One config file's settings. A YAML syntax error is one line, ``file:line:column:
+    problem``, not a parser's traceback (and so is a file that holds no settings)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigValidationError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        config = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context
+        if exc.problem and exc.context and exc.context_mark:  # where the construct it ends began
+            problem += f" ({exc.context} at {exc.context_mark.line + 1}:{exc.context_mark.column + 1})"
+        raise ConfigValidationError(f"{path}:{mark.line + 1}:{mark.column + 1}: {problem}") from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (a control character)
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        raise ConfigValidationError(f"{path}:{line}:{column}: {str(exc).splitlines()[0]}") from None
+    if config is not None and not isinstance(config, dict):
+        raise ConfigValidationError(f"{path}: expected settings (key: value) at the top level, found a "
+                                    f"{type(config).__name__}")
+    return config or {}
 
-    schema_path = schema_path or Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
+
+def read_config_files(config_files: list[str | os.PathLike], root: str | os.PathLike = ".") -> dict:
+    """The settings a ``snakemake`` run in ``root`` reads, unchecked: ``config/config.yaml``
+    there (when present) with each file in ``config_files`` layered on top."""
     config: dict = {}
     for path in [Path(root, "config", "config.yaml"), *map(Path, config_files)]:
         if path == Path(root, "config", "config.yaml") and not path.exists():
             continue
-        with open(path, encoding="utf-8") as fh:
-            config = _merge(config, yaml.safe_load(fh) or {})
-    check_config(config, schema_path)
-    validate(config, str(schema_path), set_default=True)
+        config = _merge(config, read_config_file(path))
     return config
 
+
+def load_config(config_files: list[str | os.PathLike], root: str | os.PathLike = ".",
+                schema_path: str | os.PathLike | None = None) -> dict:
+    """The configuration a ``snakemake`` run in ``root`` would see, checked, with defaults
+    filled."""
+    from snakemake.utils import validate
+
+    schema_path = schema_path or Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
+    config = read_config_files(config_files, root)
+    check_config(config, schema_path, root)
+    validate(config, str(schema_path), set_default=True)
+    return config

@@ -138,11 +138,26 @@ class DownloadFailed(Exception):
         self.transient = transient
 
 
+def _raised_in(exc: BaseException, module: str) -> bool:
+    """Whether the innermost frame of ``exc``'s traceback is code of ``module``."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_globals.get("__name__") == module
+
+
+# yt-dlp's words for a response without a body.
+_NO_DATA = "Did not get any data blocks"
+
+
 def classify_error(exc: BaseException) -> DownloadFailed:
     """Turn a yt-dlp error into a reason and whether retrying may help."""
     from yt_dlp.networking.exceptions import HTTPError, TransportError
+    from yt_dlp.utils import UnsupportedError
 
     reason = _ANSI.sub("", str(exc)).removeprefix("ERROR: ").strip() or type(exc).__name__
+    if reason == _NO_DATA:
+        return DownloadFailed("empty file", False)
     cause: BaseException | None = exc
     seen = set()
     while cause is not None and id(cause) not in seen:
@@ -151,6 +166,10 @@ def classify_error(exc: BaseException) -> DownloadFailed:
             return DownloadFailed(reason, cause.status in _TRANSIENT_STATUS)
         if isinstance(cause, TransportError):
             return DownloadFailed(reason, True)
+        if isinstance(cause, UnsupportedError) and _raised_in(cause, "yt_dlp.extractor.generic"):
+            # The generic extractor gives up only on markup: anything else it downloads as
+            # a direct link (and the file says what it is: video.open_video).
+            return DownloadFailed("not a video: the server sent an HTML page with no video yt-dlp can find", False)
         inner = getattr(cause, "exc_info", None)
         cause = inner[1] if inner else (cause.__cause__ or cause.__context__)
     return DownloadFailed(reason, bool(_TRANSIENT_TEXT.search(reason)))

@@ -1,4 +1,4 @@
-"""Atomic file writes and path-safe names.
+"""Atomic file writes, path-safe names and text safe to print.
 
 Every file the library writes goes through here: a crash (even SIGKILL) leaves either
 the previous file or the new one, never a truncated one.
@@ -12,7 +12,10 @@ import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME_LEN = 100
@@ -56,6 +59,31 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+# C0 and C1 controls (newline, tab, ESC, CSI ...), Unicode line breaks, and the lone
+# surrogates that stand for undecodable bytes in file names (they cannot be written as UTF-8).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_NAMED_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def printable(text: str) -> str:
+    """Text from outside (names, titles, reasons, URLs) for one TSV field or terminal
+    line: control characters become escapes (``\\n``, ``\\t``, ``\\x1b``), so a row
+    stays one line and no terminal escape sequence gets through."""
+    return _CONTROL.sub(lambda m: _NAMED_ESCAPES.get(m[0]) or m[0].encode("unicode_escape").decode(), text)
+
+
+def write_tsv(path: str | os.PathLike, table: pd.DataFrame, integers: Iterable[str] = ()) -> None:
+    """``table`` as a TSV file, atomically: text through :func:`printable`, ``integers``
+    columns without a decimal point even where values are missing (pandas makes such
+    columns float), missing values empty."""
+    table = table.astype({column: "Int64" for column in integers})
+    for column in table.columns:
+        if table[column].dtype.kind == "O":  # object and str columns
+            table[column] = table[column].map(lambda v: printable(v) if isinstance(v, str) else v)
+    with atomic_path(path, suffix=".tsv") as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
 
 
 def safe_name(name: str, max_len: int = MAX_NAME_LEN) -> str:

@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 
 import pandas as pd
 
-from video_miner.fsutil import atomic_path
+from video_miner.fsutil import write_tsv
 from video_miner.ids import InvalidURL, video_id_for_url
 
 SHEET_COLUMNS = ["video_id", "url", "title", "channel", "duration_s", "source", "added"]
@@ -69,19 +69,13 @@ def append_to_sheet(path: str | os.PathLike, entries: Iterable[dict], source: st
             rows.append({
                 "video_id": video_id,
                 "url": entry["url"],
-                "title": _one_line(entry.get("title")),
-                "channel": _one_line(entry.get("channel")),
+                "title": entry.get("title") or "",
+                "channel": entry.get("channel") or "",
                 "duration_s": "" if duration is None else f"{float(duration):g}",
-                "source": _one_line(source),
+                "source": source,
                 "added": added_on,
             })
         if rows:
-            merged = pd.concat([sheet, pd.DataFrame(rows, columns=SHEET_COLUMNS)], ignore_index=True)
-            with atomic_path(path, suffix=".tsv") as tmp:
-                merged.to_csv(tmp, sep="\t", index=False)
+            # Titles may hold tabs and newlines: written escaped, the sheet stays one row per video.
+            write_tsv(path, pd.concat([sheet, pd.DataFrame(rows, columns=SHEET_COLUMNS)], ignore_index=True))
     return rows
-
-
-def _one_line(text) -> str:
-    """Titles may hold tabs and newlines; the sheet must stay one row per video."""
-    return " ".join(str(text or "").split())

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from video_miner.fsutil import safe_name
+from video_miner.fsutil import printable, safe_name
 from video_miner.ids import InvalidURL, query_slug, normalize_path, normalize_url, video_id_for_path, video_id_for_url, youtube_id
 
 
@@ -73,39 +73,87 @@ def _add_url(collection: VideoCollection, url: str, origin: str, group: str) -> 
         collection.reject(url, origin, str(exc))
 
 
-def _local_files(entry: str, root: str, extensions: Iterable[str]) -> list[str]:
-    path = Path(root, entry)
-    exts = {e.lower() for e in extensions}
-    if path.is_dir():
-        return sorted(
-            os.path.relpath(p, root) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in exts
-        )
-    if path.is_file() or path.suffix.lower() in exts:
+def _strings(value) -> list[str]:
+    """The strings of a list from the config as given (wrong types are the schema's to report)."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def input_problems(config: dict, root: str = ".") -> list[str]:
+    """Every ``url_files`` and ``local_videos`` entry that names nothing usable, one line
+    each, so that all of them are reported at once."""
+    from video_miner.defaults import default
+
+    problems = []
+    for list_file in _strings(config.get("url_files")):
+        try:
+            open(Path(root, list_file), encoding="utf-8").close()
+        except OSError as exc:
+            problems.append(f"url_files: cannot read {list_file!r}: {exc.strerror or exc}")
+    exts = {e.lower() for e in _strings(config.get("local_extensions", default("local_extensions")))}
+    for entry in _strings(config.get("local_videos")):
+        path = Path(root, entry)
         # A listed video file that does not exist yet may be made by a rule (the demo's are).
-        return [entry]
-    raise ConfigError(f"local_videos: {entry!r} is neither a folder nor a video file ({', '.join(sorted(exts))})")
+        if not (path.is_dir() or path.is_file() or path.suffix.lower() in exts):
+            problems.append(f"local_videos: {entry!r} is neither a folder nor a video file ({', '.join(sorted(exts))})")
+    return problems
+
+
+def _unusable(path: Path, location: str) -> str | None:
+    """Why a local path cannot be a video, or None: it is a file, or not there yet (a rule
+    may make it)."""
+    if path.is_file():
+        try:
+            location.encode("utf-8")
+        except UnicodeEncodeError:  # undecodable bytes in the name: no table or id can hold it
+            return f"file name is not valid UTF-8: {location!r}"
+        return None
+    if path.is_symlink():
+        return f"broken symbolic link: {location!r} -> {os.readlink(path)!r}"
+    if path.exists():
+        return f"not a regular file: {location!r}"
+    return None
+
+
+def _add_local(collection: VideoCollection, entry: str, root: str, extensions: Iterable[str]) -> None:
+    """A ``local_videos`` entry: the file, or each file with one of ``extensions`` in the
+    folder and below. What cannot be a video (a broken symbolic link, a FIFO, a name that
+    is not UTF-8) is a rejected input with its reason, never silently skipped."""
+    folder = Path(root, entry)
+    if folder.is_dir():  # each folder is a list of its own
+        exts = {e.lower() for e in extensions}
+        paths = sorted(os.path.relpath(p, root) for p in folder.rglob("*")
+                       if p.suffix.lower() in exts and not p.is_dir())
+        group = entry
+    else:  # files listed one by one form one list, like urls
+        paths, group = [entry], "local_videos"
+    for path in paths:
+        location = normalize_path(path, root)
+        reason = _unusable(Path(root, path), location)
+        if reason:
+            collection.reject(printable(location), entry, reason)
+        else:
+            collection.add(VideoSource(video_id_for_path(location, root), "local", location, entry, group))
 
 
 def collect_videos(config: dict, root: str = ".") -> VideoCollection:
     """All videos named by ``urls``, ``url_files``, ``local_videos``, the video sheet and
     the cached results of ``search.queries``, in that order."""
+    problems = input_problems(config, root)
+    if problems:
+        raise ConfigError("\n".join(problems))
     collection = VideoCollection()
     for i, url in enumerate(config.get("urls") or []):
         _add_url(collection, url, f"urls[{i}]", "urls")
     for list_file in config.get("url_files") or []:
         try:
             lines = list(read_url_file(Path(root, list_file)))
-        except OSError as exc:
-            raise ConfigError(f"url_files: cannot read {list_file!r}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"url_files: cannot read {list_file!r}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
         for lineno, url in lines:
             _add_url(collection, url, f"{list_file}:{lineno}", list_file)
-    extensions = config.get("local_extensions") or []
     for entry in config.get("local_videos") or []:
-        # Files listed one by one form one list, like urls; each folder is a list of its own.
-        group = entry if Path(root, entry).is_dir() else "local_videos"
-        for path in _local_files(entry, root, extensions):
-            normalised = normalize_path(path, root)
-            collection.add(VideoSource(video_id_for_path(normalised, root), "local", normalised, entry, group))
+        _add_local(collection, entry, root, config.get("local_extensions") or [])
     _add_sheet(collection, config.get("video_sheet"), root)
     for query in (config.get("search") or {}).get("queries") or []:
         for i, url in enumerate(cached_search_urls(query, root)):

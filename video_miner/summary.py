@@ -10,7 +10,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from video_miner.fsutil import atomic_path, write_json_atomic
+from video_miner.fsutil import write_json_atomic, write_tsv
 from video_miner.stages import RESULTS_FORMAT_VERSION, STAGES, Stage, stage
 from video_miner.tables import read_metadata, video_outcomes
 from video_miner.tables.frame import FRAME
@@ -22,6 +22,8 @@ STATUS_COLUMNS = [
     "duration_s", "width", "height", "fps", "frames_in_video", "decode_errors",
     *(f"frames_{s.count}" for s in FRAME_STAGES),
 ]
+# Written as integers even where failed videos leave them empty.
+INTEGER_COLUMNS = ["width", "height", "frames_in_video", "decode_errors", *(f"frames_{s.count}" for s in FRAME_STAGES)]
 _VIDEO_COLUMNS = {"source": "source", "location": "location", "title": "title", "channel": "channel",
                   "duration": "duration_s", "width": "width", "height": "height", "fps": "fps"}
 
@@ -169,8 +171,7 @@ def summarize_files(tables: dict[str, list[str]], rejected: list[dict], duplicat
                     unfinished: Sequence[dict] = (), locations: dict | None = None) -> dict:
     summary, table = build_summary(tables, rejected, duplicates, origins, unfinished, locations)
     summary["searches"] = [_search_record(p) for p in search_paths]
-    with atomic_path(status_path, suffix=".tsv") as tmp:
-        table.to_csv(tmp, sep="\t", index=False)
+    write_tsv(status_path, table, integers=INTEGER_COLUMNS)
     write_json_atomic(summary_path, summary)
     return summary
 

@@ -8,6 +8,9 @@ keyframe before each target instead of decoding everything.
 
 from __future__ import annotations
 
+import codecs
+import os
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -26,12 +29,38 @@ def open_video(path: str) -> tuple[av.container.InputContainer, av.video.stream.
     except OSError as exc:  # before FFmpegError: PyAV's file errors are both
         raise VideoError(f"cannot open file: {exc.strerror or exc}") from exc
     except av.FFmpegError as exc:
-        raise VideoError(f"not a readable media file: {exc.strerror or exc}") from exc
+        raise VideoError(_what_it_is(path) or f"not a readable media file: {exc.strerror or exc}") from exc
     for stream in container.streams.video:
         if not stream.disposition & av.stream.Disposition.attached_pic:
             return container, stream
     container.close()
     raise VideoError("no video stream (audio-only or not a video)")
+
+
+_SNIFF_BYTES = 4096
+_HTML = re.compile(r"<(!doctype html|html|head|body|title|meta|script|div|p)[\s>]", re.IGNORECASE)
+
+
+def _what_it_is(path: str | os.PathLike) -> str | None:
+    """The reason for a file that is no media file, when its first bytes say what it is
+    instead: empty, or text (an error or login page saved under a video's name)."""
+    with open(path, "rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    if not head:
+        return "empty file"
+    try:  # not final: the head may end inside a character
+        text = codecs.getincrementaldecoder("utf-8-sig")().decode(head).lstrip()
+    except UnicodeDecodeError:
+        return None  # binary: a damaged or unsupported media file
+    if text.startswith("<"):
+        what = "an HTML page" if _HTML.search(text) else "an XML document"
+    elif text.startswith(("{", "[")):
+        what = "JSON"
+    elif all(c.isprintable() or c in "\t\n\r\f" for c in text):
+        what = "plain text"
+    else:
+        return None
+    return f"not a video: the file is {what}"
 
 
 @dataclass(frozen=True)
