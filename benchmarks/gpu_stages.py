@@ -89,7 +89,7 @@ def forward_fps(forward_batch, frame_count: int, batch_size: int) -> float:
     """Frames/s of the bare model: ``forward_batch`` on one batch already on the device."""
     import torch
 
-    batches = frame_count // batch_size
+    batches = max(1, frame_count // batch_size)
 
     def loop():
         with torch.inference_mode():
@@ -106,7 +106,7 @@ def filter_row(model: Path, paths: list[str], settings) -> dict:
     bare = {k: v.to(scorer.device) for k, v in sample.items()}
     bare = {k: v.to(scorer.dtype) if v.is_floating_point() else v for k, v in bare.items()}
     return _row("filter (SigLIP2 so400m-size)", timed(lambda: scorer.process(paths), len(paths)),
-                forward_fps(lambda: scorer._forward(bare), len(paths), settings.batch_size), scorer.device,
+                forward_fps(lambda: scorer._forward(bare), len(paths), min(len(paths), settings.batch_size)), scorer.device,
                 scorer.dtype)
 
 
@@ -117,7 +117,7 @@ def embed_row(model: Path, paths: list[str], settings) -> dict:
     sample = embedder._preprocess(paths[: settings.batch_size])[0]
     bare = {k: v.to(embedder.device, embedder.dtype) for k, v in sample.items()}
     return _row("embed (DINOv2 base-size)", timed(lambda: embedder.process(paths), len(paths)),
-                forward_fps(lambda: embedder._forward(bare), len(paths), settings.batch_size), embedder.device,
+                forward_fps(lambda: embedder._forward(bare), len(paths), min(len(paths), settings.batch_size)), embedder.device,
                 embedder.dtype)
 
 
@@ -136,8 +136,11 @@ def detect_row(model: Path, paths: list[str], settings) -> dict:
 
 
 def run(frame_count: int = 512, batch_size: int = 32, device: str = "cuda", small: bool = False) -> list[dict]:
-    from video_miner.models import ModelSettings
+    from video_miner.models import ModelSettings, resolve_device
 
+    # Claim the GPU once: a second claim of "cuda" in the same process waits for this
+    # process's own lock (models.claim_gpu), so every model gets the claimed "cuda:N".
+    device = str(resolve_device(device))
     settings = ModelSettings(device=device, batch_size=batch_size, num_workers=8)
     # Detection runs a quarter of the frames at a quarter of the batch: its inputs are ~800 px.
     detect_settings = ModelSettings(device=device, batch_size=max(1, batch_size // 4), num_workers=8)

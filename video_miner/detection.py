@@ -128,7 +128,8 @@ class Detector:
         results: list[np.ndarray | None] = []
         batches = _batches(list(paths), self.model_settings.batch_size)
         progress = Progress("frames", len(paths))
-        for images in prefetch(self._load, batches, self.model_settings.num_workers, depth=2):
+        depth = max(2, self.model_settings.num_workers)  # a batch per worker in flight
+        for images in prefetch(self._load, batches, self.model_settings.num_workers, depth=depth):
             readable = [im for im in images if im is not None]
             raw = iter(self._predict(readable) if readable else [])
             for image in images:
