@@ -81,11 +81,11 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
     (source, location), for the videos whose download job did not finish."""
     enabled = [s for s in STAGES if s.name in tables]
     downloads = VIDEO.read(tables["download"])
-    not_downloaded = [{"video_id": v, "source": (locations or {}).get(v, (None, None))[0],
-                       "location": (locations or {}).get(v, (None, None))[1]}
-                      for job in unfinished if job["stage"] == "download" for v in job["video_ids"]]
+    not_downloaded = [v for job in unfinished if job["stage"] == "download" for v in job["video_ids"]]
     if not_downloaded:
-        downloads = pd.concat([downloads, pd.DataFrame(not_downloaded)], ignore_index=True)
+        where = [(locations or {}).get(v, (None, None)) for v in not_downloaded]
+        downloads = pd.concat([downloads, pd.DataFrame(where, columns=["source", "location"]).assign(
+            video_id=not_downloaded)], ignore_index=True)
     status = pd.DataFrame({"video_id": downloads["video_id"], "status": "complete", "failed_stage": None,
                            "reason": None})
     for key, column in _VIDEO_COLUMNS.items():
