@@ -71,3 +71,58 @@ def test_a_run_without_videos_still_has_its_summary(tmp_path):
     summary = summarize_files({"download": [], "extract": []}, [], 0, tmp_path / "s.json", tmp_path / "s.tsv")
     assert summary["videos"]["total"] == 0 and summary["frames"]["extracted"] == 0
     assert pd.read_csv(tmp_path / "s.tsv", sep="\t").columns.tolist() == STATUS_COLUMNS
+
+
+def test_a_failed_run_summarises_what_finished_and_names_the_failed_jobs(tmp_path):
+    import os
+    import time
+
+    from video_miner.sources import VideoSource
+    from video_miner.stages import stage
+    from video_miner.summary import summarize_failed_run
+
+    shards = {"s-aaaaaa-00000": ["a"], "s-aaaaaa-00001": ["b"], "s-aaaaaa-00002": ["c"], "s-aaaaaa-00003": ["d"]}
+    sources = {v: VideoSource(v, "url", f"https://x/{v}.mp4", f"urls[{i}]", "urls") for i, v in enumerate("abcd")}
+    started = time.time()
+
+    def write(name, shard, level, rows, record=None):
+        path = tmp_path / stage(name).table(shard)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        extra = DOWNLOAD_FIELDS if name == "download" else ()
+        level.write(path, level.table(rows, *extra), record or {})
+
+    def log(name, shard, age_s=0.0):
+        path = tmp_path / stage(name).log(shard)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("Traceback ...\n")
+        os.utime(path, (started - age_s, started - age_s))
+
+    # a: downloaded and extracted. b: downloaded, its extract job failed in this run.
+    # c: its download job failed in this run, so its extract job never ran.
+    # d: downloaded; Snakemake stopped before its extract job started.
+    write("download", "s-aaaaaa-00003", VIDEO, [{"video_id": "d", "source": "url", "location": "https://x/d.mp4",
+                                                "kept": True}])
+    write("download", "s-aaaaaa-00000", VIDEO, [{"video_id": "a", "source": "url", "location": "https://x/a.mp4",
+                                                "kept": True}])
+    write("extract", "s-aaaaaa-00000", FRAME, frame_rows("a", 2), {"video_outcomes": {"a": {"ok": True}}})
+    write("download", "s-aaaaaa-00001", VIDEO, [{"video_id": "b", "source": "url", "location": "https://x/b.mp4",
+                                                "kept": True}])
+    log("extract", "s-aaaaaa-00001")
+    log("download", "s-aaaaaa-00002")
+    log("extract", "s-aaaaaa-00002", age_s=3600)  # from an earlier run: not this run's failure
+
+    summary = summarize_failed_run(["download", "extract"], shards, sources, [], 0, started, root=tmp_path)
+    assert summary["complete"] is False
+    assert summary["failed_jobs"] == [
+        {"stage": "download", "shard": "s-aaaaaa-00002", "log": "logs/download/s-aaaaaa-00002.log", "videos": 1},
+        {"stage": "extract", "shard": "s-aaaaaa-00001", "log": "logs/extract/s-aaaaaa-00001.log", "videos": 1},
+    ]
+    assert summary["jobs_not_run"] == 2
+    table = pd.read_csv(tmp_path / "results" / "status.tsv", sep="\t").set_index("video_id")
+    assert table.loc["a", "status"] == "complete"
+    assert table.loc["d", "status"] == "downloaded" and pd.isna(table.loc["d", "failed_stage"])
+    assert table.loc["b", ["status", "failed_stage", "reason"]].tolist() == [
+        "failed", "extract", "extract job failed; see logs/extract/s-aaaaaa-00001.log"]
+    assert table.loc["c", ["status", "failed_stage", "location", "source"]].tolist() == [
+        "failed", "download", "https://x/c.mp4", "url"]
+    assert table.loc["c", "reason"] == "download job failed; see logs/download/s-aaaaaa-00002.log"
