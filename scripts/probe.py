@@ -20,5 +20,6 @@ table, record = probe_shard(videos, snakemake.params.cache, ProbeFilters.from_co
                             limits=Limits.from_config(snakemake.params.limits))
 record["seconds"] = round(time.perf_counter() - started, 3)
 VIDEO.write(snakemake.output[0], table, record)
-logging.info("%d videos: %d kept, %d could not be probed, %d rejected by the filters", record["videos"],
-             record["kept"], record["failed"], record["rejected"])
+not_kept = {v: r for v, r, k in zip(*(table.column(c).to_pylist() for c in ("video_id", "reason", "kept"))) if not k}
+logging.info("%d videos: %d kept, %d could not be probed, %d rejected by the filters%s", record["videos"],
+             record["kept"], record["failed"], record["rejected"], "".join(f"\n  {v}: {r}" for v, r in not_kept.items()))
