@@ -52,8 +52,8 @@ def test_extraction_never_waits_for_the_run_wide_video_dedup_but_the_model_stage
 
 
 def test_status_words_are_one_vocabulary():
-    assert STATUSES[0] == "pending" and STATUSES[-2:] == ("complete", "failed")
-    assert list(STATUSES[1:-2]) == [s.status for s in STAGES]
+    assert STATUSES[0] == "pending" and STATUSES[-3:] == ("complete", "rejected", "failed")
+    assert list(STATUSES[1:-3]) == [s.status for s in STAGES]
     assert len(set(STATUSES)) == len(STATUSES)
     from video_miner.cli import export, list_videos
 

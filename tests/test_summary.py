@@ -45,7 +45,8 @@ def test_summary_and_status_table_from_stage_tables(tmp_path):
                               metadata_dir=tmp_path / "metadata")
 
     assert summary["stages"] == ["download", "probe", "extract", "filter"]
-    assert summary["videos"] == {"total": 3, "ok": 1, "failed": 2, "duplicates_in_input": 2, "rejected_inputs": 1}
+    assert summary["videos"] == {"total": 3, "ok": 1, "failed": 2, "rejected": 0, "duplicates_in_input": 2,
+                                  "rejected_inputs": 1}
     assert summary["failed_videos"] == [
         {"video_id": "b", "location": "https://x/b.mp4", "stage": "download", "reason": "HTTP Error 503",
          "retryable": True},
@@ -84,3 +85,29 @@ def test_a_run_without_videos_still_has_its_summary(tmp_path):
     summary = summarize_files({"download": [], "extract": []}, [], 0, tmp_path / "s.json", tmp_path / "s.tsv")
     assert summary["videos"]["total"] == 0 and summary["frames"]["extracted"] == 0
     assert pd.read_csv(tmp_path / "s.tsv", sep="\t").columns.tolist() == STATUS_COLUMNS
+
+
+def test_filtered_and_duplicate_videos_are_rejected_not_failed(tmp_path):
+    from video_miner.videodedup import VIDEO_DEDUP_FIELDS
+
+    where = {"source": "local", "location": "x.mp4", "kept": True}
+    VIDEO.write(tmp_path / "d.parquet", VIDEO.table([{"video_id": v, **where} for v in "abcd"], *DOWNLOAD_FIELDS), {})
+    probed = [{"video_id": "a", "kept": True, "width": 640}, {"video_id": "b", "kept": True, "width": 320},
+              {"video_id": "c", "kept": False, "reason": "duration 3.00 s is below probe.filters.min_duration_s (5 s)",
+               "rejected": True},
+              {"video_id": "d", "kept": False, "reason": "not a video: the file is JSON", "rejected": False}]
+    VIDEO.write(tmp_path / "p.parquet", VIDEO.table(probed, *PROBE_FIELDS), {})
+    groups = [{"video_id": "a", "kept": True, "rejected": False},
+              {"video_id": "b", "kept": False, "reason": "duplicate of a", "rejected": True, "duplicate_of": "a",
+               "distance": 1.0, "match": "near"}]
+    VIDEO.write(tmp_path / "g.parquet", VIDEO.table(groups, *VIDEO_DEDUP_FIELDS), {})
+    tables = {"download": [tmp_path / "d.parquet"], "probe": [tmp_path / "p.parquet"],
+              "video_dedup": [tmp_path / "g.parquet"]}
+    summary = summarize_files(tables, [], 0, tmp_path / "s.json", tmp_path / "s.tsv", metadata_dir=tmp_path)
+    assert {k: summary["videos"][k] for k in ("ok", "failed", "rejected")} == {"ok": 1, "failed": 1, "rejected": 2}
+    assert [(r["video_id"], r["stage"]) for r in summary["rejected_videos"]] == [("b", "video_dedup"), ("c", "probe")]
+    assert [f["video_id"] for f in summary["failed_videos"]] == ["d"]
+    videos = pd.read_parquet(tmp_path / "videos.parquet").set_index("video_id")
+    assert videos["status"].tolist() == ["complete", "rejected", "rejected", "failed"]
+    assert (videos.loc["b", "duplicate_of"], videos.loc["b", "duplicate_distance"]) == ("a", 1.0)
+    assert [(r["stage"], r["count"]) for r in summary["funnel"]] == [("download", 4), ("probe", 2), ("video_dedup", 1)]

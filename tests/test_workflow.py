@@ -83,7 +83,8 @@ def mixed_run(tmp_path_factory, http_server, videos):
 def test_summary_counts_and_reasons(mixed_run, http_server):
     workdir, _ = mixed_run
     summary = json.loads((workdir / "results" / "pipeline_result.json").read_text())
-    assert summary["videos"] == {"total": 7, "ok": 4, "failed": 3, "duplicates_in_input": 1, "rejected_inputs": 1}
+    assert summary["videos"] == {"total": 7, "ok": 4, "failed": 3, "rejected": 0, "duplicates_in_input": 1,
+                                  "rejected_inputs": 1}
     assert summary["format_version"] == 2 and summary["stages"] == ["download", "probe", "video_dedup", "extract"]
     failed = {f["location"]: f for f in summary["failed_videos"]}
     assert "HTTP Error 404" in failed[http_server.url("missing/gone.mp4")]["reason"]

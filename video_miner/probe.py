@@ -21,6 +21,7 @@ import pyarrow as pa
 from PIL import Image
 
 from video_miner.defaults import section_defaults
+from video_miner.tables.video import REJECTED
 from video_miner.video import VideoError, open_video
 from video_miner.workers import Isolation, Limits
 
@@ -50,8 +51,9 @@ PROBE_FIELDS = (
     pa.field("audio_channels", pa.int32()),
     pa.field("content_hash", pa.string()),  # sha256 of the video stream's packets (see content_hash)
     pa.field("phash", pa.binary()),  # 8 bytes per hash frame (64-bit pHash), null when not computed
+    REJECTED,
 )
-PROBE_COLUMNS = [f.name for f in PROBE_FIELDS]
+PROBE_COLUMNS = [f.name for f in PROBE_FIELDS if f is not REJECTED]
 
 
 @dataclass(frozen=True)
@@ -277,8 +279,10 @@ def probe_shard(videos: pd.DataFrame, cache_dir: str | os.PathLike, filters: Pro
         row = {key: record.get(key) for key in PROBE_COLUMNS}
         if row["phash"] is not None:
             row["phash"] = bytes.fromhex(row["phash"])
-        reason = record["reason"] or rejection(row, filters)
-        rows.append({"video_id": video_id, **row, "kept": reason is None, "reason": reason or ""})
+        rejected = None if record["reason"] else rejection(row, filters)
+        reason = record["reason"] or rejected
+        rows.append({"video_id": video_id, **row, "kept": reason is None, "reason": reason or "",
+                     "rejected": rejected is not None})
     kept = sum(r["kept"] for r in rows)
     errors = sum(1 for r in records.values() if r["reason"])
     record = {"videos": len(rows), "kept": kept, "failed": errors, "rejected": len(rows) - kept - errors,

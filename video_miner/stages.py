@@ -72,8 +72,9 @@ STAGES: tuple[Stage, ...] = (
           counted="has_detections"),
 )
 BY_NAME = {stage.name: stage for stage in STAGES}
-# Every status a video can have, in order; ``complete`` means every enabled stage ran.
-STATUSES: tuple[str, ...] = ("pending", *(s.status for s in STAGES), "complete", "failed")
+# Every status a video can have, in order; ``complete`` means every enabled stage ran;
+# ``rejected``: a stage decided against it (outside the probe's filters, a duplicate).
+STATUSES: tuple[str, ...] = ("pending", *(s.status for s in STAGES), "complete", "rejected", "failed")
 
 
 def stage(name: str) -> Stage:

@@ -18,7 +18,7 @@ from video_miner.probe import PROBE_FIELDS
 from video_miner.stages import RESULTS_FORMAT_VERSION, STAGES, Stage, stage
 from video_miner.tables import read_metadata, video_outcomes
 from video_miner.tables.frame import FRAME
-from video_miner.tables.video import VIDEO
+from video_miner.tables.video import VIDEO, rejected_videos
 
 FRAME_STAGES = [s for s in STAGES if s.level == "frame"]
 STATUS_COLUMNS = [
@@ -48,7 +48,8 @@ def stage_failures(current: Stage, paths: Sequence[str]) -> dict[str, str]:
     if current.level == "video":
         rows = VIDEO.read(paths, columns=["reason"])
         rows = rows[~rows["kept"].astype(bool)]
-        return dict(zip(rows["video_id"], rows["reason"]))
+        rejected = rejected_videos(paths)
+        return {v: r for v, r in zip(rows["video_id"], rows["reason"]) if v not in rejected}
     failed = {}
     for path in paths:
         for video_id, outcome in video_outcomes(path).items():
@@ -126,8 +127,12 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
                 waiting = status.loc[status.index.intersection(job["video_ids"]), "status"] == "complete"
                 status.loc[waiting[waiting].index, "status"] = reached
         for video_id, reason in failures.items():
-            if video_id in status.index and status.at[video_id, "status"] != "failed":
+            if video_id in status.index and status.at[video_id, "status"] not in ("failed", "rejected"):
                 status.loc[video_id, ["status", "failed_stage", "reason"]] = ["failed", current.name, reason]
+        if current.level == "video":
+            for video_id, reason in rejected_videos(paths).items():
+                if video_id in status.index and status.at[video_id, "status"] not in ("failed", "rejected"):
+                    status.loc[video_id, ["status", "failed_stage", "reason"]] = ["rejected", current.name, reason]
         seconds[current.name] = round(_stage_seconds(paths), 3)
         if current.level == "video":
             count = int(VIDEO.read(paths, columns=[])["kept"].astype(bool).sum())
@@ -144,6 +149,7 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
             status[column] = pd.NA
     status = status.reset_index(drop=True)[VIDEO_TABLE_COLUMNS]
     failed = status[status["status"] == "failed"]
+    decided = status[status["status"] == "rejected"]
     summary = {
         "format_version": RESULTS_FORMAT_VERSION,
         "stages": [s.name for s in enabled],
@@ -154,8 +160,9 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
         "jobs_not_run": sum(not j["failed"] for j in unfinished),
         "videos": {
             "total": len(status),
-            "ok": len(status) - len(failed),
+            "ok": len(status) - len(failed) - len(decided),
             "failed": len(failed),
+            "rejected": len(decided),
             "duplicates_in_input": duplicates,
             "rejected_inputs": len(rejected),
         },
@@ -164,6 +171,8 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
              "retryable": row.video_id in transient}
             for row in failed.itertuples()
         ],
+        "rejected_videos": [{"video_id": row.video_id, "location": row.location, "stage": row.failed_stage,
+                             "reason": row.reason} for row in decided.itertuples()],
         "rejected_inputs": rejected,
         "frames": frames,
         "funnel": funnel,

@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from video_miner.defaults import section_defaults
+from video_miner.tables.video import REJECTED
 
 _DEFAULTS = section_defaults("video_dedup")
 # The candidate index: 3 disjoint 21-bit keys of a 64-bit hash, each probed with up to one
@@ -163,6 +164,7 @@ VIDEO_DEDUP_FIELDS = (
     pa.field("duplicate_of", pa.string()),  # the canonical copy; null for canonical and unique videos
     pa.field("distance", pa.float64()),  # median Hamming distance of the hash frames to it
     pa.field("match", pa.string()),  # exact (same video stream) or near
+    REJECTED,
 )
 
 
@@ -178,6 +180,7 @@ def dedup_videos(probe_tables: list[str], settings: VideoDedupSettings,
     duplicate = groups["duplicate_of"].notna()
     groups["kept"] = settings.keep_duplicates | ~duplicate
     groups["reason"] = np.where(groups["kept"], "", "duplicate of " + groups["duplicate_of"].fillna(""))
+    groups["rejected"] = ~groups["kept"]
     record = {"videos": len(groups), "duplicates": int(duplicate.sum()),
               "groups": int(groups.loc[duplicate, "duplicate_of"].nunique()), "settings": asdict(settings)}
     return VIDEO.table(groups, *VIDEO_DEDUP_FIELDS), duplicates_json(groups), record
