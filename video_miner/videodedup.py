@@ -135,18 +135,20 @@ def group_videos(videos: pd.DataFrame, settings: VideoDedupSettings, threads: in
               * pd.to_numeric(videos["height"], errors="coerce").fillna(0)).to_numpy()
     # The canonical copy: most pixels, then longest, then the smallest id (rows are in id order).
     order = np.lexsort((np.arange(n), -np.nan_to_num(durations, nan=-1.0), -pixels))
-    canonical: dict[int, int] = {}
-    for row in order:
-        canonical.setdefault(roots[row], row)
-    for row in range(n):
-        best = canonical[roots[row]]
-        if best == row:
-            continue
-        exact = bool(content[row]) and content[row] == content[best]
-        out.loc[row, "duplicate_of"] = videos.at[best, "video_id"]
-        out.loc[row, "distance"] = 0.0 if exact else (
-            float(median_distances(codes[row], codes[best])) if have[row] and have[best] else np.nan)
-        out.loc[row, "match"] = "exact" if exact else "near"
+    first = np.full(n, -1)
+    for row in order[::-1]:  # the best row of each group is written last
+        first[roots[row]] = row
+    best = first[roots]
+    duplicate = np.flatnonzero(best != np.arange(n))
+    if len(duplicate) == 0:
+        return out
+    canonical = best[duplicate]
+    exact = (content[duplicate] != "") & (content[duplicate] == content[canonical])
+    both = have[duplicate] & have[canonical]
+    distance = np.where(both, median_distances(codes[duplicate], codes[canonical]), np.nan)
+    out.loc[duplicate, "duplicate_of"] = videos["video_id"].to_numpy()[canonical]
+    out.loc[duplicate, "distance"] = np.where(exact, 0.0, distance)
+    out.loc[duplicate, "match"] = np.where(exact, "exact", "near")
     return out
 
 
