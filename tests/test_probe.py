@@ -76,8 +76,8 @@ def test_metadata_of_codecs_containers_rotation_vfr_and_audio(videos, copies):
     assert (rotated["coded_width"], rotated["coded_height"]) == (320, 240)
     vfr = probe_video(videos["vfr.mp4"])
     assert vfr["is_vfr"] and vfr["frame_count"] == 60 and vfr["fps"] < vfr["fps_nominal"]
-    assert probe_video((copies / "original.mp4"))["coded_height"] == 112  # H.264 stores 16-pixel rows
-    sound = probe_video((copies / "with_audio.mp4"))
+    assert probe_video(copies / "original.mp4")["coded_height"] == 112  # H.264 stores 16-pixel rows
+    sound = probe_video(copies / "with_audio.mp4")
     assert (sound["has_audio"], sound["audio_codec"], sound["audio_sample_rate"], sound["audio_channels"]) == (
         True, "aac", 16000, 2)
     odd = probe_video(videos["odd.mp4"])

@@ -3,10 +3,10 @@ import json
 import pandas as pd
 
 from video_miner.download import DOWNLOAD_FIELDS
-from video_miner.tables.frame import FRAME
-from video_miner.tables.video import VIDEO
 from video_miner.probe import PROBE_FIELDS
 from video_miner.summary import STATUS_COLUMNS, VIDEO_TABLE_COLUMNS, summarize_files
+from video_miner.tables.frame import FRAME
+from video_miner.tables.video import VIDEO
 
 
 def frame_rows(video_id, count, kept=True, **extra):

@@ -53,7 +53,7 @@ def unpack_hashes(values, frames: int) -> tuple[np.ndarray, np.ndarray]:
     return codes, have
 
 
-_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+_POPCOUNT = np.array([i.bit_count() for i in range(256)], np.uint8)
 
 
 def median_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
