@@ -19,6 +19,7 @@ from video_miner.stages import (
     final_stage,
     stage,
     upstream,
+    video_gate,
 )
 
 SEARCH_QUERIES = {query_slug(q): q for q in config["search"]["queries"]}
@@ -43,11 +44,20 @@ DOWNLOAD_LIMITS = {
     for k, v in config["limits"].items()
     if k == "memory_gb" or k.startswith("download_")
 }
+PROBE_LIMITS = {
+    k: v
+    for k, v in config["limits"].items()
+    if k == "memory_gb" or k.startswith("probe_")
+}
 EXTRACT_LIMITS = {
     k: v
     for k, v in config["limits"].items()
     if k == "memory_gb" or k.startswith("extract_")
 }
+VIDEO_DEDUP = config["video_dedup"]
+# Hash frames are computed with the probe only when video_dedup will group them.
+HASH_FRAMES = VIDEO_DEDUP["frames"] if VIDEO_DEDUP["enabled"] else 0
+GATE = video_gate(config)
 EMBED_MODEL = DEDUP_MODEL if DEDUP["backend"] == "model" else None
 EMBED_MODELS = config["models"] if EMBED_MODEL else {}
 DETECTION = config["detection"]
@@ -153,11 +163,19 @@ def stage_tables(name):
     return [current.table()] if not current.per_shard else all_shards(current.table())
 
 
+def gate_tables():
+    """The run-wide video table whose kept videos the frame stages after extraction and
+    the exports keep to (video_dedup's), or none."""
+    return [GATE.table()] if GATE else []
+
+
 def frame_stage_input(name, wildcards):
-    """A frame stage's inputs: the kept rows of the stage before it and the frame images."""
+    """A frame stage's inputs: the kept rows of the stage before it, the frame images and
+    the videos it keeps to."""
     return {
         "frames": upstream(name, config).table(wildcards.shard),
         "images": stage("extract").files(wildcards.shard),
+        "videos": gate_tables(),
     }
 
 
@@ -193,11 +211,22 @@ def get_download_slots(wildcards):
     return config["download"]["workers"]
 
 
-def get_extract_input(wildcards):
-    videos = upstream("extract", config)
+def get_probe_input(wildcards):
     return {
-        "videos": videos.table(wildcards.shard),
-        "files": videos.files(wildcards.shard),
+        "videos": upstream("probe", config).table(wildcards.shard),
+        "files": stage("download").files(wildcards.shard),
+    }
+
+
+def get_video_dedup_input(wildcards):
+    return all_shards(upstream("video_dedup", config).table())
+
+
+def get_extract_input(wildcards):
+    return {
+        "videos": upstream("extract", config).table(wildcards.shard),
+        "downloads": stage("download").table(wildcards.shard),
+        "files": stage("download").files(wildcards.shard),
     }
 
 
@@ -249,6 +278,7 @@ def get_dataset_input(wildcards):
         "frames": stage_tables(final_stage("frame", config).name),
         "images": all_shards(stage("extract").files()),
         "videos": stage_tables("download"),
+        "keep": gate_tables(),
     }
 
 
@@ -306,6 +336,8 @@ def get_all_input(wildcards):
         "results/status.tsv",
         "results/report/funnel.png",
     ]
+    if VIDEO_DEDUP["enabled"]:
+        outputs.append("results/metadata/duplicates.json")
     if DETECTION["enabled"]:
         outputs.append("results/detections/annotations.json")
         if DETECTION["visualize"]["enabled"]:

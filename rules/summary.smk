@@ -26,6 +26,7 @@ rule summary:
     output:
         summary="results/pipeline_result.json",
         status="results/status.tsv",
+        videos=multiext("results/metadata/videos", ".parquet", ".jsonl", ".csv"),
     log:
         "logs/summary.log",
     benchmark:

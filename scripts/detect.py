@@ -12,6 +12,7 @@ from video_miner.logs import log_to_file
 from video_miner.models import ModelSettings, model_key
 from video_miner.shardjob import VideoCache
 from video_miner.tables.frame import FRAME
+from video_miner.tables.video import kept_videos
 
 log_to_file(snakemake.log[0])
 started = time.perf_counter()
@@ -20,7 +21,8 @@ model_settings = ModelSettings.from_config({**snakemake.params.models, "num_work
 cache = VideoCache(snakemake.params.cache,
                    {**model_key(settings.model, model_settings), **snakemake.params.settings})
 # The stage before may be the cross-video table, which covers every shard: this shard's rows.
-frames = FRAME.read_kept(snakemake.input.frames, shard=snakemake.wildcards.shard)
+frames = FRAME.read_kept(snakemake.input.frames, shard=snakemake.wildcards.shard,
+                        videos=kept_videos(snakemake.input.videos))
 table, record = detect_frames(frames, lambda: make_detector(settings, model_settings), settings.classes, cache)
 record.update(backend=settings.backend, model=settings.model, seconds=round(time.perf_counter() - started, 3))
 FRAME.write(snakemake.output[0], table, record)

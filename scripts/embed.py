@@ -12,6 +12,7 @@ from video_miner.logs import log_to_file
 from video_miner.models import ModelSettings, make_embedder, model_key
 from video_miner.shardjob import VideoCache
 from video_miner.tables.frame import FRAME
+from video_miner.tables.video import kept_videos
 
 log_to_file(snakemake.log[0])
 started = time.perf_counter()
@@ -20,7 +21,7 @@ model_settings = ModelSettings.from_config({**snakemake.params.models, "num_work
 cache = VideoCache(snakemake.params.cache,
                    {**model_key(snakemake.params.model, model_settings), "backend": settings["backend"]})
 table, record = embed_shard(
-    FRAME.read_kept(snakemake.input.frames),
+    FRAME.read_kept(snakemake.input.frames, videos=kept_videos(snakemake.input.videos)),
     lambda: make_embedder(settings["backend"], snakemake.params.model, model_settings),
     threshold_for(settings),
     snakemake.output.embeddings,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
 
-from video_miner.extract import ExtractOptions, extract_shard
+from video_miner.extract import ExtractOptions, extract_shard, videos_to_extract
 from video_miner.logs import log_to_file
 from video_miner.tables.frame import FRAME
 from video_miner.tables.video import VIDEO
@@ -15,7 +15,8 @@ from video_miner.workers import Limits
 
 log_to_file(snakemake.log[0])
 started = time.perf_counter()
-videos = VIDEO.read_kept(snakemake.input.videos, columns=["file", "location", "filesize", "duration"])
+videos = videos_to_extract(VIDEO.read_kept(snakemake.input.downloads, columns=["file", "location", "filesize"]),
+                           VIDEO.read_kept(snakemake.input.videos, columns=["duration_s"]))
 # Videos in parallel, one thread each: on a few cores that beats threads inside one decoder.
 options = ExtractOptions(**snakemake.params.options, threads=1)
 table, record = extract_shard(videos, snakemake.output.frames, snakemake.params.cache, options,

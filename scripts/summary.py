@@ -1,4 +1,5 @@
-"""Summarise the run: results/pipeline_result.json and the per-video results/status.tsv."""
+"""Summarise the run: results/pipeline_result.json, the video table results/metadata/videos.*
+and results/status.tsv rendered from it."""
 
 import logging
 import sys
@@ -20,6 +21,7 @@ summary = summarize_files(
     snakemake.output.status,
     origins=origins,
     search_paths=list(snakemake.input.searches),
+    metadata_dir=Path(snakemake.output.videos[0]).parent,
 )
 videos = summary["videos"]
 logging.info("%d videos: %d ok, %d failed; %d frames extracted", videos["total"], videos["ok"], videos["failed"],

@@ -27,10 +27,16 @@ def test_library_defaults_are_the_schema_defaults():
     from video_miner.defaults import section_defaults
     from video_miner.download import DownloadOptions
     from video_miner.extract import ExtractOptions
+    from video_miner.probe import ProbeFilters
     from video_miner.search import SearchOptions
+    from video_miner.videodedup import VideoDedupSettings
 
-    for options, section in ((DownloadOptions, "download"), (ExtractOptions, "extract"), (SearchOptions, "search")):
-        schema = section_defaults(section)
+    for options, section in ((DownloadOptions, ("download",)), (ExtractOptions, ("extract",)),
+                             (SearchOptions, ("search",)), (ProbeFilters, ("probe", "filters")),
+                             (VideoDedupSettings, ("video_dedup",))):
+        schema = section_defaults(*section)
+        if options is ProbeFilters:
+            schema = {**schema, "codecs": tuple(schema["codecs"])}
         shared = [f for f in fields(options) if f.name in schema]
         assert shared and all(f.default == schema[f.name] for f in shared), options
 
@@ -115,6 +121,11 @@ def test_lint_and_format_are_clean():
         ({"filter": {"enabled": True, "classes": ["a cat"], "model": "/no/such/siglip2"}},
          "filter.model: '/no/such/siglip2' is not an existing folder"),
         ({"models": {"device": "gpu0"}}, "models.device: 'gpu0' does not match"),
+        ({"probe": {"filters": {"require_audio": True}}},
+         "probe.filters.require_audio: downloads are video-only unless download.audio is true"),
+        ({"probe": {"filters": {"min_heigth": 720}}},
+         "probe.filters: unknown key 'min_heigth' (did you mean 'min_height'?)"),
+        ({"video_dedup": {"max_distance": 65}}, "video_dedup.max_distance: 65 is greater than the maximum of 32"),
     ],
 )
 def test_model_stage_settings_are_checked(change, expected):
@@ -124,6 +135,11 @@ def test_model_stage_settings_are_checked(change, expected):
     with pytest.raises(ConfigValidationError) as info:
         check_config(config, SCHEMA)
     assert expected in str(info.value)
+
+
+def test_require_audio_is_accepted_with_audio_downloads():
+    config = {**defaults(), "probe": {"filters": {"require_audio": True}}, "download": {"audio": True}}
+    check_config(config, SCHEMA)
 
 
 def test_hub_ids_and_buildable_demo_models_are_accepted():

@@ -47,9 +47,13 @@ def test_demo_processes_every_clip(demo_run):
     assert summary["frames"]["extracted"] == 3 * 20 + 14
     extracted = FRAME.read(sorted((demo_run / "results" / "extract").glob("*.parquet")))
     assert len(extracted) == summary["frames"]["extracted"] and extracted["video_id"].nunique() == 4
-    status = pd.read_csv(demo_run / "results" / "status.tsv", sep="\t")
-    assert set(status["status"]) == {"complete"}  # every clip went through every enabled stage
+    status = pd.read_csv(demo_run / "results" / "status.tsv", sep="\t").set_index("title")
+    # every clip went through every enabled stage, but for the re-upload: a copy, extracted and no further
+    assert status["status"].to_dict() == {"astronaut_interview": "complete", "astronaut_reupload": "rejected",
+                                          "cat_and_rocket": "complete", "street_camera": "complete"}
+    assert status.loc["astronaut_reupload", "failed_stage"] == "video_dedup"
     assert status["frames_extracted"].sum() == summary["frames"]["extracted"]
+    assert status.loc["astronaut_reupload", "frames_passed_filter"] == 0 and summary["videos"]["rejected"] == 1
     # the config the run ran with
     ran_with = yaml.safe_load((demo_run / "results" / "run_config.yaml").read_text())
     assert ran_with["local_videos"] == yaml.safe_load((REPO / "config" / "demo.yaml").read_text())["local_videos"]
@@ -60,9 +64,26 @@ def test_demo_reupload_is_a_near_duplicate_and_other_clips_are_not(demo_run):
     reupload = frames_of(demo_run, "astronaut_reupload")
     other = frames_of(demo_run, "cat_and_rocket")
     assert original["timestamp_s"].tolist() == reupload["timestamp_s"].tolist()
-    same = [np.abs(pixels(demo_run, a) - pixels(demo_run, b)).mean() for a, b in zip(original["path"], reupload["path"])]
-    different = [np.abs(pixels(demo_run, a) - pixels(demo_run, b)).mean() for a, b in zip(original["path"], other["path"])]
+
+    def difference(a, b):  # the re-upload is smaller: compare at its size
+        with Image.open(demo_run / b) as small, Image.open(demo_run / a) as large:
+            resized = np.asarray(large.convert("RGB").resize(small.size, Image.BILINEAR), np.float32)
+            return np.abs(resized - np.asarray(small.convert("RGB"), np.float32)).mean()
+
+    same = [difference(a, b) for a, b in zip(original["path"], reupload["path"])]
+    different = [difference(a, b) for a, b in zip(original["path"], other["path"])]
     assert max(same) < 6 < min(different)
+    # video_dedup found it: the original (more pixels) is canonical, the re-upload skipped by the model stages
+    videos = pd.read_parquet(demo_run / "results" / "metadata" / "videos.parquet").set_index("title")
+    original_id, reupload_id = videos.loc["astronaut_interview", "video_id"], videos.loc["astronaut_reupload", "video_id"]
+    duplicates = json.loads((demo_run / "results" / "metadata" / "duplicates.json").read_text())
+    assert list(duplicates) == [original_id] and [d["video_id"] for d in duplicates[original_id]] == [reupload_id]
+    assert duplicates[original_id][0]["match"] == "near" and duplicates[original_id][0]["distance"] <= 2
+    assert videos.loc["astronaut_reupload", "duplicate_of"] == original_id
+    assert (videos.loc["astronaut_reupload", "width"], videos.loc["astronaut_interview", "width"]) == (480, 640)
+    assert videos.loc["street_camera", "codec"] == "vp9" and videos["duplicate_of"].notna().sum() == 1
+    dataset = (demo_run / "results" / "dataset" / "metadata.jsonl").read_text()
+    assert reupload_id not in dataset and original_id in dataset
 
 
 def test_demo_static_stretch_repeats_and_scene_returns(demo_run):

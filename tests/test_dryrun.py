@@ -18,10 +18,11 @@ def test_dry_run_of_1000_urls_plans_one_job_per_shard_and_needs_no_network(tmp_p
              if len(line.split()) == 2 and line.split()[1].isdigit()}
     shards = math.ceil(1000 / 32)
     # The default stages that run per shard (dedup is on): one job each per shard, none per video.
-    assert {rule: table[rule] for rule in ("download", "extract", "embed")} == dict.fromkeys(
-        ("download", "extract", "embed"), shards)
-    run_wide = {rule: n for rule, n in table.items() if rule not in ("download", "extract", "embed", "total")}
-    assert set(run_wide) == {"run_config", "dedup", "summary", "dataset", "report_plots", "all"}
+    assert {rule: table[rule] for rule in ("download", "probe", "extract", "embed")} == dict.fromkeys(
+        ("download", "probe", "extract", "embed"), shards)
+    per_shard = ("download", "probe", "extract", "embed", "total")
+    run_wide = {rule: n for rule, n in table.items() if rule not in per_shard}
+    assert set(run_wide) == {"run_config", "video_dedup", "dedup", "summary", "dataset", "report_plots", "all"}
     assert all(n == 1 for n in run_wide.values())
-    assert table["total"] == 3 * shards + len(run_wide)
+    assert table["total"] == 4 * shards + len(run_wide)
     assert not (tmp_path / "results").exists()

@@ -23,9 +23,9 @@ CASES = {
     "page.html": ("failed", "download", "not a video: the server sent an HTML page"),
     "loop/clip.mp4": ("failed", "download", "redirect"),
     "empty.mp4": ("failed", "download", "empty file"),
-    "truncated.mp4": ("failed", "extract", "not a readable media file"),
+    "truncated.mp4": ("failed", "probe", "not a readable media file"),
     "truncated_faststart.mp4": ("complete", None, None),
-    "audio.m4a": ("failed", "extract", "no video stream"),
+    "audio.m4a": ("failed", "probe", "no video stream"),
     "rotated.mp4": ("complete", None, None),
     "vfr.mp4": ("complete", None, None),
     "odd.mp4": ("complete", None, None),
@@ -101,6 +101,7 @@ def test_good_videos_keep_their_frames(hostile_run, http_server):
 def test_each_failure_is_recorded_in_its_stage_table(hostile_run, http_server):
     workdir, status = hostile_run
     downloads = VIDEO.read(tables(workdir, "download")).set_index("video_id")
+    probed = VIDEO.read(tables(workdir, "probe")).set_index("video_id")
     outcomes = {v: o for p in tables(workdir, "extract") for v, o in video_outcomes(p).items()}
     for path, (expected_status, stage, words) in CASES.items():
         video_id = video_id_for_url(http_server.url(path))
@@ -108,14 +109,36 @@ def test_each_failure_is_recorded_in_its_stage_table(hostile_run, http_server):
         assert row["location"] == http_server.url(path)
         if stage == "download":
             assert not row["kept"] and words.lower() in row["reason"].lower(), row.to_dict()
-            assert video_id not in outcomes
+            assert video_id not in outcomes and video_id not in probed.index
+        elif stage == "probe":  # downloaded, but no video: never reaches extraction
+            assert row["kept"] and not probed.loc[video_id, "kept"] and video_id not in outcomes
+            assert words.lower() in probed.loc[video_id, "reason"].lower()
         elif stage == "extract":
             assert row["kept"] and not outcomes[video_id]["ok"], outcomes[video_id]
             assert words.lower() in outcomes[video_id]["reason"].lower()
         elif expected_status == "complete":
             assert row["kept"] and outcomes[video_id]["ok"], outcomes.get(video_id)
+            assert probed.loc[video_id, "kept"] and probed.loc[video_id, "frame_count"] > 0
     refused = downloads.loc[video_id_for_url(REFUSED)]
     assert not refused["kept"] and refused["transient"] and refused["attempts"] == 3  # retries: 2
+
+
+def test_probe_metadata_of_the_odd_videos(hostile_run, http_server):
+    workdir, _ = hostile_run
+    rows = VIDEO.read(tables(workdir, "probe"))
+    probed = rows.set_index(rows["video_id"].map({video_id_for_url(http_server.url(p)): http_server.url(p)
+                                                   for p in CASES}))
+    huge = probed.loc[http_server.url("huge.mp4")]
+    assert (huge["width"], huge["height"], huge["codec"], huge["frame_count"]) == (3840, 2160, "h264", 4)
+    rotated = probed.loc[http_server.url("rotated.mp4")]
+    assert (rotated["rotation"], rotated["width"], rotated["height"]) == (90, 240, 320)
+    assert probed.loc[http_server.url("vfr.mp4"), "is_vfr"] and not probed.loc[http_server.url("long.mp4"), "is_vfr"]
+    assert probed.loc[http_server.url("vp9.webm"), "container"] == "matroska,webm"
+    # A single frame still has its hash frames (all the same frame); a truncated file whose
+    # last frames do not decode has none (only an exact copy could match it). No two inputs are copies.
+    hashed = probed.loc[probed["kept"], "phash"].map(lambda h: h is not None)
+    assert hashed[~hashed].index.tolist() == [http_server.url("truncated_faststart.mp4")]
+    assert json.loads((workdir / "results" / "metadata" / "duplicates.json").read_text()) == {}
 
 
 def test_very_high_resolution_frames_are_scored(hostile_run, http_server):

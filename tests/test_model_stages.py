@@ -25,6 +25,8 @@ def model_config(server, tiny_models):
         "shard_size": 2,
         "filter": {"enabled": True, "model": str(tiny_models["siglip2"]), "classes": CLASSES, "threshold": 0.0},
         "dedup": {"model": str(tiny_models["dinov2"]), "threshold": 0.99},
+        # The mirror is the same file: kept, so the frame stages see a cross-video duplicate.
+        "video_dedup": {"keep_duplicates": True},
     }
 
 
@@ -111,7 +113,7 @@ def test_different_videos_keep_their_frames(model_run, http_server):
         assert rows["duplicate_of"].dropna().str.startswith(video_ids[name]).all()
 
 
-def test_summary_reports_the_frame_funnel(model_run):
+def test_summary_reports_the_frame_funnel(model_run, http_server):
     import json
 
     workdir, _ = model_run
@@ -123,8 +125,13 @@ def test_summary_reports_the_frame_funnel(model_run):
     assert frames["unique"] <= frames["unique_in_video"] == int(embedded["kept"].sum()) < 28
     assert frames["with_detections"] is None  # detection is off
     assert [(s["stage"], s["count"]) for s in summary["funnel"]] == [
-        ("download", 4), ("extract", 28), ("filter", 28), ("embed", frames["unique_in_video"]),
+        ("download", 4), ("probe", 4), ("video_dedup", 4), ("extract", 28), ("filter", 28), ("embed", frames["unique_in_video"]),
         ("dedup", frames["unique"])]
+    # the mirror is an exact copy of the smaller id, recorded but kept (keep_duplicates)
+    copies = sorted([ids(http_server)["static_then_cut.mp4"], ids(http_server)["static_then_cut.mp4?mirror=1"]])
+    videos = pd.read_parquet(workdir / "results" / "metadata" / "videos.parquet").set_index("video_id")
+    assert videos.loc[copies[1], "duplicate_of"] == copies[0] and videos.loc[copies[1], "duplicate_distance"] == 0
+    assert videos["duplicate_of"].notna().sum() == 1
     status = pd.read_csv(workdir / "results" / "status.tsv", sep="\t")
     # every video went through every enabled stage
     assert set(status["status"]) == {"complete"} and status["frames_unique"].sum() == frames["unique"]
@@ -138,15 +145,18 @@ def test_kept_set_is_independent_of_sharding_and_parallelism(model_run, tmp_path
     pd.testing.assert_frame_equal(unique_frames(workdir)[columns], unique_frames(tmp_path)[columns])
 
 
-def test_appending_a_url_reruns_only_its_shard_and_the_cross_video_step(model_run, http_server):
+def test_appending_a_url_reruns_its_shard_and_the_run_wide_steps(model_run, http_server):
     workdir, config = model_run
     grown = {**config, "urls": [*config["urls"], http_server.url("vp9.webm")]}
     proc = run_workflow(workdir, grown, "-n", "--quiet", "rules")
     counts = {line.split()[0]: int(line.split()[1]) for line in proc.stdout.splitlines()
               if len(line.split()) == 2 and line.split()[1].isdigit()}
-    # the exports that cover every video (dataset, report plots) follow the cross-video step
-    assert counts == {"download": 1, "extract": 1, "filter": 1, "embed": 1, "dedup": 1, "summary": 1,
-                      "dataset": 1, "report_plots": 1, "run_config": 1, "all": 1, "total": 10}
+    # the exports that cover every video (dataset, report plots) follow the cross-video step; the
+    # model jobs of every shard read video_dedup's table (which copies to skip), so they rerun too,
+    # taking every video they had from their per-video caches (no model is loaded for them)
+    assert counts == {"download": 1, "probe": 1, "video_dedup": 1, "extract": 1, "filter": 3, "embed": 3,
+                      "dedup": 1, "summary": 1, "dataset": 1, "report_plots": 1, "run_config": 1, "all": 1,
+                      "total": 16}
 
 
 def test_phash_backend_makes_the_same_decisions_on_exact_duplicates(model_run, tmp_path, http_server, tiny_models):

@@ -238,7 +238,8 @@ def test_search_checkpoint_runs_keywords_to_results_and_caches_the_result(tmp_pa
     env = record([http_server.url("cat_pan.mp4"), http_server.url("rocket_zoom.mp4")])
     run_workflow(tmp_path, config, env=env)
     summary = json.loads((tmp_path / "results" / "pipeline_result.json").read_text())
-    assert summary["videos"] == {"total": 2, "ok": 2, "failed": 0, "duplicates_in_input": 0, "rejected_inputs": 0}
+    assert summary["videos"] == {"total": 2, "ok": 2, "failed": 0, "rejected": 0, "duplicates_in_input": 0,
+                                 "rejected_inputs": 0}
     assert summary["searches"] == [{"query": "glass door", "status": "ok", "reason": None, "videos": 2,
                                     "outside_duration_range": 0}]
     # The same search now finds something else; the cached result keeps the video set...

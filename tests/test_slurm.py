@@ -100,12 +100,13 @@ def test_slurm_run_equals_local_run(cluster, slurm_config, tmp_path):
                                 capture_output=True, text=True, check=True).stdout
     jobs = [line.split("|") for line in accounting.splitlines() if line.split("|")[1].startswith("rule_")]
     jobs = [(name, comment.split("_wildcards_")[0], state, tres) for name, comment, state, tres in jobs]
-    # One job per shard of each per-shard stage (3 videos, shard_size 2: 2 shards) and the cross-video
-    # dedup; aggregation (summary, COCO, plots, dataset) runs on the submit host as local rules.
-    shards, per_shard = 2, ["rule_download", "rule_extract", "rule_filter", "rule_embed", "rule_detect"]
-    assert len(jobs) == len(per_shard) * shards + 1 <= 6 * shards + 2, accounting  # <= enabled stages x shards + few
+    # One job per shard of each per-shard stage (3 videos, shard_size 2: 2 shards), video dedup and
+    # the cross-video dedup; aggregation (summary, COCO, plots, dataset) runs on the submit host as local rules.
+    shards = 2
+    per_shard = ["rule_download", "rule_probe", "rule_extract", "rule_filter", "rule_embed", "rule_detect"]
+    assert len(jobs) == len(per_shard) * shards + 2 <= 8 * shards + 2, accounting  # <= enabled stages x shards + few
     assert {comment: sum(c == comment for _, c, _, _ in jobs) for comment in per_shard} == dict.fromkeys(per_shard, 2)
-    assert {comment for _, comment, _, _ in jobs} == {*per_shard, "rule_dedup"}, accounting
+    assert {comment for _, comment, _, _ in jobs} == {*per_shard, "rule_video_dedup", "rule_dedup"}, accounting
     assert all(state == "COMPLETED" for _, _, state, _ in jobs), accounting
     assert {comment for _, comment, _, tres in jobs if "gres/gpu=1" in tres} == {"rule_filter", "rule_embed",
                                                                                  "rule_detect"}

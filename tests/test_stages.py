@@ -9,18 +9,20 @@ import yaml
 
 from conftest import REPO, run_workflow
 from video_miner.defaults import section_defaults
-from video_miner.stages import STAGES, STATUSES, Stage, final_stage, stage, upstream
+from video_miner.stages import STAGES, STATUSES, Stage, final_stage, stage, upstream, video_gate
 from video_miner.tables import ContractError
 from video_miner.tables.frame import FRAME
 from video_miner.tables.video import VIDEO
 
 
 def config(**enabled):
-    return {name: {"enabled": enabled.get(name, name == "dedup")} for name in ("filter", "dedup", "detection")}
+    return {name: {"enabled": enabled.get(name, name in ("dedup", "video_dedup"))}
+            for name in ("filter", "dedup", "detection", "video_dedup")}
 
 
 @pytest.mark.parametrize("switches,reads", [
-    ({}, {"extract": "download", "embed": "extract", "dedup": "embed"}),
+    ({}, {"probe": "download", "video_dedup": "probe", "extract": "probe", "embed": "extract", "dedup": "embed"}),
+    ({"video_dedup": False}, {"extract": "probe"}),
     ({"filter": True}, {"filter": "extract", "embed": "filter"}),
     ({"filter": True, "detection": True}, {"detect": "dedup"}),
     ({"dedup": False, "detection": True}, {"detect": "extract"}),
@@ -32,7 +34,7 @@ def test_each_stage_reads_the_previous_enabled_stage(switches, reads):
 
 def test_a_new_stage_is_one_registry_entry():
     shots = Stage("blur", "frame", "blur-checked", "sharp frames", "sharp", switch="blur")
-    stages = (*STAGES[:2], shots, *STAGES[2:])
+    stages = (*STAGES[:4], shots, *STAGES[4:])
     settings = {**config(filter=True), "blur": {"enabled": True}}
     assert upstream("blur", settings, stages).name == "extract"
     assert upstream("filter", settings, stages).name == "blur"  # the next stage now reads it
@@ -41,9 +43,17 @@ def test_a_new_stage_is_one_registry_entry():
     assert final_stage("frame", {**settings, "dedup": {"enabled": False}}, stages).name == "filter"
 
 
+def test_extraction_never_waits_for_the_run_wide_video_dedup_but_the_model_stages_keep_to_it():
+    """Duplicates stay extracted (extraction reads the per-shard probe); the frame stages
+    after it and the exports read video_dedup's kept videos."""
+    assert video_gate(config()).name == "video_dedup"
+    assert video_gate(config(video_dedup=False)) is None
+    assert final_stage("video", config()).name == "video_dedup"
+
+
 def test_status_words_are_one_vocabulary():
-    assert STATUSES[0] == "pending" and STATUSES[-2:] == ("complete", "failed")
-    assert list(STATUSES[1:-2]) == [s.status for s in STAGES]
+    assert STATUSES[0] == "pending" and STATUSES[-3:] == ("complete", "rejected", "failed")
+    assert list(STATUSES[1:-3]) == [s.status for s in STAGES]
     assert len(set(STATUSES)) == len(STATUSES)
     from video_miner.cli import export, list_videos
 
@@ -94,8 +104,12 @@ def test_dry_run_wires_each_rule_to_the_previous_enabled_stage(tmp_path):
         return {name: re.search(r"input: (.*)", body).group(1) for name, body in jobs if "input:" in body}
 
     plain = planned_inputs({})
-    assert re.fullmatch(r"results/extract/urls-[0-9a-f]{6}-00000\.parquet, results/extract/urls-[0-9a-f]{6}-00000",
-                        plain["embed"])
+    assert re.fullmatch(r"results/extract/urls-[0-9a-f]{6}-00000\.parquet, results/extract/urls-[0-9a-f]{6}-00000, "
+                        r"results/video_dedup/videos\.parquet", plain["embed"])
+    # Extraction reads its shard's probe (and files), never the run-wide video_dedup table.
+    assert re.fullmatch(r"results/probe/(urls-[0-9a-f]{6}-00000)\.parquet, results/download/\1\.parquet, "
+                        r"results/download/\1", plain["extract"])
+    assert re.fullmatch(r"results/probe/urls-[0-9a-f]{6}-00000\.parquet", plain["video_dedup"])
     filtered = planned_inputs({"filter": {"enabled": True, "classes": ["a cat"]}})
     assert filtered["embed"].startswith("results/filter/urls-")
     assert filtered["filter"].startswith("results/extract/urls-")
@@ -134,6 +148,8 @@ def test_statuses_follow_the_tables_and_the_cli_reads_the_run_config(tmp_path):
     where = {"source": "url", "location": "u"}
     write("download", VIDEO, [{"video_id": a, "kept": True, **where},
                               {"video_id": b, "kept": False, "reason": "HTTP Error 404", **where}], fields=DOWNLOAD_FIELDS)
+    write("probe", VIDEO, [{"video_id": a, "kept": True}])
+    VIDEO.write(tmp_path / stage("video_dedup").table(), VIDEO.table([{"video_id": a, "kept": True}]), {})
     write("extract", FRAME, [frame(a, 0)], {"video_outcomes": {a: {"ok": True}}})
     statuses = video_statuses(settings, tmp_path).set_index("video_id")
     assert statuses.loc[[a, b, c], "status"].tolist() == ["extracted", "failed", "pending"]

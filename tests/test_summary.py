@@ -3,9 +3,10 @@ import json
 import pandas as pd
 
 from video_miner.download import DOWNLOAD_FIELDS
+from video_miner.probe import PROBE_FIELDS
+from video_miner.summary import STATUS_COLUMNS, VIDEO_TABLE_COLUMNS, summarize_files
 from video_miner.tables.frame import FRAME
 from video_miner.tables.video import VIDEO
-from video_miner.summary import STATUS_COLUMNS, summarize_files
 
 
 def frame_rows(video_id, count, kept=True, **extra):
@@ -16,12 +17,16 @@ def frame_rows(video_id, count, kept=True, **extra):
 def test_summary_and_status_table_from_stage_tables(tmp_path):
     downloads = [
         {"video_id": "a", "source": "url", "location": "https://x/a.mp4", "kept": True, "title": "A\tclip\n\x1b[2J",
-         "duration": 3.0, "width": 320, "height": 240, "seconds": 1.5},
+         "filesize": 1000, "seconds": 1.5},
         {"video_id": "b", "source": "url", "location": "https://x/b.mp4", "kept": False,
          "reason": "HTTP Error 503", "transient": True, "seconds": 4.0},
         {"video_id": "c", "source": "local", "location": "clips/c.mp4", "kept": True, "seconds": 0.01},
     ]
     VIDEO.write(tmp_path / "download.parquet", VIDEO.table(downloads, *DOWNLOAD_FIELDS), {"seconds": 5.51})
+    probed = [{"video_id": "a", "kept": True, "codec": "h264", "width": 320, "height": 240, "duration_s": 3.0,
+               "is_vfr": False, "phash": b"\0" * 64},
+              {"video_id": "c", "kept": True, "codec": "vp9", "width": 64, "height": 48, "duration_s": 1.0}]
+    VIDEO.write(tmp_path / "probe.parquet", VIDEO.table(probed, *PROBE_FIELDS), {"seconds": 0.25})
     outcomes = {
         "a": {"ok": True, "reason": None, "frames_in_video": 90, "decode_errors": 1, "seconds": 0.5},
         "c": {"ok": False, "reason": "no video stream (audio-only or not a video)", "frames_in_video": 0,
@@ -33,12 +38,15 @@ def test_summary_and_status_table_from_stage_tables(tmp_path):
     filtered[1]["kept"], filtered[1]["reason"] = False, "below threshold"
     FRAME.write(tmp_path / "filter.parquet", FRAME.table(filtered), {"seconds": 2.0})
     rejected = [{"input": "ftp://x", "origin": "urls[3]", "reason": "only http and https URLs are accepted"}]
-    tables = {"download": [tmp_path / "download.parquet"], "extract": [tmp_path / "extract.parquet"],
+    tables = {"download": [tmp_path / "download.parquet"], "probe": [tmp_path / "probe.parquet"],
+              "extract": [tmp_path / "extract.parquet"],
               "filter": [tmp_path / "filter.parquet"]}
-    summary = summarize_files(tables, rejected, 2, tmp_path / "s.json", tmp_path / "s.tsv", origins={"a": "urls[0]"})
+    summary = summarize_files(tables, rejected, 2, tmp_path / "s.json", tmp_path / "s.tsv", origins={"a": "urls[0]"},
+                              metadata_dir=tmp_path / "metadata")
 
-    assert summary["stages"] == ["download", "extract", "filter"]
-    assert summary["videos"] == {"total": 3, "ok": 1, "failed": 2, "duplicates_in_input": 2, "rejected_inputs": 1}
+    assert summary["stages"] == ["download", "probe", "extract", "filter"]
+    assert summary["videos"] == {"total": 3, "ok": 1, "failed": 2, "rejected": 0, "duplicates_in_input": 2,
+                                  "rejected_inputs": 1}
     assert summary["failed_videos"] == [
         {"video_id": "b", "location": "https://x/b.mp4", "stage": "download", "reason": "HTTP Error 503",
          "retryable": True},
@@ -47,8 +55,9 @@ def test_summary_and_status_table_from_stage_tables(tmp_path):
     ]
     assert summary["frames"] == {"in_videos": 90, "decode_errors": 1, "extracted": 3, "passed_filter": 2,
                                  "unique_in_video": None, "unique": None, "with_detections": None}  # stages off
-    assert [(s["stage"], s["count"]) for s in summary["funnel"]] == [("download", 2), ("extract", 3), ("filter", 2)]
-    assert summary["stage_seconds"] == {"download": 5.51, "extract": 0.6, "filter": 2.0, "total": 8.11}
+    assert [(s["stage"], s["count"]) for s in summary["funnel"]] == [("download", 2), ("probe", 2), ("extract", 3),
+                                                                       ("filter", 2)]
+    assert summary["stage_seconds"] == {"download": 5.51, "probe": 0.25, "extract": 0.6, "filter": 2.0, "total": 8.36}
     assert summary["format_version"] == 2
     assert json.loads((tmp_path / "s.json").read_text()) == summary
 
@@ -62,9 +71,14 @@ def test_summary_and_status_table_from_stage_tables(tmp_path):
     # Failed videos leave counts and sizes empty, not the others as floats; text from outside is escaped.
     text = pd.read_csv(tmp_path / "s.tsv", sep="\t", dtype=str, keep_default_na=False)
     assert len((tmp_path / "s.tsv").read_text().splitlines()) == 4
-    assert text["width"].tolist() == ["320", "", ""] and text["frames_passed_filter"].tolist() == ["2", "0", "0"]
+    assert text["width"].tolist() == ["320", "", "64"] and text["frames_passed_filter"].tolist() == ["2", "0", "0"]
     assert text["frames_in_video"].tolist() == ["90", "0", "0"] and text["frames_unique"].tolist() == ["", "", ""]
     assert text.loc[0, "title"] == "A\\tclip\\n\\x1b[2J"
+    # status.tsv renders the video table, which has every probe field (no hash bytes).
+    videos = pd.read_parquet(tmp_path / "metadata" / "videos.parquet")
+    assert videos.columns.tolist() == VIDEO_TABLE_COLUMNS and "phash" not in videos
+    assert videos["codec"].fillna("").tolist() == ["h264", "", "vp9"] and videos["width"].dtype == "Int64"
+    assert videos["status"].tolist() == table["status"].tolist() and videos.loc[0, "filesize"] == 1000
 
 
 def test_a_run_without_videos_still_has_its_summary(tmp_path):
@@ -126,3 +140,29 @@ def test_a_failed_run_summarises_what_finished_and_names_the_failed_jobs(tmp_pat
     assert table.loc["c", ["status", "failed_stage", "location", "source"]].tolist() == [
         "failed", "download", "https://x/c.mp4", "url"]
     assert table.loc["c", "reason"] == "download job failed; see logs/download/s-aaaaaa-00002.log"
+
+
+def test_filtered_and_duplicate_videos_are_rejected_not_failed(tmp_path):
+    from video_miner.videodedup import VIDEO_DEDUP_FIELDS
+
+    where = {"source": "local", "location": "x.mp4", "kept": True}
+    VIDEO.write(tmp_path / "d.parquet", VIDEO.table([{"video_id": v, **where} for v in "abcd"], *DOWNLOAD_FIELDS), {})
+    probed = [{"video_id": "a", "kept": True, "width": 640}, {"video_id": "b", "kept": True, "width": 320},
+              {"video_id": "c", "kept": False, "reason": "duration 3.00 s is below probe.filters.min_duration_s (5 s)",
+               "rejected": True},
+              {"video_id": "d", "kept": False, "reason": "not a video: the file is JSON", "rejected": False}]
+    VIDEO.write(tmp_path / "p.parquet", VIDEO.table(probed, *PROBE_FIELDS), {})
+    groups = [{"video_id": "a", "kept": True, "rejected": False},
+              {"video_id": "b", "kept": False, "reason": "duplicate of a", "rejected": True, "duplicate_of": "a",
+               "distance": 1.0, "match": "near"}]
+    VIDEO.write(tmp_path / "g.parquet", VIDEO.table(groups, *VIDEO_DEDUP_FIELDS), {})
+    tables = {"download": [tmp_path / "d.parquet"], "probe": [tmp_path / "p.parquet"],
+              "video_dedup": [tmp_path / "g.parquet"]}
+    summary = summarize_files(tables, [], 0, tmp_path / "s.json", tmp_path / "s.tsv", metadata_dir=tmp_path)
+    assert {k: summary["videos"][k] for k in ("ok", "failed", "rejected")} == {"ok": 1, "failed": 1, "rejected": 2}
+    assert [(r["video_id"], r["stage"]) for r in summary["rejected_videos"]] == [("b", "video_dedup"), ("c", "probe")]
+    assert [f["video_id"] for f in summary["failed_videos"]] == ["d"]
+    videos = pd.read_parquet(tmp_path / "videos.parquet").set_index("video_id")
+    assert videos["status"].tolist() == ["complete", "rejected", "rejected", "failed"]
+    assert (videos.loc["b", "duplicate_of"], videos.loc["b", "duplicate_distance"]) == ("a", 1.0)
+    assert [(r["stage"], r["count"]) for r in summary["funnel"]] == [("download", 4), ("probe", 2), ("video_dedup", 1)]

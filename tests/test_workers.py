@@ -10,7 +10,7 @@ from video_miner.extract import ExtractOptions, extract_shard
 from video_miner.workers import FAULTS_ENV, Isolation, Limits, isolated_map
 
 # Generous for the videos that work (each takes well under a second), short for the hang.
-LIMITS = Limits(memory_gb=0.5, download_s=30, download_gb=1, extract_s=2, extract_s_per_video_s=10)
+LIMITS = Limits(memory_gb=0.5, download_s=30, download_gb=1, extract_s=2, extract_s_per_video_s=10, probe_s=30)
 
 
 def test_a_hang_a_crash_and_a_memory_blowup_fail_only_their_videos(videos, tmp_path, monkeypatch):
@@ -41,7 +41,7 @@ def test_a_hang_a_crash_and_a_memory_blowup_fail_only_their_videos(videos, tmp_p
 def test_a_hanging_download_times_out_and_the_rest_arrive(videos, tmp_path, monkeypatch):
     monkeypatch.setenv(FAULTS_ENV, "download:stuck=hang")
     sources = [{"video_id": v, "kind": "local", "location": str(videos["h264.mp4"])} for v in ("ok1", "stuck", "ok2")]
-    limits = Limits(memory_gb=None, download_s=2, download_gb=None, extract_s=1, extract_s_per_video_s=1)
+    limits = Limits(memory_gb=None, download_s=2, download_gb=None, extract_s=1, extract_s_per_video_s=1, probe_s=1)
     table, record = download_shard(sources, tmp_path / "out", tmp_path / "cache", DownloadOptions(), workers=2,
                                    limits=limits)
     rows = table.to_pandas().set_index("video_id")

@@ -83,14 +83,15 @@ def mixed_run(tmp_path_factory, http_server, videos):
 def test_summary_counts_and_reasons(mixed_run, http_server):
     workdir, _ = mixed_run
     summary = json.loads((workdir / "results" / "pipeline_result.json").read_text())
-    assert summary["videos"] == {"total": 7, "ok": 4, "failed": 3, "duplicates_in_input": 1, "rejected_inputs": 1}
-    assert summary["format_version"] == 2 and summary["stages"] == ["download", "extract"]
+    assert summary["videos"] == {"total": 7, "ok": 4, "failed": 3, "rejected": 0, "duplicates_in_input": 1,
+                                  "rejected_inputs": 1}
+    assert summary["format_version"] == 2 and summary["stages"] == ["download", "probe", "video_dedup", "extract"]
     failed = {f["location"]: f for f in summary["failed_videos"]}
     assert "HTTP Error 404" in failed[http_server.url("missing/gone.mp4")]["reason"]
     assert "not a video: the server sent an HTML page" in failed[http_server.url("page.html")]["reason"]
     assert failed[http_server.url("page.html")]["stage"] == "download"
     truncated = next(f for f in summary["failed_videos"] if f["location"].endswith("truncated.mp4"))
-    assert truncated["stage"] == "extract" and "not a readable media file" in truncated["reason"]
+    assert truncated["stage"] == "probe" and "not a readable media file" in truncated["reason"]
     assert summary["rejected_inputs"][0]["input"] == "ftp://example.com/x.mp4"
     assert summary["frames"]["extracted"] > 0 and summary["stage_seconds"]["total"] > 0
     assert summary["frames"]["extracted"] == len(FRAME.read(tables(workdir, "extract")))
@@ -105,6 +106,39 @@ def test_status_table_has_a_row_per_video(mixed_run, http_server):
     flaky = table.loc[video_id_for_url(http_server.url("flaky/vfr.mp4"))]
     assert flaky["status"] == "complete" and flaky["frames_extracted"] > 0
     assert set(table["status"]) == {"complete", "failed"}
+
+
+def test_the_video_table_reads_in_pandas_and_duckdb_and_status_renders_it(mixed_run, http_server):
+    import duckdb
+
+    workdir, _ = mixed_run
+    metadata = workdir / "results" / "metadata"
+    table = pd.read_parquet(metadata / "videos.parquet").set_index("video_id")
+    assert len(table) == 7 and table.index.is_unique
+    rotated = table[table["location"].str.endswith("rotated.mp4")].iloc[0]
+    assert (rotated["rotation"], rotated["width"], rotated["height"], rotated["codec"]) == (90, 240, 320, "h264")
+    vp9 = table.loc[video_id_for_url(http_server.url("vp9.webm"))]
+    assert (vp9["container"], vp9["codec"], vp9["frame_count"], vp9["has_audio"]) == ("matroska,webm", "vp9", 40, False)
+    assert table.loc[video_id_for_url(http_server.url("flaky/vfr.mp4")), "is_vfr"]
+    assert table["duplicate_of"].isna().all()
+    assert json.loads((metadata / "duplicates.json").read_text()) == {}
+    # The same rows from the three files through DuckDB.
+    for name, reader in (("videos.parquet", "read_parquet"), ("videos.csv", "read_csv"),
+                         ("videos.jsonl", "read_json")):
+        rows = duckdb.sql(f"select video_id, status, codec, width, frames_extracted from {reader}('{metadata / name}') "
+                          "order by video_id").fetchall()
+        assert [r[0] for r in rows] == sorted(table.index)
+        assert {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}[vp9.name] == ("complete", "vp9", 160, vp9["frames_extracted"])
+    per_codec = duckdb.sql(f"select codec, count(*) from read_parquet('{metadata / 'videos.parquet'}') "
+                           "where status = 'complete' group by codec order by codec").fetchall()
+    assert per_codec == [("h264", 3), ("vp9", 1)]
+    # status.tsv is the same table, some of its columns.
+    status = pd.read_csv(workdir / "results" / "status.tsv", sep="\t").set_index("video_id")
+    shared = [c for c in status.columns if c in table.columns]
+    assert shared == status.columns.tolist()
+    assert status["status"].to_dict() == table["status"].to_dict()
+    assert status["width"].dropna().astype(int).to_dict() == table["width"].dropna().astype(int).to_dict()
+    assert status["duration_s"].dropna().to_dict() == pytest.approx(table["duration_s"].dropna().to_dict())
 
 
 @pytest.mark.parametrize("name,url_path", [("h264.mp4", "h264.mp4"), ("vp9.webm", "vp9.webm"), ("vfr.mp4", "flaky/vfr.mp4")])
@@ -138,14 +172,15 @@ def test_failed_videos_have_empty_manifests_and_logs(mixed_run, http_server, vid
     assert len(frames_of(workdir, video_id)) == 0
     assert video_id not in extract_outcomes(workdir)  # extraction only sees the kept downloads
     assert "HTTP Error 404" in (workdir / "logs" / "download" / f"{shard}.log").read_text()
-    # A video that downloads but does not decode: no frames, its outcome and reason recorded.
-    truncated = next(v for v, o in extract_outcomes(workdir).items() if not o["ok"])
+    # A video that downloads but cannot be probed: kept false in the probe table with its
+    # reason, never extracted.
+    probed = VIDEO.read(tables(workdir, "probe")).set_index("video_id")
+    truncated = probed.index[~probed["kept"]].item()
     shard, record = download_row(workdir, truncated)
     assert record["kept"] and record["source"] == "local" and record["location"].endswith("truncated.mp4")
-    outcome = extract_outcomes(workdir)[truncated]
-    assert "not a readable media file" in outcome["reason"] and outcome["frames_extracted"] == 0
-    assert len(frames_of(workdir, truncated)) == 0
-    assert "not a readable media file" in (workdir / "logs" / "extract" / f"{shard}.log").read_text()
+    assert "not a readable media file" in probed.loc[truncated, "reason"]
+    assert truncated not in extract_outcomes(workdir) and len(frames_of(workdir, truncated)) == 0
+    assert "not a readable media file" in (workdir / "logs" / "probe" / f"{shard}.log").read_text()
 
 
 @pytest.mark.parametrize("strategy", [{"strategy": "interval", "every_n_frames": 10}, {"strategy": "keyframe"}])
@@ -218,10 +253,11 @@ def test_editing_a_list_above_a_url_does_not_rerun_its_download(tmp_path, http_s
     listing.write_text(f"# kitchen videos\n{http_server.url('odd.mp4')}\n" + listing.read_text())
     proc = run_workflow(tmp_path, config, "-n", "--quiet", "rules")
     counts = {line.split()[0]: line.split()[1] for line in proc.stdout.splitlines() if len(line.split()) == 2}
-    assert counts["download"] == "1" and counts["extract"] == "1"  # only the edited list's shard
+    # only the edited list's shard (and the run-wide grouping of the videos)
+    assert (counts["download"], counts["probe"], counts["extract"], counts["video_dedup"]) == ("1", "1", "1", "1")
     other, _ = download_row(tmp_path, video_id_for_url(http_server.url("vfr.mp4")))
     other_tables = {p: p.stat().st_mtime_ns for p in (tmp_path / "results" / stage / f"{other}.parquet"
-                                                      for stage in ("download", "extract"))}
+                                                      for stage in ("download", "probe", "extract"))}
     hits = dict(http_server.hits)
     run_workflow(tmp_path, config)
     assert {p: p.stat().st_mtime_ns for p in other_tables} == other_tables  # the other list's shard did not rerun

@@ -76,6 +76,9 @@ def _cross_key_problems(config: dict) -> list[str]:
     detection = config["detection"]
     if detection["enabled"]:
         problems += _detection_problems(detection)
+    if config["probe"]["filters"]["require_audio"] and not config["download"]["audio"]:
+        problems.append("probe.filters.require_audio: downloads are video-only unless download.audio is true, "
+                        "so every downloaded video would be rejected")
     return problems
 
 

@@ -26,7 +26,6 @@ import pyarrow as pa
 from video_miner.defaults import section_defaults
 from video_miner.fsutil import safe_name
 from video_miner.ids import youtube_id
-from video_miner.video import VideoError, probe
 from video_miner.workers import Isolation, Limits
 
 log = logging.getLogger(__name__)
@@ -249,13 +248,6 @@ def _private_cookies(cookies_file: str | None) -> Iterator[str | None]:
         os.unlink(copy)
 
 
-def _probe_fields(path: Path) -> dict:
-    try:
-        return probe(str(path))
-    except VideoError as exc:
-        return {"probe_error": str(exc)}
-
-
 def _place(src: Path, out_dir: Path, video_id: str, ext: str, mode: str) -> Path:
     """Put ``src`` at ``out_dir/<id>.<ext>`` by ``mode`` (move, link or copy), removing
     earlier copies of any extension. ``link`` falls back to a copy across filesystems."""
@@ -319,26 +311,9 @@ def download_url(url: str, out_dir: str | os.PathLike, video_id: str, options: D
         upload_date=info.get("upload_date"),
         extractor=info.get("extractor_key"),
         webpage_url=info.get("webpage_url") or url,
-        duration=info.get("duration"),
-        width=info.get("width"),
-        height=info.get("height"),
-        fps=info.get("fps"),
     )
-    _fill_from_probe(record, dest)
     record["download_seconds"] = round(time.perf_counter() - started, 3)
     return record
-
-
-def _fill_from_probe(record: dict, path: Path) -> None:
-    """Fill what the site did not say (generic downloads have no size or duration) from
-    the file itself; the file's own values win for width/height since rotation applies."""
-    probed = _probe_fields(path)
-    for key in ("width", "height", "vcodec", "rotation", "probe_error"):
-        if probed.get(key) is not None:
-            record[key] = probed[key]
-    for key in ("duration", "fps"):
-        if record.get(key) is None and probed.get(key) is not None:
-            record[key] = probed[key]
 
 
 def ingest_local(path: str | os.PathLike, out_dir: str | os.PathLike, video_id: str, mode: str = "link") -> dict:
@@ -352,11 +327,12 @@ def ingest_local(path: str | os.PathLike, out_dir: str | os.PathLike, video_id: 
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     dest = _place(src, Path(out_dir), video_id, src.suffix, mode)
     record.update(status="ok", reason=None, file=dest.as_posix(), filesize=dest.stat().st_size)
-    _fill_from_probe(record, dest)
     record["download_seconds"] = round(time.perf_counter() - started, 3)
     return record
 
 
+# What the site said and the file that arrived; what the file is (codec, size, duration,
+# ...) is the probe stage's (video_miner.probe.PROBE_FIELDS).
 DOWNLOAD_FIELDS = (
     pa.field("source", pa.string(), nullable=False),  # url | local
     pa.field("location", pa.string(), nullable=False),  # the URL or local path it came from
@@ -367,12 +343,6 @@ DOWNLOAD_FIELDS = (
     pa.field("upload_date", pa.string()),
     pa.field("extractor", pa.string()),
     pa.field("webpage_url", pa.string()),
-    pa.field("duration", pa.float64()),
-    pa.field("width", pa.int32()),
-    pa.field("height", pa.int32()),
-    pa.field("fps", pa.float64()),
-    pa.field("vcodec", pa.string()),
-    pa.field("rotation", pa.int32()),
     pa.field("transient", pa.bool_()),  # the failure may go away on a later run
     pa.field("attempts", pa.int32()),
     pa.field("seconds", pa.float64()),

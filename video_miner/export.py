@@ -17,10 +17,11 @@ from video_miner.fsutil import atomic_dir, safe_name, write_json_atomic
 from video_miner.tables.frame import FRAME
 
 
-def final_frames(paths: Sequence[str]) -> pd.DataFrame:
+def final_frames(paths: Sequence[str], videos: Sequence[str] | None = None) -> pd.DataFrame:
     """The frames that make the dataset: the kept rows of the last enabled frame stage
-    (with its boxes when that is detection)."""
-    return FRAME.read_kept(list(paths))
+    (with its boxes when that is detection), of ``videos`` only when given (duplicates
+    stay extracted: with every model stage off, the last frame stage still holds them)."""
+    return FRAME.read_kept(list(paths), videos=videos)
 
 
 def dataset_file_name(video_id: str, frame_index: int, path: str) -> str:

@@ -329,10 +329,16 @@ def extract_video(path: str | os.PathLike, out_dir: str | os.PathLike, video_id:
                          stats.decoded, stats.errors, round(time.perf_counter() - started, 3))
 
 
+def videos_to_extract(downloads: pd.DataFrame, probed: pd.DataFrame) -> pd.DataFrame:
+    """The videos the probe kept, with their file and origin (the download's) and their
+    duration (the probe's), in id order."""
+    return probed[["video_id", "duration_s"]].merge(downloads, on="video_id", how="inner", validate="1:1")
+
+
 def extract_shard(videos: pd.DataFrame, out_dir: str | os.PathLike, cache_dir: str | os.PathLike,
                   options: ExtractOptions, workers: int = 1, limits: Limits | None = None) -> tuple[pa.Table, dict]:
-    """Sample frames of a shard's videos (``videos``: the kept download rows, with
-    ``video_id``, ``file``, ``location``, ``filesize`` and ``duration``), ``workers``
+    """Sample frames of a shard's videos (``videos``: :func:`videos_to_extract`, with
+    ``video_id``, ``file``, ``location``, ``filesize`` and ``duration_s``), ``workers``
     videos at a time in worker processes under ``limits`` (default: the config's), into
     ``out_dir/<video_id>/``. One row per frame; a video that cannot be decoded, hangs,
     crashes its decoder or runs out of memory has no rows and its reason in the record's
@@ -342,7 +348,7 @@ def extract_shard(videos: pd.DataFrame, out_dir: str | os.PathLike, cache_dir: s
     from video_miner.tables.frame import FRAME
 
     limits = limits or Limits.from_config({})
-    durations = dict(zip(videos["video_id"], videos["duration"])) if "duration" in videos else {}
+    durations = dict(zip(videos["video_id"], videos["duration_s"])) if "duration_s" in videos else {}
     sizes = dict(zip(videos["video_id"], videos["filesize"]))
     isolation = Isolation("extract", "decoder", memory_bytes=limits.memory_bytes,
                           timeout_s=lambda v: limits.extract_timeout_s(durations.get(v), sizes[v]))

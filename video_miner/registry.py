@@ -1,7 +1,8 @@
 """Where every video stands, derived from the stage tables and their times on every
 call (nothing is stored): ``pending``, the status word of the last enabled stage it went
 through, ``complete`` once every enabled stage ran for it, or ``failed`` with the stage
-and reason. The words and their order come from the stage registry."""
+and reason (``rejected`` when a stage decided against a good video). The words and their
+order come from the stage registry."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from video_miner.fsutil import redact, write_text_atomic
 from video_miner.sources import assign_shards, collect_videos
 from video_miner.stages import STAGES, STATUSES, Stage, enabled_stages, upstream
 from video_miner.summary import stage_failures
-from video_miner.tables.video import VIDEO
+from video_miner.tables.video import VIDEO, rejected_videos
 
 REGISTRY_COLUMNS = ["video_id", "status", "failed_stage", "reason", "kind", "location", "origin", "title"]
 RUN_CONFIG = Path("results", "run_config.yaml")
@@ -94,22 +95,25 @@ def video_statuses(config: dict, root: str | Path = ".") -> pd.DataFrame:
                     rows[video_id]["title"] = titles.get(video_id)
             if current.per_shard:
                 for video_id, reason in stage_failures(current, paths).items():
-                    failed.setdefault(video_id, (current.name, reason))
+                    failed.setdefault(video_id, (current.name, reason, "failed"))
+            if current.level == "video":
+                for video_id, reason in rejected_videos(paths).items():
+                    failed.setdefault(video_id, (current.name, reason, "rejected"))
             for video_id in covered:
                 rows[video_id]["status"] = current.status
         else:
             for video_id in covered:
                 rows[video_id]["status"] = "complete"
-        for video_id, (stage_name, reason) in failed.items():
+        for video_id, (stage_name, reason, outcome) in failed.items():
             if video_id in covered:
-                rows[video_id].update(status="failed", failed_stage=stage_name, reason=reason)
+                rows[video_id].update(status=outcome, failed_stage=stage_name, reason=reason)
     return pd.DataFrame(list(rows.values()), columns=REGISTRY_COLUMNS)
 
 
 def status_words(config: dict) -> list[str]:
     """The statuses a video of this configuration can have, in order."""
     enabled = {s.status for s in enabled_stages(config)}
-    return [s for s in STATUSES if s in enabled or s in ("pending", "complete", "failed")]
+    return [s for s in STATUSES if s in enabled or s in ("pending", "complete", "rejected", "failed")]
 
 
 def status_counts(table: pd.DataFrame, config: dict) -> dict:

@@ -60,6 +60,9 @@ class Stage:
 
 STAGES: tuple[Stage, ...] = (
     Stage("download", "video", "downloaded", "videos downloaded", "downloaded"),
+    Stage("probe", "video", "probed", "videos probed and within the filters", "probed"),
+    Stage("video_dedup", "video", "unique", "videos that are no copy of another", "unique_videos",
+          switch="video_dedup", run_table="results/video_dedup/videos.parquet", run_log="logs/video_dedup/videos.log"),
     Stage("extract", "frame", "extracted", "frames extracted", "extracted"),
     Stage("filter", "frame", "filtered", "frames passed the text filter", "passed_filter", switch="filter"),
     Stage("embed", "frame", "embedded", "frames unique within their video", "unique_in_video", switch="dedup"),
@@ -69,8 +72,9 @@ STAGES: tuple[Stage, ...] = (
           counted="has_detections"),
 )
 BY_NAME = {stage.name: stage for stage in STAGES}
-# Every status a video can have, in order; ``complete`` means every enabled stage ran.
-STATUSES: tuple[str, ...] = ("pending", *(s.status for s in STAGES), "complete", "failed")
+# Every status a video can have, in order; ``complete`` means every enabled stage ran;
+# ``rejected``: a stage decided against it (outside the probe's filters, a duplicate).
+STATUSES: tuple[str, ...] = ("pending", *(s.status for s in STAGES), "complete", "rejected", "failed")
 
 
 def stage(name: str) -> Stage:
@@ -83,17 +87,27 @@ def enabled_stages(config: dict, stages: Sequence[Stage] = STAGES) -> list[Stage
 
 def upstream(name: str, config: dict, stages: Sequence[Stage] = STAGES) -> Stage:
     """The stage whose kept rows ``name`` reads: the previous enabled stage at its level,
-    else the last enabled stage of the video level (the first frame stage reads videos)."""
+    else the last enabled per-shard stage of the video level (the first frame stage reads
+    videos; a run-wide video stage would make every shard's extraction wait for all
+    shards: the later frame stages read it instead, see :func:`video_gate`)."""
     names = [s.name for s in stages]
     current = stages[names.index(name)]
     before = [s for s in enabled_stages(config, stages) if names.index(s.name) < names.index(current.name)]
     same_level = [s for s in before if s.level == current.level]
     if same_level:
         return same_level[-1]
-    videos = [s for s in before if s.level == "video"]
+    videos = [s for s in before if s.level == "video" and (s.per_shard or current.level == "video")]
     if not videos:
         raise ValueError(f"stage {name!r} has no stage before it")
     return videos[-1]
+
+
+def video_gate(config: dict, stages: Sequence[Stage] = STAGES) -> Stage | None:
+    """The run-wide video stage (video_dedup) whose kept videos the frame stages after
+    extraction and the exports keep to: duplicates stay extracted, and the model stages
+    skip them."""
+    last = final_stage("video", config, stages)
+    return last if last is not None and not last.per_shard else None
 
 
 def final_stage(level: str, config: dict, stages: Sequence[Stage] = STAGES) -> Stage | None:

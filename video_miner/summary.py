@@ -1,5 +1,8 @@
-"""The run's summary (``pipeline_result.json``) and per-video status table, derived from
-the stage tables on every run (so they cannot go stale), driven by the stage registry."""
+"""The run's summary (``pipeline_result.json``) and its video table (``results/metadata/
+videos.parquet``, ``.jsonl``, ``.csv``: one row per video, what the site said, what the
+probe found, its status, duplicate and per-stage counts), derived from the stage tables
+on every run (so they cannot go stale), driven by the stage registry. ``status.tsv`` is
+a rendering of the video table: some of its columns."""
 
 from __future__ import annotations
 
@@ -10,11 +13,12 @@ from typing import Sequence
 
 import pandas as pd
 
-from video_miner.fsutil import write_json_atomic, write_tsv
+from video_miner.fsutil import atomic_path, write_json_atomic, write_tsv
+from video_miner.probe import PROBE_FIELDS
 from video_miner.stages import RESULTS_FORMAT_VERSION, STAGES, Stage, stage
 from video_miner.tables import read_metadata, video_outcomes
 from video_miner.tables.frame import FRAME
-from video_miner.tables.video import VIDEO
+from video_miner.tables.video import VIDEO, rejected_videos
 
 FRAME_STAGES = [s for s in STAGES if s.level == "frame"]
 STATUS_COLUMNS = [
@@ -24,8 +28,18 @@ STATUS_COLUMNS = [
 ]
 # Written as integers even where failed videos leave them empty.
 INTEGER_COLUMNS = ["width", "height", "frames_in_video", "decode_errors", *(f"frames_{s.count}" for s in FRAME_STAGES)]
-_VIDEO_COLUMNS = {"source": "source", "location": "location", "title": "title", "channel": "channel",
-                  "duration": "duration_s", "width": "width", "height": "height", "fps": "fps"}
+# What each video table column comes from: the download's, the probe's, video_dedup's.
+_DOWNLOAD_COLUMNS = ["source", "location", "title", "channel", "upload_date", "filesize"]
+_PROBE_COLUMNS = [f.name for f in PROBE_FIELDS if f.name != "phash"]
+_DEDUP_COLUMNS = {"duplicate_of": "duplicate_of", "distance": "duplicate_distance"}
+VIDEO_TABLE_COLUMNS = [
+    "video_id", "status", "failed_stage", "reason", "source", "location", "origin", "title", "channel",
+    "upload_date", "filesize", *_PROBE_COLUMNS, *_DEDUP_COLUMNS.values(), "frames_in_video", "decode_errors",
+    *(f"frames_{s.count}" for s in FRAME_STAGES),
+]
+VIDEO_TABLE_INTEGERS = [
+    "filesize", "coded_width", "coded_height", "width", "height", "rotation", "frame_count", "bit_rate",
+    "audio_sample_rate", "audio_channels", "frames_in_video", "decode_errors", *(f"frames_{s.count}" for s in FRAME_STAGES)]
 
 
 def stage_failures(current: Stage, paths: Sequence[str]) -> dict[str, str]:
@@ -34,7 +48,8 @@ def stage_failures(current: Stage, paths: Sequence[str]) -> dict[str, str]:
     if current.level == "video":
         rows = VIDEO.read(paths, columns=["reason"])
         rows = rows[~rows["kept"].astype(bool)]
-        return dict(zip(rows["video_id"], rows["reason"]))
+        rejected = rejected_videos(paths)
+        return {v: r for v, r in zip(rows["video_id"], rows["reason"]) if v not in rejected}
     failed = {}
     for path in paths:
         for video_id, outcome in video_outcomes(path).items():
@@ -88,8 +103,10 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
             video_id=not_downloaded)], ignore_index=True)
     status = pd.DataFrame({"video_id": downloads["video_id"], "status": "complete", "failed_stage": None,
                            "reason": None})
-    for key, column in _VIDEO_COLUMNS.items():
-        status[column] = downloads[key] if key in downloads else None
+    for column in _DOWNLOAD_COLUMNS:
+        status[column] = downloads[column] if column in downloads else None
+    status = _joined(status, tables.get("probe", []), {c: c for c in _PROBE_COLUMNS})
+    status = _joined(status, tables.get("video_dedup", []), _DEDUP_COLUMNS)
     status["origin"] = status["video_id"].map(origins or {})
     transient = set(downloads.loc[downloads["transient"].fillna(False).astype(bool), "video_id"]) \
         if "transient" in downloads else set()  # no shards at all: a run with no videos
@@ -110,8 +127,12 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
                 waiting = status.loc[status.index.intersection(job["video_ids"]), "status"] == "complete"
                 status.loc[waiting[waiting].index, "status"] = reached
         for video_id, reason in failures.items():
-            if video_id in status.index and status.at[video_id, "status"] != "failed":
+            if video_id in status.index and status.at[video_id, "status"] not in ("failed", "rejected"):
                 status.loc[video_id, ["status", "failed_stage", "reason"]] = ["failed", current.name, reason]
+        if current.level == "video":
+            for video_id, reason in rejected_videos(paths).items():
+                if video_id in status.index and status.at[video_id, "status"] not in ("failed", "rejected"):
+                    status.loc[video_id, ["status", "failed_stage", "reason"]] = ["rejected", current.name, reason]
         seconds[current.name] = round(_stage_seconds(paths), 3)
         if current.level == "video":
             count = int(VIDEO.read(paths, columns=[])["kept"].astype(bool).sum())
@@ -126,8 +147,9 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
         column = f"frames_{current.count}"
         if column not in status:
             status[column] = pd.NA
-    status = status.reset_index(drop=True)[STATUS_COLUMNS]
+    status = status.reset_index(drop=True)[VIDEO_TABLE_COLUMNS]
     failed = status[status["status"] == "failed"]
+    decided = status[status["status"] == "rejected"]
     summary = {
         "format_version": RESULTS_FORMAT_VERSION,
         "stages": [s.name for s in enabled],
@@ -138,8 +160,9 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
         "jobs_not_run": sum(not j["failed"] for j in unfinished),
         "videos": {
             "total": len(status),
-            "ok": len(status) - len(failed),
+            "ok": len(status) - len(failed) - len(decided),
             "failed": len(failed),
+            "rejected": len(decided),
             "duplicates_in_input": duplicates,
             "rejected_inputs": len(rejected),
         },
@@ -148,6 +171,8 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
              "retryable": row.video_id in transient}
             for row in failed.itertuples()
         ],
+        "rejected_videos": [{"video_id": row.video_id, "location": row.location, "stage": row.failed_stage,
+                             "reason": row.reason} for row in decided.itertuples()],
         "rejected_inputs": rejected,
         "frames": frames,
         "funnel": funnel,
@@ -155,6 +180,37 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
         "stage_seconds": {**seconds, "total": round(sum(seconds.values()), 3)},
     }
     return summary, status
+
+
+def _joined(status: pd.DataFrame, paths: Sequence[str], columns: dict[str, str]) -> pd.DataFrame:
+    """``status`` with ``columns`` of a video-level stage's tables (as renamed), empty
+    for videos it has no row for."""
+    rows = VIDEO.read(paths, columns=list(columns)) if paths else pd.DataFrame(columns=["video_id", *columns])
+    rows = rows.reindex(columns=["video_id", *columns]).rename(columns=columns)
+    return status.merge(rows, on="video_id", how="left", validate="1:1")
+
+
+def write_video_table(folder: str | os.PathLike, table: pd.DataFrame) -> None:
+    """``videos.parquet``, ``videos.jsonl`` and ``videos.csv`` in ``folder``: the same
+    rows, counts and sizes as integers (empty where unknown)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    table = table.copy()
+    for column in VIDEO_TABLE_INTEGERS:
+        table[column] = pd.to_numeric(table[column], errors="coerce").astype("Int64")
+    for column in ("is_vfr", "has_audio"):
+        table[column] = table[column].astype("boolean")
+    for column in ("fps", "fps_nominal", "duration_s", "duplicate_distance"):
+        table[column] = pd.to_numeric(table[column], errors="coerce").astype("float64")
+    text = [c for c in table.columns if c not in (*VIDEO_TABLE_INTEGERS, "is_vfr", "has_audio", "fps", "fps_nominal",
+                                                  "duration_s", "duplicate_distance")]
+    table[text] = table[text].astype("string")
+    with atomic_path(folder / "videos.parquet", suffix=".parquet") as tmp:
+        table.to_parquet(tmp, index=False)
+    with atomic_path(folder / "videos.jsonl", suffix=".jsonl") as tmp:
+        table.to_json(tmp, orient="records", lines=True, force_ascii=False)
+    with atomic_path(folder / "videos.csv", suffix=".csv") as tmp:
+        table.to_csv(tmp, index=False)
 
 
 def _detections_per_class(paths: Sequence[str]) -> dict[str, int]:
@@ -168,10 +224,15 @@ def _detections_per_class(paths: Sequence[str]) -> dict[str, int]:
 def summarize_files(tables: dict[str, list[str]], rejected: list[dict], duplicates: int,
                     summary_path: str | os.PathLike, status_path: str | os.PathLike,
                     origins: dict | None = None, search_paths: Sequence[str] = (),
-                    unfinished: Sequence[dict] = (), locations: dict | None = None) -> dict:
+                    unfinished: Sequence[dict] = (), locations: dict | None = None,
+                    metadata_dir: str | os.PathLike | None = None) -> dict:
+    """The summary, and the video table (into ``metadata_dir``) with ``status.tsv``
+    rendered from it."""
     summary, table = build_summary(tables, rejected, duplicates, origins, unfinished, locations)
     summary["searches"] = [_search_record(p) for p in search_paths]
-    write_tsv(status_path, table, integers=INTEGER_COLUMNS)
+    if metadata_dir is not None:
+        write_video_table(metadata_dir, table)
+    write_tsv(status_path, table[STATUS_COLUMNS], integers=INTEGER_COLUMNS)
     write_json_atomic(summary_path, summary)
     return summary
 
@@ -187,7 +248,7 @@ def summarize_failed_run(stage_names: Sequence[str], shards: dict[str, list[str]
     tables = {name: [(root / p).as_posix() for p in paths] for name, paths in tables.items()}
     return summarize_files(
         tables, rejected, duplicates, root / "results" / "pipeline_result.json", root / "results" / "status.tsv",
-        origins={v: s.origin for v, s in sources.items()},
+        metadata_dir=root / "results" / "metadata", origins={v: s.origin for v, s in sources.items()},
         search_paths=[p for p in (root / q for q in search_paths) if p.is_file()],
         unfinished=unfinished, locations={v: (s.kind, s.location) for v, s in sources.items()})
 

@@ -119,7 +119,8 @@ def render_scenes(path: str | os.PathLike, scenes: Sequence[Scene], width: int =
 
 
 # The demo's clips. "astronaut_reupload" is "astronaut_interview" re-encoded at another
-# quality, the cross-video duplicate a real crawl always contains.
+# quality and a lower resolution, the copy a real crawl always contains (video_dedup
+# keeps the original: it has more pixels).
 _INTERVIEW = (
     Scene("astronaut", 3.0, (0.5, 0.3, 1.0)),
     Scene("astronaut", 3.0, (0.5, 0.3, 1.0), (0.45, 0.22, 1.6)),
@@ -128,7 +129,7 @@ _INTERVIEW = (
 )
 DEMO_CLIPS: dict[str, dict] = {
     "astronaut_interview": {"scenes": _INTERVIEW, "seed": 1},
-    "astronaut_reupload": {"scenes": _INTERVIEW, "seed": 1, "options": {"crf": "30"}},
+    "astronaut_reupload": {"scenes": _INTERVIEW, "seed": 1, "width": 480, "height": 270, "options": {"crf": "30"}},
     "cat_and_rocket": {
         "scenes": (
             Scene("chelsea", 3.0, (0.2, 0.5, 1.0), (0.8, 0.5, 1.0)),

@@ -1,4 +1,4 @@
-"""Opening, probing and indexing videos with PyAV.
+"""Opening and indexing videos with PyAV.
 
 The frame index comes from one demux pass (packets only, no decoding): the display-order
 timestamps and keyframe flags of every frame. With it, frame numbers and timestamps are
@@ -99,36 +99,3 @@ def build_frame_index(path: str) -> FrameIndex | None:
         pts = np.asarray(pts_list, dtype=np.int64)
         order = np.argsort(pts, kind="stable")
         return FrameIndex(pts[order], np.asarray(key_list, dtype=bool)[order], stream.time_base)
-
-
-def probe(path: str) -> dict:
-    """Technical metadata of a video: display width/height (rotation applied), fps,
-    duration, codec, rotation, frame count. Raises :class:`VideoError`."""
-    container, stream = open_video(path)
-    with container:
-        rotation = 0
-        try:
-            first = next(container.decode(stream), None)
-            if first is not None:
-                rotation = int(first.rotation or 0) % 360
-        except av.FFmpegError:
-            pass
-        width, height = stream.codec_context.width, stream.codec_context.height
-        if rotation in (90, 270):
-            width, height = height, width
-        duration = None
-        if stream.duration is not None and stream.time_base:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / av.time_base
-        rate = stream.average_rate or stream.guessed_rate
-        return {
-            "width": width or None,
-            "height": height or None,
-            "fps": round(float(rate), 6) if rate else None,
-            "duration": round(duration, 6) if duration is not None else None,
-            "vcodec": stream.codec_context.name,
-            "container": container.format.name,
-            "rotation": rotation,
-            "frame_count": stream.frames or None,
-        }

@@ -252,6 +252,7 @@ class Limits:
     download_gb: float | None
     extract_s: float
     extract_s_per_video_s: float
+    probe_s: float
 
     @classmethod
     def from_config(cls, section: dict) -> "Limits":
