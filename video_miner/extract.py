@@ -27,7 +27,7 @@ from PIL import Image
 from video_miner.defaults import section_defaults
 from video_miner.fsutil import atomic_path
 from video_miner.ids import frame_id
-from video_miner.video import FrameIndex, VideoError, build_frame_index, open_video
+from video_miner.video import FrameIndex, VideoError, build_frame_index, count_decode_pass, open_video
 from video_miner.workers import Isolation, Limits
 
 STRATEGIES = ("interval", "time", "keyframe")
@@ -211,6 +211,7 @@ def _decode_indexed(path: str, index: FrameIndex, positions: np.ndarray, writer:
     # means the loop is not making progress, so decode without the shortcuts instead.
     budget = 2 * len(index) + 2 * _NONREF_MARGIN
     container, stream = open_video(path)
+    count_decode_pass(path)
     with container:
         _configure(stream, options, keyframes_only=options.strategy == "keyframe")
         context = stream.codec_context
@@ -261,6 +262,7 @@ def _decode_sequential(path: str, writer: _FrameWriter, options: ExtractOptions,
                        select: Callable[[int, float, bool], bool], stats: _DecodeStats) -> None:
     """Decode every frame in order, for streams whose packets carry no timestamps."""
     container, stream = open_video(path)
+    count_decode_pass(path)
     rate = float(stream.average_rate or stream.guessed_rate or 0) or None
     with container:
         _configure(stream, options, keyframes_only=False)
