@@ -15,6 +15,7 @@ from video_miner.sources import (
 )
 from video_miner.stages import (
     SHARD_PATTERN,
+    cross_upstream,
     enabled_stages,
     final_stage,
     stage,
@@ -48,6 +49,11 @@ PROBE_LIMITS = {
     k: v
     for k, v in config["limits"].items()
     if k == "memory_gb" or k.startswith("probe_")
+}
+CLIPS_LIMITS = {
+    k: v
+    for k, v in config["limits"].items()
+    if k == "memory_gb" or k.startswith("clips_")
 }
 EXTRACT_LIMITS = {
     k: v
@@ -222,12 +228,24 @@ def get_video_dedup_input(wildcards):
     return all_shards(upstream("video_dedup", config).table())
 
 
-def get_extract_input(wildcards):
+def get_shots_input(wildcards):
     return {
+        "videos": upstream("shots", config).table(wildcards.shard),
+        "downloads": stage("download").table(wildcards.shard),
+        "files": stage("download").files(wildcards.shard),
+    }
+
+
+def get_extract_input(wildcards):
+    inputs = {
         "videos": upstream("extract", config).table(wildcards.shard),
         "downloads": stage("download").table(wildcards.shard),
         "files": stage("download").files(wildcards.shard),
     }
+    clips = cross_upstream("extract", "clip", config)
+    if clips:
+        inputs["clips"] = clips.table(wildcards.shard)
+    return inputs
 
 
 def get_filter_input(wildcards):

@@ -219,3 +219,16 @@ def test_video_clips_of_the_windows_backend_need_no_decoding(shot_video):
     assert DECODE_PASSES[str(path)] == 0
     assert [(r["start_frame"], r["end_frame"], r["kept"]) for r in rows] == [
         (0, 50, True), (50, 100, True), (100, 150, True), (150, 196, True)]
+
+
+def test_strategy_scene_takes_the_middle_frames_of_each_clip(shot_video, tmp_path):
+    from video_miner.extract import ExtractOptions, clip_positions, extract_video
+
+    assert clip_positions([(0, 50, "a"), (50, 101, "b")], 1) == {25: "a", 75: "b"}
+    assert clip_positions([(0, 60, "a"), (60, 62, "b")], 3) == {10: "a", 30: "a", 50: "a", 60: "b", 61: "b"}
+    path, _ = shot_video
+    result = extract_video(path, tmp_path, "v", ExtractOptions(strategy="scene"),
+                           [(0, 50, "v-000000"), (50, 100, "v-000050"), (143, 196, "v-000143")])
+    assert [(r["frame_index"], r["clip_id"]) for r in result.rows] == [(25, "v-000000"), (75, "v-000050"),
+                                                                        (169, "v-000143")]
+    assert result.rows[1]["timestamp_s"] == 3.0
