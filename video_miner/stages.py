@@ -32,6 +32,7 @@ class Stage:
     # Other levels the stage reads when the config says so: (level, when(config)). It
     # reads that level's last enabled per-shard stage before it (see :func:`cross_upstream`).
     cross_reads: tuple[tuple[str, Callable[[dict], bool]], ...] = ()
+    score: str | None = None  # a clip stage's score column: the clip export's scores[<stage>]
 
     def enabled(self, config: dict) -> bool:
         return self.switch is None or bool(config[self.switch]["enabled"])
