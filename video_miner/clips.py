@@ -325,34 +325,37 @@ def write_clip_export(out_dir: str | os.PathLike, rows: pd.DataFrame, cut: pd.Da
         if cut is not None:
             sources = {c: p for c, p, k in zip(cut["clip_id"], cut["path"], cut["kept"]) if k}
             for clip, path in zip(rows["clip_id"], rows["path"]):
-                if path is not None:
+                if isinstance(path, str):
                     target = Path(tmp, Path(path).relative_to("files"))
                     target.parent.mkdir(parents=True, exist_ok=True)
                     try:
                         os.link(sources[clip], target)
                     except OSError:
                         shutil.copyfile(sources[clip], target)
-    records = rows.to_dict("records")
+    records = [_jsonable(r) for r in rows.to_dict("records")]
     with atomic_path(out_dir / "metadata.jsonl", suffix=".jsonl") as tmp:
         with open(tmp, "w", encoding="utf-8") as fh:
             for record in records:
-                fh.write(json.dumps(_jsonable(record), ensure_ascii=False) + "\n")
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
     table = pa.Table.from_pylist([{**r, "scores": list(r["scores"].items())} for r in records], schema=EXPORT_SCHEMA)
     import pyarrow.parquet as pq
 
     with atomic_path(out_dir / "metadata.parquet", suffix=".parquet") as tmp:
         pq.write_table(table, tmp)
-    return {"clips": len(rows), "kept": int(rows["kept"].sum()) if len(rows) else 0,
-            "files": int(rows["path"].notna().sum()) if len(rows) else 0}
+    return {"clips": len(records), "kept": sum(r["kept"] for r in records),
+            "files": sum(r["path"] is not None for r in records)}
 
 
 def _jsonable(record: dict) -> dict:
+    """Plain JSON values; a missing text (pandas' NaN) is null."""
     out = {}
     for key, value in record.items():
         if isinstance(value, np.generic):
             value = value.item()
         elif isinstance(value, np.ndarray):
             value = value.tolist()
+        if key in ("caption", "path") and not isinstance(value, str):
+            value = None
         out[key] = value
     return out
 
