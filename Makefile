@@ -40,7 +40,7 @@ demo: install
 	@echo "  logs/                          one log per job"
 
 test: install
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra --durations=15
 
 lint: install
 	$(BIN)/snakemake --lint --configfile config/demo.yaml

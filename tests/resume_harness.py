@@ -28,6 +28,8 @@ TIMING_KEYS = {"seconds", "download_seconds", "stage_seconds", "uploaded", "skip
                "uploaded_bytes"}
 STAGE_LOGS = {
     "download": "logs/download/*.log",
+    "probe": "logs/probe/*.log",
+    "video_dedup": "logs/video_dedup/*.log",
     "extract": "logs/extract/*.log",
     "filter": "logs/filter/*.log",
     "embed": "logs/embed/*.log",

@@ -9,7 +9,7 @@ from conftest import FAST_DOWNLOADS
 from resume_harness import Interruption, comparable_results, complete_run, interrupted_run, random_plan, write_config
 
 pytestmark = pytest.mark.slow
-STAGES = ["download", "extract", "filter", "embed", "dedup", "detect", "summary", "upload"]
+STAGES = ["download", "probe", "video_dedup", "extract", "filter", "embed", "dedup", "detect", "summary", "upload"]
 
 
 @pytest.fixture(scope="module")
@@ -45,20 +45,17 @@ def test_plan_spans_every_stage_and_signal():
 
 def test_killed_at_every_stage_then_resumed_gives_identical_results(tmp_path, resume_config, reference):
     config_path = write_config(tmp_path, resume_config)
-    outcomes = [interrupted_run(tmp_path, config_path, step) for step in random_plan(7, len(STAGES), STAGES)]
-    assert outcomes.count("interrupted") >= len(STAGES) - 2, outcomes
+    # First a SIGKILL the moment the first download starts (nothing finished yet), then the
+    # seeded plan: every stage, each signal.
+    plan = [Interruption("download", 0.0), *random_plan(7, len(STAGES), STAGES)]
+    outcomes = [interrupted_run(tmp_path, config_path, step) for step in plan]
+    assert outcomes[0] == "interrupted"
+    assert outcomes.count("interrupted") >= len(plan) - 2, outcomes
     complete_run(tmp_path, config_path)
     resumed = comparable_results(tmp_path)
     assert sorted(resumed) == sorted(reference)
     for name in reference:
         assert resumed[name] == reference[name], f"{name} differs after interruptions"
-
-
-def test_sigkill_during_the_first_download_loses_nothing(tmp_path, resume_config, reference):
-    config_path = write_config(tmp_path, resume_config)
-    assert interrupted_run(tmp_path, config_path, Interruption("download", 0.0)) == "interrupted"
-    complete_run(tmp_path, config_path)
-    assert comparable_results(tmp_path) == reference
 
 
 def test_a_killed_shard_job_keeps_the_videos_it_finished(tmp_path, http_server):

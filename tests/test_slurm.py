@@ -85,14 +85,31 @@ def slurm_config(http_server, tiny_models):
     }
 
 
-def test_slurm_run_equals_local_run(cluster, slurm_config, tmp_path):
-    from conftest import run_workflow
+@pytest.fixture(scope="module")
+def slurm_run(cluster, slurm_config, tmp_path_factory):
+    """The workflow on SLURM and, at the same time (the SLURM run mostly waits on the
+    scheduler), the same config locally on one core."""
+    from conftest import SNAKEMAKE
 
+    root = tmp_path_factory.mktemp("slurm")
+    local = root / "local"
+    config_path = write_config(local, slurm_config)
+    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(local), "--configfile", str(config_path),
+           "--cores", "1"]
+    local_run = subprocess.Popen(cmd, cwd=local, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
-    code, output = run_on_slurm(tmp_path / "slurm", slurm_config)
+    try:
+        code, output = run_on_slurm(root / "slurm", slurm_config)
+    finally:
+        local_output, _ = local_run.communicate(timeout=420)
+    assert local_run.returncode == 0, local_output[-6000:]
     assert code == 0, output[-6000:]
-    run_workflow(tmp_path / "local", slurm_config)
-    slurm, local = comparable_results(tmp_path / "slurm"), comparable_results(tmp_path / "local")
+    return root / "slurm", local, started
+
+
+def test_slurm_run_equals_local_run(slurm_run):
+    workdir, local_workdir, started = slurm_run
+    slurm, local = comparable_results(workdir), comparable_results(local_workdir)
     assert sorted(slurm) == sorted(local)
     assert [name for name in local if slurm[name] != local[name]] == []
     # Every rule's jobs went through sbatch and completed; model jobs got the GPU.
@@ -112,11 +129,13 @@ def test_slurm_run_equals_local_run(cluster, slurm_config, tmp_path):
                                                                                  "rule_detect"}
 
 
-def test_a_failing_job_fails_the_run_instead_of_hanging(cluster, slurm_config, tmp_path):
+def test_a_failing_job_fails_the_run_instead_of_hanging(slurm_run, slurm_config, tmp_path):
+    """The finished SLURM run with a broken filter model: its filter jobs rerun and fail."""
+    workdir = tmp_path / "run"
+    shutil.copytree(slurm_run[0], workdir, symlinks=True)
     broken_model = tmp_path / "not-a-model"
     broken_model.mkdir()
-    config = {**slurm_config, "urls": slurm_config["urls"][:1],
-              "filter": {**slurm_config["filter"], "model": str(broken_model)}}
-    code, output = run_on_slurm(tmp_path / "run", config, timeout=300)
+    config = {**slurm_config, "filter": {**slurm_config["filter"], "model": str(broken_model)}}
+    code, output = run_on_slurm(workdir, config, timeout=300)
     assert code != 0
     assert "Error in rule filter" in output
