@@ -21,7 +21,7 @@ rule cut:
         runtime=240,
     params:
         settings=CUT_SETTINGS,
-        limits=CLIPS_LIMITS,
+        limits=STAGE_LIMITS["clips"],
         cache="results/.cache/cut/{shard}",
     script:
         "../scripts/cut.py"

@@ -38,27 +38,16 @@ EMBED_SETTINGS = {
 # not download concurrency, not the other search queries, not drawing settings.
 DOWNLOAD_OPTIONS = {k: v for k, v in config["download"].items() if k != "workers"}
 SEARCH_OPTIONS = {k: v for k, v in config["search"].items() if k != "queries"}
-# Each stage's jobs get only their own limits as params: raising the extraction time
-# limit reruns extraction (retrying its failed videos), not the downloads.
-DOWNLOAD_LIMITS = {
-    k: v
-    for k, v in config["limits"].items()
-    if k == "memory_gb" or k.startswith("download_")
-}
-PROBE_LIMITS = {
-    k: v
-    for k, v in config["limits"].items()
-    if k == "memory_gb" or k.startswith("probe_")
-}
-CLIPS_LIMITS = {
-    k: v
-    for k, v in config["limits"].items()
-    if k == "memory_gb" or k.startswith("clips_")
-}
-EXTRACT_LIMITS = {
-    k: v
-    for k, v in config["limits"].items()
-    if k == "memory_gb" or k.startswith("extract_")
+# Each isolated stage's jobs get only their own limits as params (the shared memory cap
+# and its <stage>_* keys): raising the extraction time limit reruns extraction (retrying
+# its failed videos), not the downloads.
+STAGE_LIMITS = {
+    name: {
+        k: v
+        for k, v in config["limits"].items()
+        if k == "memory_gb" or k.startswith(f"{name}_")
+    }
+    for name in ("download", "probe", "clips", "extract")
 }
 VIDEO_DEDUP = config["video_dedup"]
 # Hash frames are computed with the probe only when video_dedup will group them.

@@ -17,7 +17,7 @@ rule download:
     params:
         sources=get_download_sources,
         options=DOWNLOAD_OPTIONS,
-        limits=DOWNLOAD_LIMITS,
+        limits=STAGE_LIMITS["download"],
         local_mode=config["local_mode"],
         keep_videos=KEEP_VIDEOS,
         cache=stage("download").cache(),

@@ -16,7 +16,7 @@ rule extract:
         runtime=240,
     params:
         options=config["extract"],
-        limits=EXTRACT_LIMITS,
+        limits=STAGE_LIMITS["extract"],
         cache=stage("extract").cache(),
     script:
         "../scripts/extract.py"

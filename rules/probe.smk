@@ -16,7 +16,7 @@ rule probe:
     params:
         filters=config["probe"]["filters"],
         hash_frames=HASH_FRAMES,
-        limits=PROBE_LIMITS,
+        limits=STAGE_LIMITS["probe"],
         cache=stage("probe").cache(),
     script:
         "../scripts/probe.py"

@@ -16,7 +16,7 @@ rule shots:
     params:
         settings=config["shots"],
         device=config["models"]["device"],
-        limits=CLIPS_LIMITS,
+        limits=STAGE_LIMITS["clips"],
         cache=stage("shots").cache(),
     script:
         "../scripts/shots.py"

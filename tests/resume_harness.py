@@ -47,11 +47,11 @@ class Interruption:
     signal: int = signal.SIGKILL
 
 
-def snakemake_cmd(workdir: Path, config_path: Path, *args: str) -> list[str]:
+def snakemake_cmd(workdir: Path, config_path: Path, *args: str, cores: int = 2) -> list[str]:
     import sys
 
     return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-            "--configfile", str(config_path), "--cores", "2", *args]
+            "--configfile", str(config_path), "--cores", str(cores), *args]
 
 
 def write_config(workdir: Path, config: dict) -> Path:

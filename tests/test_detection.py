@@ -14,6 +14,7 @@ from video_miner.defaults import SCHEMA_PATH, section_defaults
 from video_miner.detection import (BACKENDS, DetectionSettings, finalize, make_detector, match_class, nms_per_class,
                                    phrase_spans)
 from video_miner.models import ModelSettings
+from video_miner.stages import STAGES, stage
 from video_miner.tables.frame import FRAME
 
 CPU = ModelSettings(device="cpu", batch_size=2, num_workers=2)
@@ -199,8 +200,8 @@ def detect_runs(tmp_path_factory, videos, scene_videos, tiny_models):
         }
         if runs:
             shutil.copytree(list(runs.values())[-1], workdir, dirs_exist_ok=True, symlinks=True)
-        upstream = ("download", "probe", "extract", "filter", "embed", "dedup")  # the stages before detection
-        before = {p: p.stat().st_mtime_ns for name in upstream for p in (workdir / "results" / name).glob("*.parquet")}
+        before = {p: p.stat().st_mtime_ns for s in STAGES[:STAGES.index(stage("detect"))]
+                  for p in workdir.glob(s.table("*"))}
         run_workflow(workdir, config)
         assert {p: p.stat().st_mtime_ns for p in before} == before  # the stages before detection did not rerun
         runs[backend] = workdir

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import FAST_DOWNLOADS, REPO
-from resume_harness import comparable_results, write_config
+from resume_harness import comparable_results, snakemake_cmd, write_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
@@ -89,14 +89,10 @@ def slurm_config(http_server, tiny_models):
 def slurm_run(cluster, slurm_config, tmp_path_factory):
     """The workflow on SLURM and, at the same time (the SLURM run mostly waits on the
     scheduler), the same config locally on one core."""
-    from conftest import SNAKEMAKE
-
     root = tmp_path_factory.mktemp("slurm")
     local = root / "local"
-    config_path = write_config(local, slurm_config)
-    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(local), "--configfile", str(config_path),
-           "--cores", "1"]
-    local_run = subprocess.Popen(cmd, cwd=local, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    local_run = subprocess.Popen(snakemake_cmd(local, write_config(local, slurm_config), cores=1), cwd=local,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     try:
         code, output = run_on_slurm(root / "slurm", slurm_config)
