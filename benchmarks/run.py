@@ -209,6 +209,9 @@ def main() -> None:
         import shots
 
         rows += shots.run(args.repeats)
+        import shot_thresholds
+
+        rows += shot_thresholds.rows()
     if "gpu" in args.only:
         report = REPO / "BENCHMARKS.md"
         rows += gpu_rows(report.read_text() if report.exists() else "")

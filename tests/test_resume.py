@@ -9,7 +9,8 @@ from conftest import FAST_DOWNLOADS
 from resume_harness import Interruption, comparable_results, complete_run, interrupted_run, random_plan, write_config
 
 pytestmark = pytest.mark.slow
-STAGES = ["download", "probe", "video_dedup", "extract", "filter", "embed", "dedup", "detect", "summary", "upload"]
+STAGES = ["download", "probe", "video_dedup", "shots", "extract", "filter", "embed", "dedup", "detect", "cut", "clips",
+          "summary", "upload"]
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +27,10 @@ def resume_config(http_server, videos, tiny_models):
         "dedup": {"model": str(tiny_models["dinov2"]), "threshold": 0.99},
         "detection": {"enabled": True, "backend": "owlv2", "model": str(tiny_models["owlv2"]), "classes": ["cat"],
                       "threshold": 0.0},
+        # The clip branch beside the frames: PySceneDetect's content detector (no model to
+        # load), clips cut to files and packed as a WebDataset.
+        "shots": {"enabled": True, "backend": "content"},
+        "clips": {"cut": True, "webdataset": True},
         "upload": {"copy": "uploaded"},
     }
 

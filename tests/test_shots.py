@@ -232,3 +232,24 @@ def test_strategy_scene_takes_the_middle_frames_of_each_clip(shot_video, tmp_pat
     assert [(r["frame_index"], r["clip_id"]) for r in result.rows] == [(25, "v-000000"), (75, "v-000050"),
                                                                         (169, "v-000143")]
     assert result.rows[1]["timestamp_s"] == 3.0
+
+
+def test_cut_clips_copy_on_keyframes_encode_otherwise_and_keep_the_rotation(tmp_path):
+    import av
+
+    from video_miner.clips import CutSettings, cut_video
+
+    path = tmp_path / "phone.mp4"  # keyframes every 25 frames, a phone's 90-degree display matrix
+    encode_video(path, [np.full((90, 160, 3), 3 * i, np.uint8) for i in range(75)], fps=25, gop=25, rotation=90)
+    clips = [(0, 25, "v-000000"), (30, 60, "v-000030"), (50, 75, "v-000050")]
+    rows = {r["clip_id"]: r for r in cut_video(path, clips, tmp_path / "out", "v", CutSettings())}
+    assert [rows[c]["method"] for _, _, c in clips] == ["copy", "encode", "copy"]
+    small = {r["clip_id"]: r for r in cut_video(path, clips[:1], tmp_path / "small", "v", CutSettings(max_height=46))}
+    assert (small["v-000000"]["method"], small["v-000000"]["width"], small["v-000000"]["height"]) == ("encode", 82, 46)
+    for (start, end, clip), folder, row in [*((c, "out", rows[c[2]]) for c in clips), (clips[0], "small", small[clips[0][2]])]:
+        with av.open(str(tmp_path / folder / row["path"])) as container:
+            frames = list(container.decode(video=0))
+        assert len(frames) == end - start, clip
+        assert abs(frames[0].to_ndarray(format="gray").mean() - 3 * start) < 4, clip  # the clip's own first frame
+        assert frames[0].rotation == 90, (clip, row["method"])
+        assert (frames[0].width, frames[0].height) == (row["width"], row["height"])

@@ -6,7 +6,8 @@ Cutting uses PyAV only (no ffmpeg process): a clip whose first frame is a keyfra
 whose end is a keyframe or the video's end is a stream copy of its packets (no quality
 lost, no decoding); any other clip, or any clip taller than ``max_height``, is decoded
 and re-encoded with H.264. A video's copied clips take one demux pass, its re-encoded
-clips one decode pass, whatever their number. Clips hold the video stream only.
+clips one decode pass, whatever their number. Clips hold the video stream only, with
+the source's display rotation (a phone video's clip plays upright).
 """
 
 from __future__ import annotations
@@ -148,6 +149,8 @@ def _encode_clips(path: str, clips: Sequence[tuple[int, int, str]], index: Frame
                     video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
                     video.time_base = stream.time_base
                     video.options = {"crf": str(settings.crf), "preset": "veryfast"}
+                    if frame.rotation:  # a phone video's display matrix: a copy keeps it, so must this
+                        video.set_display_rotation(int(frame.rotation))
                     open_clips[clip] = (out, video, int(index.pts[start]), end)
                 for clip, (out, video, start_pts, end) in list(open_clips.items()):
                     if position >= end:

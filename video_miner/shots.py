@@ -229,7 +229,8 @@ class TransNetV2Detector(ShotDetector):
 
     needs_small = True
     # Its authors' 0.5 missed a hard cut between two views of one photo in the demo (scored
-    # 0.47); 0.4 (as cosmos-curate uses) finds it, with no new cut on the test videos.
+    # 0.47); 0.4 (as cosmos-curate uses) finds it and, with the flash guard, beats 0.5 on
+    # 24 synthetic edits (BENCHMARKS.md, "TransNetV2's threshold").
     default_threshold = 0.4
     WINDOW, STEP, PAD = 100, 50, 25
 
