@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from video_miner.defaults import section_defaults
 from video_miner.fsutil import atomic_dir, atomic_path, safe_name
+from video_miner.tables.clip import CLIP
 from video_miner.video import FrameIndex, VideoError, build_frame_index, count_decode_pass, open_video
 from video_miner.workers import Isolation, Limits
 
@@ -46,12 +47,7 @@ CUT_FIELDS = (
 )
 # The clip export's columns, in order.
 EXPORT_SCHEMA = pa.schema([
-    pa.field("video_id", pa.string(), nullable=False),
-    pa.field("clip_id", pa.string(), nullable=False),
-    pa.field("start_frame", pa.int64(), nullable=False),
-    pa.field("end_frame", pa.int64(), nullable=False),
-    pa.field("start_s", pa.float64(), nullable=False),
-    pa.field("end_s", pa.float64(), nullable=False),
+    *CLIP.fields,
     pa.field("kept", pa.bool_(), nullable=False),
     pa.field("reasons", pa.list_(pa.string()), nullable=False),
     pa.field("scores", pa.map_(pa.string(), pa.float64()), nullable=False),
@@ -212,7 +208,6 @@ def cut_shard(clips: pd.DataFrame, videos: pd.DataFrame, out_dir: str | os.PathL
     videos) and hard-linked into ``out_dir``. One row per clip; a video that cannot be
     cut gives its clips ``kept`` false with the reason."""
     from video_miner.shardjob import VideoCache, cached_map, link_file
-    from video_miner.tables.clip import CLIP
 
     limits = limits or Limits.from_config({})
     videos = videos[videos["video_id"].isin(set(clips["video_id"]))]
