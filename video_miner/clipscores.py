@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from video_miner.aesthetic import head_path, make_aesthetic, reduce_scores
 from video_miner.devices import Registry
 from video_miner.extract import part_middles
 from video_miner.fsutil import write_json_atomic
@@ -57,6 +58,9 @@ SCORE_STAGES = ("flash", "ocr", "motion", "aesthetic")  # registry order
 # The aesthetic model's frames: shrunk so their shorter side is at most this (CLIP
 # ViT-L/14 crops 224x224 from the shorter side resized to 224).
 AESTHETIC_SIDE = 256
+# Part of every cached record's key: raise it when a change to the scoring code changes
+# scores, so caches made before it are not reused.
+SCORING_VERSION = 1
 # Written at the start of each job into its cache folder: the key its records must carry
 # to count as this run's (what ``video-miner status`` reads), the videos and when.
 JOB_INFO = "job.info"
@@ -175,9 +179,10 @@ class ScoreSettings:
     def scoring(self) -> dict:
         """What cached scores depend on: the stages that run and how they score, never
         their thresholds. The aesthetic checkpoint and head count by their files."""
-        keys = {"flash": (), "ocr": ("backend", "frames_per_clip", "max_side"),
+        keys = {"flash": (), "ocr": ("backend", "frames_per_clip", "max_side", "box_threshold"),
                 "motion": ("backend", "flow_max_side"), "aesthetic": ("backend", "frames_per_clip")}
         scoring = {s: {k: self.sections[s][k] for k in keys[s]} for s in self.sections}
+        scoring["version"] = SCORING_VERSION
         if "aesthetic" in self.sections:
             from video_miner.models import ModelSettings, model_key
 
@@ -322,6 +327,16 @@ def motion_backend(section: dict, codec: str) -> MotionBackend:
 OCR_BACKENDS = Registry("ocr backend")
 
 
+MAX_LINE_HEIGHT = 0.5  # of the frame's height: a taller "text line" is a texture the detector took for one
+
+
+def line_height(box: np.ndarray) -> float:
+    """A detected text box's height: the mean length of its left and right sides (the
+    detector gives the four corners clockwise from the top left)."""
+    box = np.asarray(box, np.float64)
+    return float((np.hypot(*(box[3] - box[0])) + np.hypot(*(box[2] - box[1]))) / 2)
+
+
 def polygon_area(points: np.ndarray) -> float:
     """Area of a polygon (the shoelace formula), points in order."""
     x, y = np.asarray(points, np.float64).T
@@ -331,11 +346,13 @@ def polygon_area(points: np.ndarray) -> float:
 @OCR_BACKENDS.register("rapidocr")
 class RapidOcrBackend:
     """RapidOCR (``rapidocr`` 3 with ``onnxruntime``): its PP-OCR detection model, which
-    ships in the wheel, on frames shrunk to at most ``max_side`` on the longer side.
-    Detection only: boxes, no reading."""
+    ships in the wheel, on frames shrunk to at most ``max_side`` on the longer side;
+    boxes it scores below ``box_threshold`` are dropped. Detection only: boxes, no
+    reading."""
 
-    def __init__(self, max_side: int = 640, threads: int = 1):
+    def __init__(self, max_side: int = 640, box_threshold: float = 0.8, threads: int = 1):
         self.max_side = max_side
+        self.box_threshold = box_threshold
         self.threads = threads
         self.engine = None
 
@@ -346,7 +363,7 @@ class RapidOcrBackend:
             started = time.perf_counter()
             self.engine = RapidOCR(params={
                 "Global.use_cls": False, "Global.use_rec": False, "Global.log_level": "error",
-                "Det.limit_type": "max", "Det.limit_side_len": self.max_side,
+                "Det.limit_type": "max", "Det.limit_side_len": self.max_side, "Det.box_thresh": self.box_threshold,
                 "EngineConfig.onnxruntime.intra_op_num_threads": self.threads,
                 "EngineConfig.onnxruntime.inter_op_num_threads": 1,
             })
@@ -358,137 +375,17 @@ class RapidOcrBackend:
         return [] if out.boxes is None else [np.asarray(b, np.float64) for b in out.boxes]
 
     def text_area(self, rgb: np.ndarray) -> float:
-        """The largest text box's area as a share of the frame's."""
-        areas = [polygon_area(b) for b in self.boxes(rgb)]
+        """The largest text box's area as a share of the frame's. A box taller than
+        ``MAX_LINE_HEIGHT`` of the frame is no line of text: the detector marks some
+        textures (wood grain) as one region the size of the frame."""
+        height = rgb.shape[0]
+        areas = [polygon_area(b) for b in self.boxes(rgb) if line_height(b) <= MAX_LINE_HEIGHT * height]
         return min(1.0, max(areas, default=0.0) / (rgb.shape[0] * rgb.shape[1]))
 
 
 def make_ocr(section: dict, threads: int = 1) -> RapidOcrBackend:
-    return OCR_BACKENDS.create(section["backend"], max_side=section["max_side"], threads=threads)
-
-
-# --- aesthetics ----------------------------------------------------------------------------------
-
-AESTHETIC_BACKENDS = Registry("aesthetic backend")
-HEAD_FILES = ("aesthetic_head.safetensors", "aesthetic_head.pth")
-
-
-def aesthetic_head(in_dim: int = 768):
-    """The LAION improved-aesthetic-predictor's MLP (its ``MLP`` class, layer for layer:
-    in_dim -> 1024 -> 128 -> 64 -> 16 -> 1, dropout between the first four, no
-    activations), so its published state dict (``layers.0.weight``, ...) loads as is."""
-    import torch
-
-    class AestheticHead(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.layers = torch.nn.Sequential(
-                torch.nn.Linear(in_dim, 1024), torch.nn.Dropout(0.2),
-                torch.nn.Linear(1024, 128), torch.nn.Dropout(0.2),
-                torch.nn.Linear(128, 64), torch.nn.Dropout(0.1),
-                torch.nn.Linear(64, 16),
-                torch.nn.Linear(16, 1),
-            )
-
-        def forward(self, embeddings):
-            return self.layers(embeddings)
-
-    return AestheticHead()
-
-
-def head_path(model: str, head: str | None) -> Path | None:
-    """The head's weights: ``head`` when given, else the first of ``HEAD_FILES`` in the
-    model folder (None for a hub model without ``head``)."""
-    if head:
-        return Path(head)
-    folder = Path(model)
-    if folder.is_dir():
-        for name in HEAD_FILES:
-            if (folder / name).is_file():
-                return folder / name
-    return None
-
-
-def load_head(path: str | os.PathLike, in_dim: int | None = None):
-    """The head from a ``.pth`` (as LAION publishes it: a state dict, read with
-    ``weights_only``) or ``.safetensors`` file, in eval mode (dropout off)."""
-    import torch
-
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
-    state = {k if k.startswith("layers.") else f"layers.{k}": v for k, v in state.items()}
-    found = state["layers.0.weight"].shape[1]
-    if in_dim is not None and found != in_dim:
-        raise ValueError(f"the aesthetic head {path} takes {found}-dim embeddings, the CLIP model gives {in_dim}")
-    head = aesthetic_head(found)
-    head.load_state_dict(state)
-    return head.eval()
-
-
-@AESTHETIC_BACKENDS.register("laion")
-class LaionAesthetic:
-    """CLIP image embeddings (transformers' ``CLIPModel`` through the shared loader),
-    L2-normalised, into the LAION head: one score per frame, about 1 to 10. Real use:
-    ``openai/clip-vit-large-patch14`` with ``sac+logos+ava1-l14-linearMSE.pth``."""
-
-    def __init__(self, model: str, head: str | None, settings):
-        self.model_id, self.head_file, self.settings = model, head, settings
-        self.loaded = self.head = None
-
-    def setup(self) -> "LaionAesthetic":
-        if self.loaded is None:
-            from video_miner.models import load_hf_model
-
-            path = head_path(self.model_id, self.head_file)
-            if path is None:
-                raise ValueError(f"no aesthetic head for {self.model_id}: set aesthetic.head to the LAION head's "
-                                 f"weights, or put {HEAD_FILES[0]} in the model folder")
-            self.loaded = load_hf_model(self.model_id, self.settings, "CLIPModel", "AutoImageProcessor",
-                                        role="aesthetic model")
-            self.head = load_head(path, self.loaded.model.config.projection_dim).to(self.loaded.device)
-        return self
-
-    def embed(self, images: Sequence[np.ndarray]):
-        """L2-normalised image embeddings (float32) of RGB frames."""
-        import torch
-
-        from video_miner.models import _normalise, _pooled, to_device
-
-        inputs = self.loaded.processor(images=[np.asarray(i) for i in images], return_tensors="pt")
-        with torch.inference_mode():
-            features = self.loaded.model.get_image_features(**to_device(inputs, self.loaded.device, self.loaded.dtype))
-            return _normalise(_pooled(features).float())
-
-    def score(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        import torch
-
-        scores = []
-        for first in range(0, len(images), self.settings.batch_size):
-            embeddings = self.embed(images[first : first + self.settings.batch_size])
-            with torch.inference_mode():
-                scores.append(self.head(embeddings).squeeze(-1).float().cpu().numpy())
-        return np.concatenate(scores) if scores else np.zeros(0, np.float32)
-
-
-def make_aesthetic(section: dict, models: dict):
-    from video_miner.models import ModelSettings
-
-    return AESTHETIC_BACKENDS.create(section["backend"], model=section["model"], head=section["head"],
-                                     settings=ModelSettings.from_config(models))
-
-
-def reduce_scores(values: Sequence[float], how: str) -> float:
-    """A clip's aesthetic score from its frames': ``min`` (cosmos-curate's choice: one
-    bad frame spoils the clip) or ``mean``."""
-    if len(values) == 0:
-        return float("nan")
-    return float(np.min(values) if how == "min" else np.mean(values))
+    return OCR_BACKENDS.create(section["backend"], max_side=section["max_side"], box_threshold=section["box_threshold"],
+                               threads=threads)
 
 
 # --- one video: one decode pass ---------------------------------------------------------------

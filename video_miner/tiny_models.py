@@ -171,7 +171,7 @@ def build_clip(path: str | os.PathLike, seed: int = 0) -> Path:
     from safetensors.torch import save_file
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
-    from video_miner.clipscores import HEAD_FILES, aesthetic_head
+    from video_miner.aesthetic import HEAD_FILES, aesthetic_head
     from video_miner.fsutil import atomic_dir
 
     torch.manual_seed(seed)
