@@ -163,6 +163,20 @@ def test_decisions_keep_at_most_or_at_least_and_never_keep_a_missing_score():
     assert tables["motion"]["kept"].tolist() == [True, False]
 
 
+def test_brightness_off_the_luma_plane_matches_the_shot_stages(score_video):
+    """The flash stage reads mean luma off the decoded plane; the shot stage measures it on
+    its 48x27 RGB frames: the same quantity within 2 levels (a flash jumps by 60)."""
+    import av
+
+    from video_miner.flash import brightness, frame_brightness, small_frame
+
+    root, truth = score_video
+    with av.open(str(root / "shots.mp4")) as container:
+        pairs = [(frame_brightness(f), brightness(small_frame(f))) for f in container.decode(video=0)]
+    plane, small = np.array(pairs).T
+    assert np.abs(plane - small).max() < 2.5 and plane[truth.flash[0]] > 250
+
+
 def test_flash_ratio_counts_flash_frames_of_the_clip():
     luma = np.full(50, 90.0)
     luma[[20, 21]] = 250

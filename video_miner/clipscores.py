@@ -6,7 +6,8 @@ registry order) are one shard job (rule ``clip_scores``). Each video is decoded 
 a worker process under the clip limits (:mod:`video_miner.workers`), and every decoded
 frame of a clip feeds what the enabled stages need:
 
-- its mean brightness at 48x27 (``flash``: the flash logic of :mod:`video_miner.shots`);
+- its mean brightness (``flash``: the flash logic of :mod:`video_miner.flash`, which the
+  shot stage uses too), read off the decoded luma plane;
 - a motion value (``motion``: the decoder's motion vectors, or DIS optical flow);
 - at a few positions per clip (the middles of equal parts), the frame itself: text
   detection (``ocr``, RapidOCR on the CPU) runs on them in the worker as soon as the
@@ -48,7 +49,7 @@ from video_miner.aesthetic import head_path, make_aesthetic, reduce_scores
 from video_miner.devices import Registry
 from video_miner.extract import part_middles
 from video_miner.fsutil import write_json_atomic
-from video_miner.flash import brightness, flash_ratio, small_frame
+from video_miner.flash import flash_ratio, frame_brightness, luma_plane
 from video_miner.video import DECODE_PASSES, VideoError, build_frame_index, count_decode_pass, open_video
 from video_miner.workers import Isolation, Limits
 
@@ -277,8 +278,8 @@ class _VectorStream(MotionStream):
 @MOTION_BACKENDS.register("dis")
 class DisFlowBackend(MotionBackend):
     """OpenCV's DIS optical flow (ultrafast preset) between consecutive decoded frames,
-    grey and shrunk to at most ``max_side`` pixels on the longer side (in the decoder);
-    the mean flow magnitude divided by width + height of that size. Any codec."""
+    grey (the decoder's luma plane) shrunk to at most ``max_side`` pixels on the longer
+    side; the mean flow magnitude divided by width + height of that size. Any codec."""
 
     name = "dis"
 
@@ -294,6 +295,7 @@ class _FlowStream(MotionStream):
         import cv2
 
         cv2.setNumThreads(1)  # one per worker process: the job's cores are its workers
+        self.cv2 = cv2
         self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
         self.max_side = max_side
         self.previous: tuple[int, np.ndarray] | None = None
@@ -303,7 +305,9 @@ class _FlowStream(MotionStream):
             return None
         scale = min(1.0, self.max_side / max(frame.width, frame.height))
         width, height = max(8, round(frame.width * scale)), max(8, round(frame.height * scale))
-        grey = frame.to_ndarray(format="gray", width=width, height=height)
+        luma = luma_plane(frame)  # the decoder's own luma plane shrunk by OpenCV: half swscale's cost
+        grey = self.cv2.resize(luma, (width, height), interpolation=self.cv2.INTER_AREA) if luma is not None else \
+            frame.to_ndarray(format="gray", width=width, height=height)
         previous, self.previous = self.previous, (position, grey)
         if previous is None or previous[1].shape != grey.shape or position <= previous[0]:
             return None
@@ -514,7 +518,7 @@ class VideoScorer:
                             if not pending or position + 1 >= last:
                                 break
                             continue
-                        luma = brightness(small_frame(frame)) if "flash" in sections else None
+                        luma = frame_brightness(frame) if "flash" in sections else None
                         for state in active:
                             state.frames += 1
                             if luma is not None:
