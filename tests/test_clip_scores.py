@@ -122,7 +122,8 @@ def test_the_filters_drop_the_flash_the_text_and_the_static_shot_in_order(record
     assert all(len(t) == 4 and t["kept"].all() and (t["reason"] == "").all() for t in kept_all.values())
 
 
-def test_optical_flow_backend_and_the_fallback_for_codecs_without_motion_vectors(score_video, tiny_clip, tmp_path):
+def test_optical_flow_backend_and_the_fallback_for_codecs_without_motion_vectors(score_video, tiny_clip, recorded,
+                                                                                tmp_path):
     root, truth = score_video
     results = {}
     for name, backend in [("shots.mp4", "dis"), ("shots.webm", "motion_vectors")]:
@@ -135,10 +136,10 @@ def test_optical_flow_backend_and_the_fallback_for_codecs_without_motion_vectors
         assert (scores["motion_backend"] == "dis").all()  # VP9 exports no vectors: DIS instead
         assert scores["motion"].idxmin() == "static" and scores.loc["static", "motion"] < 0.0005
         assert scores.drop("static")["motion"].min() > 0.001
-    # H.264 and VP9 of the same frames through DIS: the pans agree within a third
-    mp4 = results["shots.mp4"]["motion"]
-    webm = results["shots.webm"]["motion"]
-    assert ((mp4.drop("static") - webm.drop("static")).abs() / mp4.drop("static") < 0.34).all()
+    # the same units: on the pans, DIS agrees with the motion vectors within a fifth (H.264 and VP9 alike)
+    vectors = recorded[0]["motion"].drop("static")
+    for scores in results.values():
+        assert ((scores["motion"].drop("static") - vectors).abs() / vectors < 0.2).all(), scores["motion"]
 
 
 # --- decisions on controlled scores --------------------------------------------------------
