@@ -46,11 +46,9 @@ def score_video(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_clip(tmp_path_factory):
+def tiny_clip(tiny_models):
     """A tiny random CLIP with its random LAION head (aesthetic_head.safetensors)."""
-    from video_miner.tiny_models import build_clip
-
-    return build_clip(tmp_path_factory.mktemp("models") / "clip")
+    return tiny_models["clip"]
 
 
 def sections(tiny_clip, **changes):
