@@ -120,7 +120,8 @@ def run(repeats: int = 1) -> list[dict]:
 def _row(measure: str, value: float, alone: float, passes: int, detail: str) -> dict:
     goal = 2 if measure.startswith("clip branch") else 1
     return {"measure": measure, "value": value, "baseline": "decode alone (same video, same run)",
-            "baseline_value": alone, "ratio": value / alone, "goal": f"<= {goal} decode pass{'es' if goal > 1 else ''} per video",
+            "baseline_value": alone, "ratio": value / alone,
+            "goal": f"<= {goal} decode pass{'es' if goal > 1 else ''} per video",
             "met": passes <= goal, "detail": f"{detail}; decode alone {alone:.2f} s per video-minute"}
 
 

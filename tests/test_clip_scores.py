@@ -237,7 +237,8 @@ def test_shard_job_gives_a_bad_video_its_reason_and_rescoring_needs_no_decoding(
     first = tables["flash"].set_index("clip_id")
     assert not first.loc["bad-000000", "kept"] and first.loc["bad-000000", "reason"] == "empty file"
     assert records["flash"]["video_outcomes"]["bad"]["ok"] is False
-    assert "bad" not in records["ocr"]["video_outcomes"] and records["flash"]["video_outcomes"]["v"]["decode_passes"] == 1
+    assert "bad" not in records["ocr"]["video_outcomes"]
+    assert records["flash"]["video_outcomes"]["v"]["decode_passes"] == 1
     assert [len(t) for t in tables.values()] == [5, 3, 2, 1]
     # Every video's record is on disk with what each stage scored and kept (status reads them).
     progress = clip_progress([tmp_path / "cache"], now=json.loads((tmp_path / "cache" / "v.json").read_text())[
@@ -251,7 +252,8 @@ def test_shard_job_gives_a_bad_video_its_reason_and_rescoring_needs_no_decoding(
 
     decoded = []
     score = VideoScorer.score
-    monkeypatch.setattr(VideoScorer, "score", lambda self, path, *a, **k: decoded.append(path) or score(self, path, *a, **k))
+    monkeypatch.setattr(VideoScorer, "score",
+                        lambda self, path, *a, **k: decoded.append(path) or score(self, path, *a, **k))
     # A tighter threshold is decided from the cached scores; nothing is decoded again.
     tighter = ScoreSettings.from_config(sections(tiny_clip, motion={"min": 0.01}), {"device": "cpu"})
     tables, _ = clip_scores_shard(clips, videos, tmp_path / "cache", tighter, isolate=False)

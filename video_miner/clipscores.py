@@ -526,10 +526,12 @@ class VideoScorer:
                             if measured is not None and measured[1] >= state.start:
                                 state.motion.append(measured[0])
                             if position in state.ocr_at:
-                                ocr_size = ocr_size or _fit(frame.width, frame.height, longer=sections["ocr"]["max_side"])
+                                ocr_size = ocr_size or _fit(frame.width, frame.height,
+                                                            longer=sections["ocr"]["max_side"])
                                 state.ocr_frames.append(_rgb(frame, ocr_size))
                             if position in state.aesthetic_at:
-                                aesthetic_size = aesthetic_size or _fit(frame.width, frame.height, shorter=AESTHETIC_SIDE)
+                                aesthetic_size = aesthetic_size or _fit(frame.width, frame.height,
+                                                                        shorter=AESTHETIC_SIDE)
                                 state.aesthetic_frames.append((position, _rgb(frame, aesthetic_size)))
                     else:
                         continue
@@ -623,7 +625,8 @@ def score_clips(clips: pd.DataFrame, videos: pd.DataFrame, cache_dir: str | os.P
     cache.prune(files)
     write_json_atomic(cache.root / JOB_INFO, {"key": cache.key, "videos": len(files), "clips": len(clips),
                                               "stages": settings.stages, "started_at": time.time()})
-    scorer = VideoScorer(settings, filters, Lazy(lambda: make_ocr(sections["ocr"]).setup()) if "ocr" in sections else None)
+    ocr = Lazy(lambda: make_ocr(sections["ocr"]).setup()) if "ocr" in sections else None  # once per worker
+    scorer = VideoScorer(settings, filters, ocr)
 
     def samples_path(video_id: str) -> Path:
         return cache.root / f"{video_id}.samples"
@@ -926,7 +929,8 @@ def calibrate(scores: pd.DataFrame, settings: ScoreSettings, quantiles: Sequence
         suggestion = ScoreFilter(current.rule, threshold) if threshold is not None else None
         configured = ScoreFilter(current.rule, current.limit)
         result["suggested"][current.rule.stage] = {
-            "key": f"{current.rule.stage}.{current.rule.limit_key}", "score": column, "unscored": int(len(values) - len(finite)),
+            "key": f"{current.rule.stage}.{current.rule.limit_key}", "score": column,
+            "unscored": int(len(values) - len(finite)),
             "threshold": threshold, "keeps": _share(good, [suggestion]) if suggestion else None,
             "configured": current.limit, "configured_keeps": _share(good, [configured])}
         if suggestion:
