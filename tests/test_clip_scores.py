@@ -265,6 +265,24 @@ def test_shard_job_gives_a_bad_video_its_reason_and_rescoring_needs_no_decoding(
     assert [len(t) for t in tables.values()] == [5, 4, 3, 2] and decoded == [str(root / "shots.mp4")]
 
 
+def test_a_decoder_crash_costs_only_its_video(score_video, tmp_path, monkeypatch):
+    """A segfault in the worker (the library's fault hook, a real signal) fails that video
+    at the first stage with the reason; the other video is scored."""
+    from video_miner.workers import FAULTS_ENV
+
+    root, truth = score_video
+    clips, videos = shard(root, truth)
+    other_clips, other = shard(root, truth, video_id="w")
+    monkeypatch.setenv(FAULTS_ENV, "clip_scores:w=crash")
+    settings = ScoreSettings.from_config({"flash": {**section_defaults("flash"), "enabled": True}})
+    tables, records = clip_scores_shard(pd.concat([clips, other_clips]), pd.concat([videos, other]),
+                                        tmp_path / "cache", settings)
+    flash = tables["flash"].set_index("clip_id")
+    assert (flash.loc[other_clips["clip_id"], "reason"] == "decoder crashed (SIGSEGV, signal 11)").all()
+    assert records["flash"]["video_outcomes"]["w"]["ok"] is False and records["flash"]["video_outcomes"]["v"]["ok"]
+    assert flash.loc[clips["clip_id"], "flash"].notna().all()
+
+
 # --- calibration ----------------------------------------------------------------------------------
 
 
