@@ -140,6 +140,30 @@ def test_optical_flow_backend_and_the_fallback_for_codecs_without_motion_vectors
         assert ((scores["motion"].drop("static") - vectors).abs() / vectors < 0.2).all(), scores["motion"]
 
 
+def test_clips_far_apart_are_reached_by_seeking_with_the_same_scores(score_video, tiny_clip, tmp_path, monkeypatch):
+    """A calibration sample's clips lie far apart: the decoder seeks to the keyframe
+    before each run of clips instead of decoding the frames between; one decoder, the
+    same scores as decoding straight through."""
+    frames, truth = score_test_frames(320, 180)
+    encode_video(tmp_path / "long.mp4", frames * 4, fps=25, gop=50)  # 32 s, a keyframe every 2 s
+    clips, videos = shard(tmp_path, truth, "long.mp4")
+    far = clips.assign(start_frame=clips["start_frame"] + [0, 0, 600, 600], end_frame=clips["end_frame"] + [0, 0, 600, 600])
+    far["clip_id"] = [f"v-{s:06d}" for s in far["start_frame"]]
+    chosen = sections(tiny_clip)
+    settings = ScoreSettings.from_config({s: chosen[s] for s in ("flash", "ocr", "motion")})
+    results = {}
+    for name, gap in [("seek", 250), ("straight", 10**9)]:
+        monkeypatch.setattr("video_miner.clipscores.SEEK_GAP", gap)
+        DECODE_PASSES.clear()
+        scores, outcomes = score_clips(far, videos, tmp_path / name, settings, settings.filters(record_only=True),
+                                       isolate=False)
+        assert DECODE_PASSES[str(tmp_path / "long.mp4")] == 1
+        results[name] = (scores.set_index("clip_id")[["flash", "text_area", "motion"]], outcomes["v"]["frames_decoded"])
+    pd.testing.assert_frame_equal(results["seek"][0], results["straight"][0])
+    assert results["straight"][1] == 800 and results["seek"][1] <= 101 + 100 + 50  # two runs, each from its keyframe
+    assert results["seek"][0]["flash"].tolist() == [0, 0, 0, 0.04]
+
+
 # --- decisions on controlled scores --------------------------------------------------------
 
 

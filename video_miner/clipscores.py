@@ -447,6 +447,12 @@ class SampleFile:
         self._handle.write(np.ascontiguousarray(rgb, np.uint8).tobytes())
         self.index.append([clip_id, int(position), offset, int(rgb.shape[0]), int(rgb.shape[1])])
 
+    def reset(self) -> None:
+        """Start again, empty (the video is decoded again)."""
+        self.close()
+        self.index = []
+        self.path.unlink(missing_ok=True)
+
     def close(self) -> None:
         if self._handle is not None:
             self._handle.flush()
@@ -458,6 +464,44 @@ class SampleFile:
     def read(path: str | os.PathLike, index: Sequence[Sequence]) -> list[np.ndarray]:
         data = np.memmap(path, dtype=np.uint8, mode="r") if index else None
         return [np.array(data[o : o + h * w * 3]).reshape(h, w, 3) for _, _, o, h, w in index]
+
+
+# Clips further apart than this many frames: seek to the next one's keyframe rather than
+# decode the frames between (a calibration sample; a video's clips are otherwise contiguous).
+SEEK_GAP = 250
+
+
+class _SeekMissed(Exception):
+    """A seek landed after the clip it was for."""
+
+
+def _segments(states: list[_ClipState], gap: int | None) -> list[list[_ClipState]]:
+    """Clips in order, in runs: a run ends where the next clip starts more than ``gap``
+    frames after the run's last frame (never, without ``gap``)."""
+    runs: list[list[_ClipState]] = []
+    for state in sorted(states, key=lambda s: (s.start, s.end)):
+        if runs and (gap is None or state.start - max(s.end for s in runs[-1]) <= gap):
+            runs[-1].append(state)
+        else:
+            runs.append([state])
+    return runs
+
+
+def _frames(container, stream, stats: dict):
+    """Decoded frames from where the demuxer is; a corrupt packet is counted and
+    skipped, a demux error (a truncated file) ends the stream."""
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                stats["errors"] += 1
+                continue
+            for frame in frames:
+                stats["decoded"] += 1
+                yield frame
+    except av.FFmpegError:
+        stats["errors"] += 1
 
 
 @dataclass
@@ -473,12 +517,14 @@ class VideoScorer:
     def score(self, path: str | os.PathLike, clips: Sequence[tuple[int, int, str]],
               samples: SampleFile | None = None) -> dict:
         """Score ``clips`` (``(start, end, clip_id)``, end exclusive) of the video at
-        ``path`` in one decode pass. Returns ``{"clips": {clip_id: {...scores, frames,
-        motion_backend}}, "frames_decoded", "decode_errors", "seconds"}``; the aesthetic
-        model's frames of the clips that reach it go to ``samples``. Raises
+        ``path`` with one decoder: the clips' frames are decoded once, and where the
+        next clip starts more than ``SEEK_GAP`` frames after the last one ended (a
+        calibration sample, clips dropped before) the decoder seeks to the keyframe
+        before it instead of decoding the gap. Returns ``{"clips": {clip_id: {...scores,
+        frames, motion_backend}}, "frames_decoded", "decode_errors", "seconds"}``; the
+        aesthetic model's frames of the clips that reach it go to ``samples``. Raises
         :class:`VideoError`."""
         started = time.perf_counter()
-        sections = self.settings.sections
         path = os.fspath(path)
         states = self._states(clips)
         if not states:
@@ -486,68 +532,88 @@ class VideoScorer:
         index = build_frame_index(path)
         container, stream = open_video(path)
         count_decode_pass(path)
+        try:
+            stats, backend = self._decode(container, stream, index, states, samples, seek=index is not None)
+        except _SeekMissed as exc:  # the demuxer's index disagrees with ours: decode straight through
+            log.warning("%s: %s; decoding without seeking", path, exc)
+            states = self._states(clips)
+            if samples is not None:
+                samples.reset()
+            container, stream = open_video(path)
+            count_decode_pass(path)
+            stats, backend = self._decode(container, stream, index, states, samples, seek=False)
+        if stats["decoded"] == 0:
+            raise VideoError("no decodable video frames")
+        if samples is not None:
+            samples.close()
+        return {"clips": {s.clip_id: {**s.scores, "frames": s.frames, "motion_backend": backend} for s in states},
+                "frames_decoded": stats["decoded"], "decode_errors": stats["errors"],
+                "seconds": round(time.perf_counter() - started, 3)}
+
+    def _decode(self, container, stream, index, states: list[_ClipState], samples: SampleFile | None,
+                seek: bool) -> tuple[dict, str | None]:
+        sections = self.settings.sections
         motion = motion_backend(sections["motion"], stream.codec_context.name) if "motion" in sections else None
         if motion is not None:
             motion.configure(stream)
-        flow = motion.start() if motion is not None else None
+        stats = {"decoded": 0, "errors": 0}
+        sizes: dict[str, tuple[int, int]] = {}
+        with container:
+            stream.thread_type = "AUTO"
+            for segment in _segments(states, SEEK_GAP if seek else None):
+                start = segment[0].start
+                jump = None
+                if seek and start > SEEK_GAP:
+                    keys = index.pts[: start + 1][index.keyframe[: start + 1]]
+                    jump = int(keys[-1]) if len(keys) else int(index.pts[0])
+                    container.seek(jump, stream=stream, backward=True, any_frame=False)
+                flow = motion.start() if motion is not None else None
+                self._segment(container, stream, index, segment, flow, samples, stats, sizes, jump)
+        return stats, motion.name if motion is not None else None
+
+    def _segment(self, container, stream, index, states: list[_ClipState], flow, samples, stats: dict,
+                 sizes: dict, jump: int | None) -> None:
+        """Decode one run of clips (from wherever the decoder is, or from the keyframe
+        ``jump`` it just sought) up to the run's last frame; finish every clip in it."""
+        sections = self.settings.sections
         last = max(s.end for s in states)
         pending = sorted(states, key=lambda s: (s.start, s.end))
         active: list[_ClipState] = []
-        decoded = errors = 0
-        ocr_size = aesthetic_size = None
-        with container:
-            stream.thread_type = "AUTO"
-            try:
-                for packet in container.demux(stream):
-                    try:
-                        frames = packet.decode()
-                    except av.FFmpegError:
-                        errors += 1
-                        continue
-                    for frame in frames:
-                        position = decoded if index is None or frame.pts is None else \
-                            int(np.searchsorted(index.pts, frame.pts))
-                        decoded += 1
-                        while pending and pending[0].start <= position:
-                            active.append(pending.pop(0))
-                        for state in [s for s in active if position >= s.end]:
-                            active.remove(state)
-                            self._finish(state, samples)
-                        measured = flow.push(frame, position, bool(active)) if flow is not None else None
-                        if not active:
-                            if not pending or position + 1 >= last:
-                                break
-                            continue
-                        luma = frame_brightness(frame) if "flash" in sections else None
-                        for state in active:
-                            state.frames += 1
-                            if luma is not None:
-                                state.luma.append(luma)
-                            if measured is not None and measured[1] >= state.start:
-                                state.motion.append(measured[0])
-                            if position in state.ocr_at:
-                                ocr_size = ocr_size or _fit(frame.width, frame.height,
-                                                            longer=sections["ocr"]["max_side"])
-                                state.ocr_frames.append(_rgb(frame, ocr_size))
-                            if position in state.aesthetic_at:
-                                aesthetic_size = aesthetic_size or _fit(frame.width, frame.height,
-                                                                        shorter=AESTHETIC_SIDE)
-                                state.aesthetic_frames.append((position, _rgb(frame, aesthetic_size)))
-                    else:
-                        continue
+        landed = jump is None
+        for frame in _frames(container, stream, stats):
+            if index is None or frame.pts is None:
+                position = stats["decoded"] - 1
+            else:
+                position = int(np.searchsorted(index.pts, frame.pts))
+            if not landed:
+                if frame.pts is None or frame.pts > index.pts[pending[0].start]:
+                    raise _SeekMissed(f"a seek to pts {jump} landed at {frame.pts}")
+                landed = True
+            while pending and pending[0].start <= position:
+                active.append(pending.pop(0))
+            for state in [s for s in active if position >= s.end]:
+                active.remove(state)
+                self._finish(state, samples)
+            measured = flow.push(frame, position, bool(active)) if flow is not None else None
+            if not active:
+                if not pending or position + 1 >= last:
                     break
-            except av.FFmpegError:
-                errors += 1  # truncated: what decoded counts
-        if decoded == 0:
-            raise VideoError("no decodable video frames")
+                continue
+            luma = frame_brightness(frame) if "flash" in sections else None
+            for state in active:
+                state.frames += 1
+                if luma is not None:
+                    state.luma.append(luma)
+                if measured is not None and measured[1] >= state.start:
+                    state.motion.append(measured[0])
+                if position in state.ocr_at:
+                    size = sizes.setdefault("ocr", _fit(frame.width, frame.height, longer=sections["ocr"]["max_side"]))
+                    state.ocr_frames.append(_rgb(frame, size))
+                if position in state.aesthetic_at:
+                    size = sizes.setdefault("aesthetic", _fit(frame.width, frame.height, shorter=AESTHETIC_SIDE))
+                    state.aesthetic_frames.append((position, _rgb(frame, size)))
         for state in active + pending:  # clips running to the video's end (or past what decoded)
             self._finish(state, samples)
-        if samples is not None:
-            samples.close()
-        backend = motion.name if motion is not None else None
-        return {"clips": {s.clip_id: {**s.scores, "frames": s.frames, "motion_backend": backend} for s in states},
-                "frames_decoded": decoded, "decode_errors": errors,
-                "seconds": round(time.perf_counter() - started, 3)}
 
     def _states(self, clips) -> list[_ClipState]:
         sections = self.settings.sections
