@@ -123,11 +123,10 @@ def status(config_files, workdir, watch):
 def _clip_progress_lines(config: dict, workdir) -> list[str]:
     """The clip score jobs' progress from the per-video records they write as videos
     finish (results/.cache/clip_scores/<shard>/): clips each stage scored and kept."""
-    from video_miner.clipscores import SCORE_STAGES, clip_progress
-
     if not config.get("shots", {}).get("enabled") or not any(config.get(name, {}).get("enabled")
-                                                              for name in SCORE_STAGES):
+                                                              for name in ("flash", "ocr", "motion", "aesthetic")):
         return []
+    from video_miner.clipscores import clip_progress
     folders = sorted(p for p in Path(workdir, "results", ".cache", "clip_scores").glob("*") if p.is_dir())
     progress = clip_progress(folders)
     lines = [f"clip scores: {progress['videos_done']} of {progress['videos']} videos in the started jobs done, "
