@@ -46,6 +46,7 @@ import pandas as pd
 import pyarrow as pa
 
 from video_miner.aesthetic import head_path, make_aesthetic, reduce_scores
+from video_miner.defaults import section_defaults
 from video_miner.devices import Registry
 from video_miner.extract import part_middles
 from video_miner.fsutil import write_json_atomic
@@ -56,6 +57,7 @@ from video_miner.workers import Isolation, Limits
 log = logging.getLogger(__name__)
 
 SCORE_STAGES = ("flash", "ocr", "motion", "aesthetic")  # registry order
+_OCR_DEFAULTS, _MOTION_DEFAULTS = section_defaults("ocr"), section_defaults("motion")
 # The aesthetic model's frames: shrunk so their shorter side is at most this (CLIP
 # ViT-L/14 crops 224x224 from the shorter side resized to 224).
 AESTHETIC_SIDE = 256
@@ -283,7 +285,7 @@ class DisFlowBackend(MotionBackend):
 
     name = "dis"
 
-    def __init__(self, max_side: int = 256):
+    def __init__(self, max_side: int = _MOTION_DEFAULTS["flow_max_side"]):
         self.max_side = max_side
 
     def start(self) -> "_FlowStream":
@@ -354,7 +356,8 @@ class RapidOcrBackend:
     boxes it scores below ``box_threshold`` are dropped. Detection only: boxes, no
     reading."""
 
-    def __init__(self, max_side: int = 640, box_threshold: float = 0.8, threads: int = 1):
+    def __init__(self, max_side: int = _OCR_DEFAULTS["max_side"], box_threshold: float = _OCR_DEFAULTS["box_threshold"],
+                 threads: int = 1):
         self.max_side = max_side
         self.box_threshold = box_threshold
         self.threads = threads
