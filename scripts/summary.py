@@ -1,5 +1,5 @@
-"""Summarise the run: results/pipeline_result.json, the video table results/metadata/videos.*
-and results/status.tsv rendered from it."""
+"""Summarise the run: results/pipeline_result.json (with the splits' report), the video table
+results/metadata/videos.* and results/status.tsv rendered from it."""
 
 import logging
 import sys
@@ -22,7 +22,13 @@ summary = summarize_files(
     origins=origins,
     search_paths=list(snakemake.input.searches),
     metadata_dir=Path(snakemake.output.videos[0]).parent,
+    splits_path=snakemake.input.splits,
 )
 videos = summary["videos"]
 logging.info("%d videos: %d ok, %d failed; %d frames extracted", videos["total"], videos["ok"], videos["failed"],
              summary["frames"]["extracted"])
+splits = summary["splits"]
+logging.info("splits: frames %s, achieved shares %s for targets %s", splits["frames"], splits["achieved"],
+             splits["ratios"])
+for note in splits["notes"]:
+    logging.warning("splits: %s", note)

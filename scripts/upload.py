@@ -16,6 +16,7 @@ if "dataset" in snakemake.input.keys():
     sources.append((snakemake.input.dataset, ""))
 if "annotations" in snakemake.input.keys():
     sources.append((snakemake.input.annotations, "annotations.json"))
+    sources += [(path, Path(path).name) for path in snakemake.input.split_annotations]
 marker = Path(snakemake.output[0])
 record = upload(target, collect_files(sources), marker, marker.with_name(f".{marker.stem}.journal.jsonl"))
 logging.info("%s: %d files (%d uploaded, %d already there), %d bytes", target.name, record["file_count"],
