@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, als
 
 from video_miner.export import final_frames
 from video_miner.logs import log_to_file
-from video_miner.splits import SplitSettings, make_splits, write_split_tables
+from video_miner.splits import SplitSettings, describe, make_splits, write_split_tables
 from video_miner.tables.frame import FRAME
 from video_miner.tables.video import VIDEO, kept_videos
 
@@ -25,7 +25,6 @@ videos, frames, record = make_splits(frames, copies, links, settings)
 record["seconds"] = round(time.perf_counter() - started, 3)
 write_split_tables(snakemake.output.videos, snakemake.output.frames, videos, frames, record)
 report = record["report"]
-logging.info("%d groups of videos; frames per split %s (shares %s, targets %s); capped %s", report["groups"],
-             report["frames"], report["achieved"], report["ratios"], report["capped"])
+logging.info("%s; capped %s", describe(report), report["capped"])
 for note in report["notes"]:
     logging.warning("splits: %s", note)

@@ -8,6 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
 
 from video_miner.logs import log_to_file
+from video_miner.splits import describe
 from video_miner.sources import collect_videos
 from video_miner.summary import summarize_files
 
@@ -28,7 +29,6 @@ videos = summary["videos"]
 logging.info("%d videos: %d ok, %d failed; %d frames extracted", videos["total"], videos["ok"], videos["failed"],
              summary["frames"]["extracted"])
 splits = summary["splits"]
-logging.info("splits: frames %s, achieved shares %s for targets %s", splits["frames"], splits["achieved"],
-             splits["ratios"])
+logging.info("splits: %s", describe(splits))
 for note in splits["notes"]:
     logging.warning("splits: %s", note)

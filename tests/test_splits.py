@@ -23,6 +23,7 @@ from video_miner.splits import (
     assign_splits,
     cap_per_class,
     cap_per_video,
+    describe,
     full_ratios,
     group_keys,
     make_splits,
@@ -228,8 +229,8 @@ def test_make_splits_groups_copies_and_shared_frames_and_reports_the_shares(tmp_
     assert report["largest_group"]["group"] == "c" and report["largest_group"]["frames"] == 34
     giant = report["largest_group"]
     assert giant["share"] == pytest.approx(34 / 44, abs=1e-4)
-    assert any(note.startswith(f"group c (2 videos) holds 77% of the frames, more than the {giant['split']} target "
-                               "of 50%") for note in report["notes"])
+    assert any(note.startswith(f"group c (2 videos with frames) holds 77% of the frames, more than the "
+                               f"{giant['split']} target of 50%") for note in report["notes"])
     write_split_tables(tmp_path / "videos.parquet", tmp_path / "frames.parquet", videos, split_table, record)
     assert read_report(tmp_path / "frames.parquet") == report
     assert len(split_frames(tmp_path / "frames.parquet")) == 44
@@ -241,8 +242,11 @@ def test_the_report_says_when_a_split_is_empty_or_the_shares_are_off():
     assert report["achieved"] == {"train": 1.0, "val": 0.0, "test": 0.0}
     assert report["notes"] == ["val, test have no frames: 2 groups of videos were placed by hash; add videos, or "
                                "set their ratio to 0"]
+    assert describe(report) == ("2 groups of videos: train 10 frames (100%, target 80%), val 0 frames (0%, target "
+                                "10%), test 0 frames (0%, target 10%)")
     nothing = split_report(videos.assign(frames=0), RATIOS, 0)
     assert nothing["achieved"] == dict.fromkeys(RATIOS) and nothing["largest_group"] is None
+    assert describe(nothing).startswith("0 groups of videos: train 0 frames (-, target 80%)")
 
 
 def demo_ids():

@@ -272,7 +272,8 @@ def split_report(videos: pd.DataFrame, ratios: Mapping, seed: int, capped: Mappi
     notes = []
     over = [(key, g) for key, g in groups.iterrows() if total and g.frames / total > ratios[g.split] + 1e-9]
     for key, g in over[:3]:
-        notes.append(f"group {key} ({g.videos} videos) holds {g.frames / total:.0%} of the frames, more than the "
+        notes.append(f"group {key} ({_count(g.videos, 'video')} with frames) holds {g.frames / total:.0%} of the "
+                     f"frames, more than the "
                      f"{g.split} target of {ratios[g.split]:.0%}: a group is never divided between splits, so "
                      f"{g.split} cannot meet its target")
     if len(over) > 3:
@@ -302,6 +303,20 @@ def split_report(videos: pd.DataFrame, ratios: Mapping, seed: int, capped: Mappi
         "largest_group": largest,
         "notes": notes,
     }
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def describe(report: dict) -> str:
+    """The report in one line: frames, achieved share and target per split."""
+    parts = []
+    for name in SPLIT_NAMES:
+        share = report["achieved"][name]
+        shown = "-" if share is None else f"{share:.0%}"
+        parts.append(f"{name} {_count(report['frames'][name], 'frame')} ({shown}, target {report['ratios'][name]:.0%})")
+    return f"{_count(report['groups'], 'group')} of videos: " + ", ".join(parts)
 
 
 def write_split_tables(videos_path, frames_path, videos: pd.DataFrame, frames: pd.DataFrame, record: dict) -> None:
