@@ -222,7 +222,8 @@ def test_make_splits_groups_copies_and_shared_frames_and_reports_the_shares(tmp_
     assert groups == {"a": "a", "b": "a", "z": "a", "c": "c", "d": "c", "e": "e"}
     assert videos.groupby("group")["split"].nunique().max() == 1
     assert videos.set_index("video_id")["frames"].to_dict() == {"a": 4, "b": 4, "c": 4, "d": 30, "e": 2, "z": 0}
-    assert split_table.loc[~split_table["kept"], "reason"].unique().tolist() == ["over splits.max_frames_per_video (30)"]
+    capped = split_table.loc[~split_table["kept"], "reason"].unique().tolist()
+    assert capped == ["over splits.max_frames_per_video (30)"]
     report = record["report"]
     assert report["groups"] == 3 and sum(report["frames"].values()) == 44 and report["frames"]["test"] == 0
     assert report["capped"] == {"max_frames_per_video": 10, "max_frames_per_class": 0}

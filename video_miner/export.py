@@ -139,7 +139,8 @@ def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict
                     }
                 lines.append(line)
             if lines:
-                pq.write_table(pa.Table.from_pylist(lines, schema=schema), Path(tmp, safe_name(split), "metadata.parquet"))
+                table = pa.Table.from_pylist(lines, schema=schema)
+                pq.write_table(table, Path(tmp, safe_name(split), "metadata.parquet"))
             per_split[split] = len(lines)
             written += len(lines)
     return {"images": written, "splits": per_split, "missing": missing}

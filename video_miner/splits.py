@@ -204,7 +204,8 @@ def cap_per_class(frames: pd.DataFrame, limit: int | None, seed: int) -> list[st
     classes = frame_classes(frames)
     shown = Counter(c for cs in classes for c in cs)
     ids = frames["frame_id"].tolist()
-    order = sorted(range(len(frames)), key=lambda i: (min(shown[c] for c in classes[i]), hash_unit(seed, ids[i]), ids[i]))
+    order = sorted(range(len(frames)),
+                   key=lambda i: (min(shown[c] for c in classes[i]), hash_unit(seed, ids[i]), ids[i]))
     taken: Counter = Counter()
     for i in order:
         full = [c for c in classes[i] if taken[c] >= limit]

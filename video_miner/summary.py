@@ -225,7 +225,8 @@ def summarize_files(tables: dict[str, list[str]], rejected: list[dict], duplicat
                     summary_path: str | os.PathLike, status_path: str | os.PathLike,
                     origins: dict | None = None, search_paths: Sequence[str] = (),
                     unfinished: Sequence[dict] = (), locations: dict | None = None,
-                    metadata_dir: str | os.PathLike | None = None, splits_path: str | os.PathLike | None = None) -> dict:
+                    metadata_dir: str | os.PathLike | None = None,
+                    splits_path: str | os.PathLike | None = None) -> dict:
     """The summary, and the video table (into ``metadata_dir``) with ``status.tsv``
     rendered from it. ``splits_path``: the split table, whose report (targets, achieved
     shares, notes) becomes the summary's ``splits``."""
