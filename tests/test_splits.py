@@ -402,6 +402,12 @@ def test_exports_without_detection_and_without_frames(tmp_path):
     assert empty["images"] == 0 and list((tmp_path / "empty").iterdir()) == []
     videos, split_table, record = make_splits(frames.drop(columns="split").iloc[:0], None, None, SplitSettings())
     assert len(videos) == len(split_table) == 0 and record["report"]["achieved"] == dict.fromkeys(RATIOS)
+    from video_miner.export import final_frames
+
+    no_tables = final_frames([])  # a run without any video: no shard, no frame table
+    _, split_table, _ = make_splits(no_tables, None, None, SplitSettings())
+    write_split_tables(tmp_path / "v.parquet", tmp_path / "f.parquet", videos, split_table, record)
+    assert len(split_frames(tmp_path / "f.parquet")) == 0
     write_yolo(tmp_path / "yolo", frames_table({"v": 1}, boxes=lambda r: ([],)).iloc[:0].assign(split=[]),
                ["face"], ["train", "val"])
     assert check_yolo(tmp_path / "yolo") == {"train": set(), "val": set()}

@@ -238,7 +238,8 @@ def make_splits(frames: pd.DataFrame, copies: pd.DataFrame | None, links: pd.Dat
     (the final frames with their split; kept false with the reason for those over a cap)
     and the record (the report of :func:`split_report`)."""
     columns = [*FRAME_COLUMNS, *(c for c in BOX_COLUMNS if c in frames.columns)]
-    frames = frames[columns].sort_values(["video_id", "frame_index"], kind="stable").reset_index(drop=True)
+    frames = frames.reindex(columns=columns)  # a run without any frame table has only the keys
+    frames = frames.sort_values(["video_id", "frame_index"], kind="stable").reset_index(drop=True)
     members = set(frames["video_id"]) | (set(copies["video_id"]) if copies is not None else set())
     assignment = assign_splits(members, copy_links(copies) + frame_links(links), settings.ratios, settings.seed)
     split_of = dict(zip(assignment["video_id"], assignment["split"]))
