@@ -131,21 +131,28 @@ def hash_unit(seed: int, key: str) -> float:
 
 def split_for(key: str, ratios: Mapping, seed: int) -> str:
     """The split of the group with this key."""
+    return _splitter(ratios)(hash_unit(seed, key))
+
+
+def _splitter(ratios: Mapping):
+    """A function from a point of [0, 1) to the split whose interval holds it."""
     shares = full_ratios(ratios)
-    point, upper = hash_unit(seed, key), 0.0
     chosen = [name for name in SPLIT_NAMES if shares[name] > 0]
-    for name in chosen:
-        upper += shares[name]
-        if point < upper:
-            return name
-    return chosen[-1]  # the shares summed to a hair under 1
+    uppers = np.cumsum([shares[name] for name in chosen])
+
+    def split(point: float) -> str:
+        # past the last upper bound only when the shares sum to a hair under 1
+        return chosen[min(int(np.searchsorted(uppers, point, side="right")), len(chosen) - 1)]
+
+    return split
 
 
 def assign_splits(videos: Iterable[str], links: Iterable[tuple[str, str]], ratios: Mapping,
                   seed: int) -> pd.DataFrame:
     """``video_id``, ``group`` (its key) and ``split`` for every video, in id order."""
     keys = group_keys(videos, links)
-    splits = {key: split_for(key, ratios, seed) for key in set(keys.values())}
+    split = _splitter(ratios)
+    splits = {key: split(hash_unit(seed, key)) for key in set(keys.values())}
     return pd.DataFrame({"video_id": list(keys), "group": list(keys.values()),
                          "split": [splits[k] for k in keys.values()]}, columns=["video_id", "group", "split"])
 
@@ -233,7 +240,7 @@ def make_splits(frames: pd.DataFrame, copies: pd.DataFrame | None, links: pd.Dat
     """``frames``: the final frames (kept rows of the last frame stage, of the kept videos).
     ``copies``: video_dedup's table (``video_id``, ``duplicate_of``), None when off.
     ``links``: the cross-video dedup table (``video_id``, ``duplicate_of`` frame ids),
-    None when off. Returns the video table (every video with frames or a copy link:
+    None when off. Returns the video table (every video of ``frames`` and ``copies``:
     group, split, frames in the exports; kept when it has frames there), the frame table
     (the final frames with their split; kept false with the reason for those over a cap)
     and the record (the report of :func:`split_report`)."""
