@@ -16,6 +16,7 @@ from video_miner.sources import (
 )
 from video_miner.stages import (
     SHARD_PATTERN,
+    cross_upstream,
     enabled_stages,
     final_stage,
     stage,
@@ -47,7 +48,7 @@ STAGE_LIMITS = {
         for k, v in config["limits"].items()
         if k == "memory_gb" or k.startswith(f"{name}_")
     }
-    for name in ("download", "probe", "extract")
+    for name in ("download", "probe", "clips", "extract")
 }
 VIDEO_DEDUP = config["video_dedup"]
 # Hash frames are computed with the probe only when video_dedup will group them.
@@ -64,6 +65,14 @@ SPLITS = {**config["splits"], "ratios": full_ratios(config["splits"]["ratios"])}
 SPLIT_NAMES = active_splits(config["splits"]["ratios"])
 SPLIT_FRAMES = "results/splits/frames.parquet"
 EXPORT = config["export"]
+SHOTS = config["shots"]["enabled"]
+CLIPS = config["clips"]
+CUT_SETTINGS = {k: CLIPS[k] for k in ("max_height", "crf")}
+# The enabled clip stages in order, and the score column each puts in the clip export.
+CLIP_STAGES = [s.name for s in enabled_stages(config) if s.level == "clip"]
+CLIP_SCORES = {
+    s.name: s.score for s in enabled_stages(config) if s.level == "clip" and s.score
+}
 RUN_STARTED = time.time()  # a job log written since then belongs to this run
 UPLOAD_TARGETS = config["upload"]
 KEEP_VIDEOS = config["keep_videos"]
@@ -223,12 +232,24 @@ def get_video_dedup_input(wildcards):
     return all_shards(upstream("video_dedup", config).table())
 
 
-def get_extract_input(wildcards):
+def get_shots_input(wildcards):
     return {
+        "videos": upstream("shots", config).table(wildcards.shard),
+        "downloads": stage("download").table(wildcards.shard),
+        "files": stage("download").files(wildcards.shard),
+    }
+
+
+def get_extract_input(wildcards):
+    inputs = {
         "videos": upstream("extract", config).table(wildcards.shard),
         "downloads": stage("download").table(wildcards.shard),
         "files": stage("download").files(wildcards.shard),
     }
+    clips = cross_upstream("extract", "clip", config)
+    if clips:
+        inputs["clips"] = clips.table(wildcards.shard)
+    return inputs
 
 
 def get_filter_input(wildcards):
@@ -242,6 +263,26 @@ def get_embed_input(wildcards):
     inputs = frame_stage_input("embed", wildcards)
     if DEDUP["backend"] == "model":
         inputs["model"] = local_model(DEDUP_MODEL)
+    return inputs
+
+
+def get_cut_input(wildcards):
+    return {
+        "clips": final_stage("clip", config).table(wildcards.shard),
+        "videos": upstream("shots", config).table(wildcards.shard),
+        "downloads": stage("download").table(wildcards.shard),
+        "files": stage("download").files(wildcards.shard),
+        "keep": gate_tables(),
+    }
+
+
+def get_clips_input(wildcards):
+    """Every clip stage's tables (each clip's reasons and scores), the cut files, and the
+    run-wide video table (copies of a video are dropped with its reason)."""
+    inputs = {name: all_shards(stage(name).table()) for name in CLIP_STAGES}
+    inputs["cut"] = all_shards("results/cut/{shard}.parquet") if CLIPS["cut"] else []
+    inputs["cut_files"] = all_shards("results/cut/{shard}") if CLIPS["cut"] else []
+    inputs["keep"] = gate_tables()
     return inputs
 
 
@@ -329,6 +370,11 @@ def get_upload_input(wildcards):
     if DETECTION["enabled"]:
         inputs["annotations"] = "results/detections/annotations.json"
         inputs["split_annotations"] = split_annotations()
+    if SHOTS:
+        inputs["clips"] = multiext("results/clips/metadata", ".jsonl", ".parquet")
+        inputs["clip_files"] = "results/clips/files"
+        if CLIPS["webdataset"]:
+            inputs["clips_webdataset"] = "results/export/clips"
     return inputs
 
 
@@ -376,6 +422,10 @@ def get_all_input(wildcards):
             outputs.append("results/export/label_studio/tasks.json")
     if DATASET:
         outputs.append("results/dataset")
+    if SHOTS:
+        outputs.append("results/clips/metadata.jsonl")
+        if CLIPS["webdataset"]:
+            outputs.append("results/export/clips")
     outputs += expand("results/upload/{target}.done", target=UPLOAD_TARGETS)
     return outputs
 

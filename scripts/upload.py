@@ -17,6 +17,11 @@ if "dataset" in snakemake.input.keys():
 if "annotations" in snakemake.input.keys():
     sources.append((snakemake.input.annotations, "annotations.json"))
     sources += [(path, Path(path).name) for path in snakemake.input.split_annotations]
+if "clips" in snakemake.input.keys():  # the clip export: metadata, files, and the WebDataset tars
+    sources += [(path, f"clips/{Path(path).name}") for path in snakemake.input.clips]
+    sources.append((snakemake.input.clip_files, "clips/files"))
+if "clips_webdataset" in snakemake.input.keys():
+    sources.append((snakemake.input.clips_webdataset, "export/clips"))
 marker = Path(snakemake.output[0])
 record = upload(target, collect_files(sources), marker, marker.with_name(f".{marker.stem}.journal.jsonl"))
 logging.info("%s: %d files (%d uploaded, %d already there), %d bytes", target.name, record["file_count"],

@@ -36,6 +36,9 @@ STAGE_LOGS = {
     "dedup": "logs/dedup/*.log",
     "detect": "logs/detect/*.log",
     "upload": "logs/upload/*.log",
+    "shots": "logs/shots/*.log",
+    "cut": "logs/cut/*.log",
+    "clips": "logs/clips.log",
     "summary": "logs/summary.log",
 }
 

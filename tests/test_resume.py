@@ -9,7 +9,10 @@ from conftest import FAST_DOWNLOADS
 from resume_harness import Interruption, comparable_results, complete_run, interrupted_run, random_plan, write_config
 
 pytestmark = pytest.mark.slow
-STAGES = ["download", "probe", "video_dedup", "extract", "filter", "embed", "dedup", "detect", "summary", "upload"]
+# In the order an uninterrupted run starts them (the clip branch runs beside the frames):
+# a quick stage placed after one that starts later would be done before its turn.
+STAGES = ["download", "probe", "extract", "shots", "video_dedup", "filter", "embed", "cut", "dedup", "detect", "clips",
+          "summary", "upload"]
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +29,10 @@ def resume_config(http_server, videos, tiny_models):
         "dedup": {"model": str(tiny_models["dinov2"]), "threshold": 0.99},
         "detection": {"enabled": True, "backend": "owlv2", "model": str(tiny_models["owlv2"]), "classes": ["cat"],
                       "threshold": 0.0},
+        # The clip branch beside the frames: PySceneDetect's content detector (no model to
+        # load), clips cut to files and packed as a WebDataset.
+        "shots": {"enabled": True, "backend": "content"},
+        "clips": {"cut": True, "webdataset": True},
         "upload": {"copy": "uploaded"},
     }
 
@@ -50,7 +57,7 @@ def test_killed_at_every_stage_then_resumed_gives_identical_results(tmp_path, re
     plan = [Interruption("download", 0.0), *random_plan(7, len(STAGES), STAGES)]
     outcomes = [interrupted_run(tmp_path, config_path, step) for step in plan]
     assert outcomes[0] == "interrupted"
-    assert outcomes.count("interrupted") >= len(plan) - 2, outcomes
+    assert outcomes.count("interrupted") >= len(plan) - 2, list(zip([step.stage for step in plan], outcomes))
     complete_run(tmp_path, config_path)
     resumed = comparable_results(tmp_path)
     assert sorted(resumed) == sorted(reference)

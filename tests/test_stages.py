@@ -9,15 +9,16 @@ import yaml
 
 from conftest import REPO, run_workflow
 from video_miner.defaults import section_defaults
-from video_miner.stages import STAGES, STATUSES, Stage, final_stage, stage, upstream, video_gate
+from video_miner.stages import STAGES, STATUSES, Stage, cross_upstream, final_stage, stage, upstream, video_gate
 from video_miner.tables import ContractError
 from video_miner.tables.frame import FRAME
 from video_miner.tables.video import VIDEO
 
 
-def config(**enabled):
-    return {name: {"enabled": enabled.get(name, name in ("dedup", "video_dedup"))}
-            for name in ("filter", "dedup", "detection", "video_dedup")}
+def config(strategy="interval", **enabled):
+    return {**{name: {"enabled": enabled.get(name, name in ("dedup", "video_dedup"))}
+               for name in ("filter", "dedup", "detection", "video_dedup", "shots")},
+            "extract": {"strategy": strategy}}
 
 
 @pytest.mark.parametrize("switches,reads", [
@@ -32,9 +33,23 @@ def test_each_stage_reads_the_previous_enabled_stage(switches, reads):
     assert {name: upstream(name, config(**switches)).name for name in reads} == reads
 
 
+def test_extraction_reads_the_clip_level_only_for_strategy_scene():
+    """The cross-level read is the registry's: shots reads the probe, extraction reads the
+    shots table for strategy scene only, and no frame stage reads clips otherwise."""
+    assert upstream("shots", config(shots=True)).name == "probe"
+    assert upstream("extract", config("scene", shots=True)).name == "probe"
+    assert cross_upstream("extract", "clip", config("scene", shots=True)).name == "shots"
+    assert cross_upstream("extract", "clip", config(shots=True)) is None
+    assert cross_upstream("embed", "clip", config("scene", shots=True)) is None
+    with pytest.raises(ValueError, match="no clip stage is enabled"):
+        cross_upstream("extract", "clip", config("scene"))
+    assert final_stage("clip", config(shots=True)).name == "shots" and final_stage("clip", config()) is None
+
+
 def test_a_new_stage_is_one_registry_entry():
     shots = Stage("blur", "frame", "blur-checked", "sharp frames", "sharp", switch="blur")
-    stages = (*STAGES[:4], shots, *STAGES[4:])
+    after = [s.name for s in STAGES].index("extract") + 1
+    stages = (*STAGES[:after], shots, *STAGES[after:])
     settings = {**config(filter=True), "blur": {"enabled": True}}
     assert upstream("blur", settings, stages).name == "extract"
     assert upstream("filter", settings, stages).name == "blur"  # the next stage now reads it
@@ -117,6 +132,11 @@ def test_dry_run_wires_each_rule_to_the_previous_enabled_stage(tmp_path):
     filtered = planned_inputs({"filter": {"enabled": True, "classes": ["a cat"]}})
     assert filtered["embed"].startswith("results/filter/urls-")
     assert filtered["filter"].startswith("results/extract/urls-")
+    # strategy scene: extraction also reads its shard's clip table
+    scenes = planned_inputs({"shots": {"enabled": True}, "extract": {"strategy": "scene"}})
+    assert re.fullmatch(r"results/probe/(urls-[0-9a-f]{6}-00000)\.parquet, results/download/\1\.parquet, "
+                        r"results/download/\1, results/shots/\1\.parquet", scenes["extract"])
+    assert "shots" not in plain and "clips" not in plain
 
 
 def test_statuses_follow_the_tables_and_the_cli_reads_the_run_config(tmp_path):

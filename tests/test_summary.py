@@ -166,3 +166,42 @@ def test_filtered_and_duplicate_videos_are_rejected_not_failed(tmp_path):
     assert videos["status"].tolist() == ["complete", "rejected", "rejected", "failed"]
     assert (videos.loc["b", "duplicate_of"], videos.loc["b", "duplicate_distance"]) == ("a", 1.0)
     assert [(r["stage"], r["count"]) for r in summary["funnel"]] == [("download", 4), ("probe", 2), ("video_dedup", 1)]
+
+
+def test_clips_are_counted_and_a_failed_shots_job_ends_with_the_summary(tmp_path):
+    """The clip level in the summary: clips kept per video, the funnel's clip step, a
+    video the shots stage could not decode failed at shots; a failed shots job names its
+    log like any other."""
+    import time
+
+    from video_miner.shots import SHOTS_FIELDS, failed_row
+    from video_miner.sources import VideoSource
+    from video_miner.stages import stage
+    from video_miner.summary import summarize_failed_run
+    from video_miner.tables.clip import CLIP
+
+    shards = {"s-aaaaaa-00000": ["a", "b"], "s-aaaaaa-00001": ["c"]}
+    sources = {v: VideoSource(v, "url", f"https://x/{v}.mp4", f"urls[{i}]", "urls") for i, v in enumerate("abc")}
+    started = time.time()
+    for shard, ids in shards.items():
+        path = tmp_path / stage("download").table(shard)
+        VIDEO.write(path, VIDEO.table([{"video_id": v, "source": "url", "location": f"https://x/{v}.mp4", "kept": True}
+                                       for v in ids], *DOWNLOAD_FIELDS), {})
+    clips = [{"video_id": "a", "clip_id": f"a-{s:06d}", "start_frame": s, "end_frame": s + 50, "start_s": s / 25,
+              "end_s": (s + 50) / 25, "kept": s > 0, "reason": "" if s else "shorter than shots.min_s",
+              "boundary_score": None} for s in (0, 50, 100)] + [failed_row("b", "empty file")]
+    CLIP.write(tmp_path / stage("shots").table("s-aaaaaa-00000"), CLIP.table(clips, *SHOTS_FIELDS),
+               {"video_outcomes": {"a": {"ok": True}, "b": {"ok": False, "reason": "empty file"}}})
+    log = tmp_path / stage("shots").log("s-aaaaaa-00001")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("Traceback ...\n")
+    summary = summarize_failed_run(["download", "shots"], shards, sources, [], 0, started, root=tmp_path)
+    assert summary["clips"] == {"total": 4, "shots": 2}
+    assert summary["funnel"][-1] == {"stage": "shots", "level": "clip", "label": "clips within the length limits",
+                                     "count": 2}
+    assert summary["failed_jobs"] == [{"stage": "shots", "shard": "s-aaaaaa-00001",
+                                       "log": "logs/shots/s-aaaaaa-00001.log", "videos": 1}]
+    table = pd.read_csv(tmp_path / "results" / "status.tsv", sep="\t").set_index("video_id")
+    assert table.loc["a", ["status", "clips_shots"]].tolist() == ["complete", 2]
+    assert table.loc["b", ["status", "failed_stage", "reason"]].tolist() == ["failed", "shots", "empty file"]
+    assert table.loc["c", ["status", "failed_stage"]].tolist() == ["failed", "shots"]

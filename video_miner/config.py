@@ -76,6 +76,7 @@ def _cross_key_problems(config: dict) -> list[str]:
     detection = config["detection"]
     if detection["enabled"]:
         problems += _detection_problems(detection)
+    problems += _clip_problems(config)
     if config["probe"]["filters"]["require_audio"] and not config["download"]["audio"]:
         problems.append("probe.filters.require_audio: downloads are video-only unless download.audio is true, "
                         "so every downloaded video would be rejected")
@@ -89,6 +90,20 @@ def _split_problems(config: dict) -> list[str]:
     if config["splits"]["max_frames_per_class"] is not None and not config["detection"]["enabled"]:
         problems.append("splits.max_frames_per_class: classes come from the boxes, so it needs detection.enabled "
                         "true (use splits.max_frames_per_video without detection)")
+    return problems
+
+
+def _clip_problems(config: dict) -> list[str]:
+    """What needs the clip level on: extraction by scene, cut clips, the clip WebDataset."""
+    problems = []
+    if not config["shots"]["enabled"]:
+        if config["extract"]["strategy"] == "scene":
+            problems.append("extract.strategy: scene takes frames of each shot, so it needs shots.enabled: true")
+        for key in ("cut", "webdataset"):
+            if config["clips"][key]:
+                problems.append(f"clips.{key}: needs shots.enabled: true (there are no clips without it)")
+    if config["clips"]["webdataset"] and not config["clips"]["cut"]:
+        problems.append("clips.webdataset: the tars hold each clip's mp4, so it needs clips.cut: true")
     return problems
 
 

@@ -16,7 +16,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import av
 import numpy as np
@@ -27,10 +27,10 @@ from PIL import Image
 from video_miner.defaults import section_defaults
 from video_miner.fsutil import atomic_path
 from video_miner.ids import frame_id
-from video_miner.video import FrameIndex, VideoError, build_frame_index, open_video
+from video_miner.video import FrameIndex, VideoError, build_frame_index, count_decode_pass, open_video
 from video_miner.workers import Isolation, Limits
 
-STRATEGIES = ("interval", "time", "keyframe")
+STRATEGIES = ("interval", "time", "keyframe", "scene")
 IMAGE_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 _TIME_EPS = 1e-6  # seconds; absorbs float error in k * every_seconds
 # Frames before a target at which decoding turns from reference frames only back to
@@ -38,8 +38,9 @@ _TIME_EPS = 1e-6  # seconds; absorbs float error in k * every_seconds
 _NONREF_MARGIN = 8
 
 _DEFAULTS = section_defaults("extract")
-# The extract table's own columns, after the frame level's shared ones.
-EXTRACT_FIELDS = (pa.field("keyframe", pa.bool_(), nullable=False),)
+# The extract table's own columns, after the frame level's shared ones; ``clip_id``: the
+# clip a frame was taken for (strategy scene), else null.
+EXTRACT_FIELDS = (pa.field("keyframe", pa.bool_(), nullable=False), pa.field("clip_id", pa.string()))
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class ExtractOptions:
     strategy: str = _DEFAULTS["strategy"]
     every_n_frames: int = _DEFAULTS["every_n_frames"]
     every_seconds: float = _DEFAULTS["every_seconds"]
+    frames_per_shot: int = _DEFAULTS["frames_per_shot"]
     max_frames: int | None = _DEFAULTS["max_frames"]
     image_format: str = _DEFAULTS["image_format"]
     quality: int = _DEFAULTS["quality"]
@@ -58,8 +60,8 @@ class ExtractOptions:
             raise ValueError(f"extract.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.image_format not in IMAGE_FORMATS:
             raise ValueError(f"extract.image_format must be one of {tuple(IMAGE_FORMATS)}")
-        if self.every_n_frames < 1 or self.every_seconds <= 0:
-            raise ValueError("extract.every_n_frames must be >= 1 and extract.every_seconds > 0")
+        if self.every_n_frames < 1 or self.every_seconds <= 0 or self.frames_per_shot < 1:
+            raise ValueError("extract.every_n_frames and frames_per_shot must be >= 1 and extract.every_seconds > 0")
 
 
 @dataclass
@@ -73,12 +75,30 @@ class ExtractResult:
     seconds: float = 0.0
 
 
-def select_positions(index: FrameIndex, options: ExtractOptions) -> np.ndarray:
-    """Display-order positions of the frames a strategy samples."""
+def clip_positions(clips: Sequence[tuple[int, int, str]], per_clip: int) -> dict[int, str]:
+    """Strategy scene: for each clip ``(start, end, clip_id)`` (end exclusive), the frames
+    at the middles of ``per_clip`` equal parts of it (one: the middle frame), with the
+    clip each is for; a clip shorter than ``per_clip`` frames gives each of its frames."""
+    chosen: dict[int, str] = {}
+    for start, end, clip in clips:
+        length = end - start
+        if length <= 0:
+            continue
+        for k in range(min(per_clip, length)):
+            parts = min(per_clip, length)
+            chosen.setdefault(int(start + ((2 * k + 1) * length) // (2 * parts)), clip)
+    return dict(sorted(chosen.items()))
+
+
+def select_positions(index: FrameIndex, options: ExtractOptions, clips: dict[int, str] | None = None) -> np.ndarray:
+    """Display-order positions of the frames a strategy samples (``clips``: the positions
+    :func:`clip_positions` chose, for strategy scene)."""
     n = len(index)
     if n == 0:
         return np.zeros(0, np.int64)
-    if options.strategy == "interval":
+    if options.strategy == "scene":
+        positions = np.asarray([p for p in (clips or {}) if p < n], np.int64)
+    elif options.strategy == "interval":
         positions = np.arange(0, n, options.every_n_frames)
     elif options.strategy == "time":
         seconds = index.seconds(index.pts)
@@ -95,7 +115,8 @@ def select_positions(index: FrameIndex, options: ExtractOptions) -> np.ndarray:
 class _FrameWriter:
     """Converts selected frames and writes them on a thread pool, in bounded flight."""
 
-    def __init__(self, out_dir: Path, video_id: str, options: ExtractOptions):
+    def __init__(self, out_dir: Path, video_id: str, options: ExtractOptions, clips: dict[int, str] | None = None):
+        self.clips = clips or {}
         self.out_dir = out_dir
         self.video_id = video_id
         self.options = options
@@ -127,6 +148,7 @@ class _FrameWriter:
                 "width": int(out_width),
                 "height": int(out_height),
                 "keyframe": bool(keyframe),
+                "clip_id": self.clips.get(int(frame_index)),
                 "path": path.as_posix(),
             }
         )
@@ -211,6 +233,7 @@ def _decode_indexed(path: str, index: FrameIndex, positions: np.ndarray, writer:
     # means the loop is not making progress, so decode without the shortcuts instead.
     budget = 2 * len(index) + 2 * _NONREF_MARGIN
     container, stream = open_video(path)
+    count_decode_pass(path)
     with container:
         _configure(stream, options, keyframes_only=options.strategy == "keyframe")
         context = stream.codec_context
@@ -261,6 +284,7 @@ def _decode_sequential(path: str, writer: _FrameWriter, options: ExtractOptions,
                        select: Callable[[int, float, bool], bool], stats: _DecodeStats) -> None:
     """Decode every frame in order, for streams whose packets carry no timestamps."""
     container, stream = open_video(path)
+    count_decode_pass(path)
     rate = float(stream.average_rate or stream.guessed_rate or 0) or None
     with container:
         _configure(stream, options, keyframes_only=False)
@@ -278,11 +302,15 @@ def _decode_sequential(path: str, writer: _FrameWriter, options: ExtractOptions,
                 break
 
 
-def _sequential_selector(options: ExtractOptions) -> Callable[[int, float, bool], bool]:
+def _sequential_selector(options: ExtractOptions, chosen: dict[int, str] | None = None
+                         ) -> Callable[[int, float, bool], bool]:
+    chosen = chosen or {}
     if options.strategy == "interval":
         return lambda position, seconds, key: position % options.every_n_frames == 0
     if options.strategy == "keyframe":
         return lambda position, seconds, key: key
+    if options.strategy == "scene":
+        return lambda position, seconds, key: position in chosen
     next_target = [0.0]
 
     def select(position: int, seconds: float, key: bool) -> bool:
@@ -295,23 +323,25 @@ def _sequential_selector(options: ExtractOptions) -> Callable[[int, float, bool]
 
 
 def extract_video(path: str | os.PathLike, out_dir: str | os.PathLike, video_id: str,
-                  options: ExtractOptions) -> ExtractResult:
-    """Sample frames of one video into ``out_dir``. Never raises for a bad video: the
+                  options: ExtractOptions, clips: Sequence[tuple[int, int, str]] = ()) -> ExtractResult:
+    """Sample frames of one video into ``out_dir`` (``clips``: its kept clips as
+    ``(start, end, clip_id)``, for strategy scene). Never raises for a bad video: the
     result says ``failed`` with the reason, or ``ok`` with any decode errors counted."""
     started = time.perf_counter()
     path = str(path)
-    writer = _FrameWriter(Path(out_dir), video_id, options)
+    chosen = clip_positions(clips, options.frames_per_shot) if options.strategy == "scene" else None
+    writer = _FrameWriter(Path(out_dir), video_id, options, chosen)
     stats = _DecodeStats()
     frames_in_video = 0
     reason = None
     try:
         index = build_frame_index(path)
         if index is None:
-            _decode_sequential(path, writer, options, _sequential_selector(options), stats)
+            _decode_sequential(path, writer, options, _sequential_selector(options, chosen), stats)
             frames_in_video = stats.decoded
         else:
             frames_in_video = len(index)
-            positions = select_positions(index, options)
+            positions = select_positions(index, options, chosen)
             try:
                 _decode_indexed(path, index, positions, writer, options, options.strategy != "keyframe", stats)
             except _SeekUnreliable:
@@ -336,7 +366,8 @@ def videos_to_extract(downloads: pd.DataFrame, probed: pd.DataFrame) -> pd.DataF
 
 
 def extract_shard(videos: pd.DataFrame, out_dir: str | os.PathLike, cache_dir: str | os.PathLike,
-                  options: ExtractOptions, workers: int = 1, limits: Limits | None = None) -> tuple[pa.Table, dict]:
+                  options: ExtractOptions, workers: int = 1, limits: Limits | None = None,
+                  clips: pd.DataFrame | None = None) -> tuple[pa.Table, dict]:
     """Sample frames of a shard's videos (``videos``: :func:`videos_to_extract`, with
     ``video_id``, ``file``, ``location``, ``filesize`` and ``duration_s``), ``workers``
     videos at a time in worker processes under ``limits`` (default: the config's), into
@@ -355,16 +386,24 @@ def extract_shard(videos: pd.DataFrame, out_dir: str | os.PathLike, cache_dir: s
 
     settings = {k: v for k, v in asdict(options).items() if k != "threads"}
     files = dict(zip(videos["video_id"], videos["file"]))
+    # Strategy scene: each video's kept clips (from the clip table) are part of what its
+    # frames are made from, so a video whose clips changed is extracted again.
+    spans: dict[str, list] = {v: [] for v in files}
+    if options.strategy == "scene" and clips is not None:
+        for row in clips.itertuples(index=False):
+            if row.video_id in spans:
+                spans[row.video_id].append([int(row.start_frame), int(row.end_frame), row.clip_id])
     # A video is the same when it came from the same place with the same size: a
     # re-fetch of it (keep_videos: false) reuses its frames.
-    sources = {v: [loc, int(size)] for v, loc, size in zip(videos["video_id"], videos["location"], videos["filesize"])}
+    sources = {v: [loc, int(size)] + ([spans[v]] if options.strategy == "scene" else []) for v, loc, size in
+               zip(videos["video_id"], videos["location"], videos["filesize"])}
     cache = VideoCache(cache_dir, settings)
     cache.prune(files)
 
     def work(video_id: str) -> dict:
         frames_dir = cache.path(video_id)
         shutil.rmtree(frames_dir, ignore_errors=True)  # a killed attempt's partial frames
-        result = extract_video(files[video_id], frames_dir, video_id, options)
+        result = extract_video(files[video_id], frames_dir, video_id, options, [tuple(c) for c in spans[video_id]])
         outcome = {k: v for k, v in asdict(result).items() if k != "rows"}
         rows = [{**row, "path": Path(row["path"]).name} for row in result.rows]
         return {**outcome, "video_id": video_id, "source": sources[video_id], "ok": result.status == "ok", "rows": rows}

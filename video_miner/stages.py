@@ -9,7 +9,7 @@ section, docs and one entry here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 
 # Shard names are ``<list name>-<6 hex of the list key>-<5 digits>`` (sources.assign_shards):
@@ -29,6 +29,10 @@ class Stage:
     run_table: str | None = None  # one table for the whole run instead of one per shard
     counted: str = "kept"  # the boolean column the funnel counts
     run_log: str | None = None  # the run-wide job's log, with run_table
+    # Other levels the stage reads when the config says so: (level, when(config)). It
+    # reads that level's last enabled per-shard stage before it (see :func:`cross_upstream`).
+    cross_reads: tuple[tuple[str, Callable[[dict], bool]], ...] = ()
+    score: str | None = None  # a clip stage's score column: the clip export's scores[<stage>]
 
     def enabled(self, config: dict) -> bool:
         return self.switch is None or bool(config[self.switch]["enabled"])
@@ -63,7 +67,9 @@ STAGES: tuple[Stage, ...] = (
     Stage("probe", "video", "probed", "videos probed and within the filters", "probed"),
     Stage("video_dedup", "video", "unique", "videos that are no copy of another", "unique_videos",
           switch="video_dedup", run_table="results/video_dedup/videos.parquet", run_log="logs/video_dedup/videos.log"),
-    Stage("extract", "frame", "extracted", "frames extracted", "extracted"),
+    Stage("shots", "clip", "split", "clips within the length limits", "shots", switch="shots"),
+    Stage("extract", "frame", "extracted", "frames extracted", "extracted",
+          cross_reads=(("clip", lambda config: config["extract"]["strategy"] == "scene"),)),
     Stage("filter", "frame", "filtered", "frames passed the text filter", "passed_filter", switch="filter"),
     Stage("embed", "frame", "embedded", "frames unique within their video", "unique_in_video", switch="dedup"),
     Stage("dedup", "frame", "deduplicated", "frames unique across videos", "unique", switch="dedup",
@@ -100,6 +106,21 @@ def upstream(name: str, config: dict, stages: Sequence[Stage] = STAGES) -> Stage
     if not videos:
         raise ValueError(f"stage {name!r} has no stage before it")
     return videos[-1]
+
+
+def cross_upstream(name: str, level: str, config: dict, stages: Sequence[Stage] = STAGES) -> Stage | None:
+    """The stage of another ``level`` whose kept rows ``name`` reads under ``config`` (the
+    last enabled per-shard stage of that level before it), or None when it reads none:
+    extraction reads the clips for ``strategy: scene``."""
+    names = [s.name for s in stages]
+    current = stages[names.index(name)]
+    if not any(lvl == level and when(config) for lvl, when in current.cross_reads):
+        return None
+    before = [s for s in enabled_stages(config, stages)
+              if names.index(s.name) < names.index(name) and s.level == level and s.per_shard]
+    if not before:
+        raise ValueError(f"stage {name!r} reads the {level} level, but no {level} stage is enabled")
+    return before[-1]
 
 
 def video_gate(config: dict, stages: Sequence[Stage] = STAGES) -> Stage | None:

@@ -17,17 +17,20 @@ from video_miner.fsutil import atomic_path, write_json_atomic, write_tsv
 from video_miner.probe import PROBE_FIELDS
 from video_miner.stages import RESULTS_FORMAT_VERSION, STAGES, Stage, stage
 from video_miner.tables import read_metadata, video_outcomes
+from video_miner.tables.clip import CLIP
 from video_miner.tables.frame import FRAME
 from video_miner.tables.video import VIDEO, rejected_videos
 
 FRAME_STAGES = [s for s in STAGES if s.level == "frame"]
+CLIP_STAGES = [s for s in STAGES if s.level == "clip"]
+# Per-video counts of each clip and frame stage: clips_<count>, frames_<count>.
+COUNT_COLUMNS = [*(f"clips_{s.count}" for s in CLIP_STAGES), *(f"frames_{s.count}" for s in FRAME_STAGES)]
 STATUS_COLUMNS = [
     "video_id", "status", "failed_stage", "reason", "source", "location", "origin", "title", "channel",
-    "duration_s", "width", "height", "fps", "frames_in_video", "decode_errors",
-    *(f"frames_{s.count}" for s in FRAME_STAGES),
+    "duration_s", "width", "height", "fps", "frames_in_video", "decode_errors", *COUNT_COLUMNS,
 ]
 # Written as integers even where failed videos leave them empty.
-INTEGER_COLUMNS = ["width", "height", "frames_in_video", "decode_errors", *(f"frames_{s.count}" for s in FRAME_STAGES)]
+INTEGER_COLUMNS = ["width", "height", "frames_in_video", "decode_errors", *COUNT_COLUMNS]
 # What each video table column comes from: the download's, the probe's, video_dedup's.
 _DOWNLOAD_COLUMNS = ["source", "location", "title", "channel", "upload_date", "filesize"]
 _PROBE_COLUMNS = [f.name for f in PROBE_FIELDS if f.name != "phash"]
@@ -35,11 +38,11 @@ _DEDUP_COLUMNS = {"duplicate_of": "duplicate_of", "distance": "duplicate_distanc
 VIDEO_TABLE_COLUMNS = [
     "video_id", "status", "failed_stage", "reason", "source", "location", "origin", "title", "channel",
     "upload_date", "filesize", *_PROBE_COLUMNS, *_DEDUP_COLUMNS.values(), "frames_in_video", "decode_errors",
-    *(f"frames_{s.count}" for s in FRAME_STAGES),
+    *COUNT_COLUMNS,
 ]
 VIDEO_TABLE_INTEGERS = [
     "filesize", "coded_width", "coded_height", "width", "height", "rotation", "frame_count", "bit_rate",
-    "audio_sample_rate", "audio_channels", "frames_in_video", "decode_errors", *(f"frames_{s.count}" for s in FRAME_STAGES)]
+    "audio_sample_rate", "audio_channels", "frames_in_video", "decode_errors", *COUNT_COLUMNS]
 
 
 def stage_failures(current: Stage, paths: Sequence[str]) -> dict[str, str]:
@@ -114,6 +117,7 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
     status["frames_in_video"] = status["video_id"].map(lambda v: outcomes.get(v, {}).get("frames_in_video", 0))
     status["decode_errors"] = status["video_id"].map(lambda v: outcomes.get(v, {}).get("decode_errors", 0))
     frames = {"in_videos": int(status["frames_in_video"].sum()), "decode_errors": int(status["decode_errors"].sum())}
+    clips: dict = {}
     funnel, seconds = [], {}
     status = status.set_index("video_id", drop=False)
     for current in enabled:
@@ -137,14 +141,18 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
         if current.level == "video":
             count = int(VIDEO.read(paths, columns=[])["kept"].astype(bool).sum())
         else:
-            rows = FRAME.read(paths, columns=[current.counted])
+            level, counts = (CLIP, clips) if current.level == "clip" else (FRAME, frames)
+            rows = level.read(paths, columns=[current.counted])
+            if current.level == "clip" and "total" not in clips:
+                clips["total"] = len(rows)  # the first clip stage's rows: every shot or window
             per_video = rows.groupby("video_id")[current.counted].sum() if len(rows) else pd.Series(dtype="int64")
-            status[f"frames_{current.count}"] = status["video_id"].map(per_video).fillna(0).astype("int64")
-            count = frames[current.count] = int(per_video.sum())
+            status[f"{level.name}s_{current.count}"] = status["video_id"].map(per_video).fillna(0).astype("int64")
+            count = counts[current.count] = int(per_video.sum())
         funnel.append({"stage": current.name, "level": current.level, "label": current.label, "count": count})
-    for current in FRAME_STAGES:
-        frames.setdefault(current.count, None)  # stages that were off
-        column = f"frames_{current.count}"
+    for current in FRAME_STAGES + CLIP_STAGES:
+        level, counts = ("clips", clips) if current.level == "clip" else ("frames", frames)
+        counts.setdefault(current.count, None)  # stages that were off
+        column = f"{level}_{current.count}"
         if column not in status:
             status[column] = pd.NA
     status = status.reset_index(drop=True)[VIDEO_TABLE_COLUMNS]
@@ -174,6 +182,7 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
         "rejected_videos": [{"video_id": row.video_id, "location": row.location, "stage": row.failed_stage,
                              "reason": row.reason} for row in decided.itertuples()],
         "rejected_inputs": rejected,
+        "clips": {"total": clips.get("total"), **{k: v for k, v in clips.items() if k != "total"}},
         "frames": frames,
         "funnel": funnel,
         "detections_per_class": _detections_per_class(tables["detect"]) if "detect" in tables else None,

@@ -155,3 +155,40 @@ def make_demo_clip(name: str, path: str | os.PathLike) -> None:
     spec = dict(DEMO_CLIPS[name])
     scenes = spec.pop("scenes")
     render_scenes(path, scenes, **spec)
+
+
+@dataclass(frozen=True)
+class ShotTruth:
+    """Where the edits of :func:`shot_test_frames` are: the first frame of each shot after
+    a hard cut, the flash's frames and the dissolve's frames (first, last)."""
+
+    frames: int
+    hard_cuts: tuple[int, ...]
+    flash: tuple[int, int]
+    dissolve: tuple[int, int]
+
+
+def shot_test_frames(width: int = 96, height: int = 54, fps: float = 25, seed: int = 0
+                     ) -> tuple[list[np.ndarray], ShotTruth]:
+    """A clip with every edit a shot detector must tell apart: hard cuts at 2 s and 4 s,
+    a 2-frame white flash inside the second shot, a 16-frame dissolve from the third shot
+    into the fourth (8 s in all at 25 fps)."""
+    rng = np.random.default_rng(seed)
+
+    def shot(scene: Scene) -> list[np.ndarray]:
+        return list(scene.frames(width, height, fps, rng))
+
+    first = shot(Scene("astronaut", 2.0, (0.3, 0.4, 1.2), (0.6, 0.4, 1.2)))
+    second = shot(Scene("coffee", 2.0, (0.5, 0.5, 1.0), (0.5, 0.5, 1.2)))
+    third = shot(Scene("rocket", 2.0, (0.5, 0.5, 1.0), (0.5, 0.4, 1.3)))
+    fourth = shot(Scene("chelsea", 2.5, (0.4, 0.5, 1.0), (0.6, 0.5, 1.0)))
+    flash = len(first) + len(second) // 2
+    for i in (flash, flash + 1):
+        second[i - len(first)] = np.full_like(second[0], 255)
+    n = round(0.64 * fps)  # the dissolve: the third shot's last n frames blend into the fourth's first n
+    mix = [((1 - (k + 1) / (n + 1)) * a.astype(np.float32) + (k + 1) / (n + 1) * b.astype(np.float32)).astype(np.uint8)
+           for k, (a, b) in enumerate(zip(third[-n:], fourth[:n]))]
+    frames = first + second + third[:-n] + mix + fourth[n:]
+    start = len(first) + len(second) + len(third) - n
+    truth = ShotTruth(len(frames), (len(first), len(first) + len(second)), (flash, flash + 1), (start, start + n - 1))
+    return frames, truth

@@ -11,11 +11,22 @@ from __future__ import annotations
 import codecs
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 
 import av
 import numpy as np
+
+
+# Decode passes opened per file in this process (a demux pass, which decodes nothing, is
+# not one): what the benchmarks and tests read to check the passes each video costs.
+DECODE_PASSES: Counter = Counter()
+
+
+def count_decode_pass(path: str | os.PathLike) -> None:
+    """Record that a decoder is opened on ``path`` for one pass over (part of) it."""
+    DECODE_PASSES[os.fspath(path)] += 1
 
 
 class VideoError(Exception):

@@ -23,7 +23,7 @@ import os
 import signal
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 log = logging.getLogger(__name__)
@@ -240,6 +240,12 @@ def _check(worker: _Worker, isolation: Isolation) -> tuple[str, dict | None, str
     return video_id, None, f"{isolation.crash_label} crashed {how}", True
 
 
+def _limit_default(key: str) -> float:
+    from video_miner.defaults import section_defaults
+
+    return section_defaults("limits")[key]
+
+
 _LOW_BITRATE = 0.5e6 / 8  # bytes per second: a video of unknown duration is assumed no denser
 
 
@@ -253,6 +259,8 @@ class Limits:
     extract_s: float
     extract_s_per_video_s: float
     probe_s: float
+    clips_s: float = field(default_factory=lambda: _limit_default("clips_s"))
+    clips_s_per_video_s: float = field(default_factory=lambda: _limit_default("clips_s_per_video_s"))
 
     @classmethod
     def from_config(cls, section: dict) -> "Limits":
@@ -267,6 +275,14 @@ class Limits:
     def extract_timeout_s(self, duration_s: float | None, filesize: int | None) -> float:
         """The floor plus time per second of video; a duration the probe did not find is
         estimated from the file size, generously (at a low bitrate)."""
-        if duration_s is None or not math.isfinite(duration_s) or duration_s <= 0:
-            duration_s = (filesize or 0) / _LOW_BITRATE
-        return self.extract_s + self.extract_s_per_video_s * duration_s
+        return self.extract_s + self.extract_s_per_video_s * _duration(duration_s, filesize)
+
+    def clips_timeout_s(self, duration_s: float | None, filesize: int | None) -> float:
+        """The same for one video's work in a clip-level job (shot detection, cutting)."""
+        return self.clips_s + self.clips_s_per_video_s * _duration(duration_s, filesize)
+
+
+def _duration(duration_s: float | None, filesize: int | None) -> float:
+    if duration_s is None or not math.isfinite(duration_s) or duration_s <= 0:
+        return (filesize or 0) / _LOW_BITRATE
+    return duration_s

@@ -1,0 +1,23 @@
+"""The curated clip export: results/clips/metadata.jsonl and .parquet, the cut files."""
+
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
+
+from video_miner.clips import clip_export, write_clip_export
+from video_miner.logs import log_to_file
+from video_miner.tables.clip import CLIP
+from video_miner.tables.video import VIDEO
+
+log_to_file(snakemake.log[0])
+tables = {name: CLIP.read(list(snakemake.input[name])) for name in snakemake.params.stages}
+duplicates = {}
+if snakemake.input.keep:  # the videos the run-wide video stage dropped (copies), with the reason
+    rows = VIDEO.read(list(snakemake.input.keep), columns=["reason"])
+    duplicates = dict(zip(rows.loc[~rows["kept"].astype(bool), "video_id"], rows.loc[~rows["kept"].astype(bool), "reason"]))
+cut = CLIP.read(list(snakemake.input.cut)) if snakemake.input.cut else None
+rows = clip_export(tables, snakemake.params.scores, duplicates, cut)
+result = write_clip_export(Path(snakemake.output.metadata[0]).parent, rows, cut)
+logging.info("clip export: %d clips, %d kept, %d files", result["clips"], result["kept"], result["files"])

@@ -1,0 +1,30 @@
+"""Cut one shard's kept clips into mp4 files (stream copy on keyframes, else H.264)."""
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
+
+from video_miner.clips import CutSettings, cut_shard
+from video_miner.extract import videos_to_extract
+from video_miner.logs import log_to_file
+from video_miner.tables.clip import CLIP
+from video_miner.tables.video import VIDEO, kept_videos
+from video_miner.workers import Limits
+
+log_to_file(snakemake.log[0])
+started = time.perf_counter()
+videos = videos_to_extract(VIDEO.read_kept(snakemake.input.downloads, columns=["file", "location", "filesize"]),
+                           VIDEO.read_kept(snakemake.input.videos, columns=["duration_s"]))
+clips = CLIP.read_kept(snakemake.input.clips, videos=kept_videos(snakemake.input.keep))  # no copies of a video
+table, record = cut_shard(clips, videos, snakemake.output.files, snakemake.params.cache,
+                          CutSettings.from_config(snakemake.params.settings), workers=snakemake.threads,
+                          limits=Limits.from_config(snakemake.params.limits))
+Path(snakemake.output.files).mkdir(parents=True, exist_ok=True)
+record["seconds"] = round(time.perf_counter() - started, 3)
+CLIP.write(snakemake.output.table, table, record)
+failed = {v: o["reason"] for v, o in record["video_outcomes"].items() if not o["ok"]}
+logging.info("%d clips cut (%d stream copies) in %.1fs; %d videos failed%s", record["clips"], record["copied"],
+             record["seconds"], len(failed), "".join(f"\n  {v}: {r}" for v, r in failed.items()))
