@@ -38,6 +38,9 @@ demo: install
 	@echo "  results/dataset/<split>/       imagefolder dataset with its splits (images + metadata.parquet)"
 	@echo "  results/export/yolo/           YOLO (data.yaml, images/<split>/, labels/<split>/)"
 	@echo "  results/export/label_studio/   Label Studio import (tasks.json: boxes as predictions; config.xml)"
+	@echo "  results/shots/<shard>.parquet  shots found by TransNetV2 (real weights): one row per clip"
+	@echo "  results/clips/metadata.jsonl   the clip export (and .parquet): kept, reasons, scores, files/<video>/<clip>.mp4"
+	@echo "  results/export/clips/          the kept clips as a WebDataset (mp4 + json per clip)"
 	@$(BIN)/python -c 'import json; from video_miner.splits import describe; \
 		s = json.load(open("results/pipeline_result.json"))["splits"]; \
 		print("  splits:", describe(s)); [print("    note:", n) for n in s["notes"]]'
