@@ -29,6 +29,7 @@ include: "rules/filter.smk"
 include: "rules/embed.smk"
 include: "rules/dedup.smk"
 include: "rules/detect.smk"
+include: "rules/splits.smk"
 include: "rules/export.smk"
 include: "rules/summary.smk"
 

@@ -6,6 +6,7 @@ from snakemake.exceptions import WorkflowError
 
 from video_miner.ids import query_slug
 from video_miner.models import is_local_model, job_gpus
+from video_miner.splits import active_splits, full_ratios
 from video_miner.sources import (
     ConfigError,
     assign_shards,
@@ -58,6 +59,12 @@ EMBED_MODELS = config["models"] if EMBED_MODEL else {}
 DETECTION = config["detection"]
 DETECT_SETTINGS = {k: v for k, v in DETECTION.items() if k != "visualize"}
 DATASET = config["dataset"]["enabled"]
+# Equal shares written two ways (a split left out, or 0) are one setting: no rerun.
+SPLITS = {**config["splits"], "ratios": full_ratios(config["splits"]["ratios"])}
+# The splits with a share above 0: each gets its files, empty or not.
+SPLIT_NAMES = active_splits(config["splits"]["ratios"])
+SPLIT_FRAMES = "results/splits/frames.parquet"
+EXPORT = config["export"]
 SHOTS = config["shots"]["enabled"]
 CLIPS = config["clips"]
 CUT_SETTINGS = {k: CLIPS[k] for k in ("max_height", "crf")}
@@ -297,8 +304,19 @@ def get_detect_input(wildcards):
     return inputs
 
 
+def get_splits_input(wildcards):
+    """The final frames, the run-wide video table (the videos the exports keep to, and
+    which are copies of which) and the cross-video dedup table (videos that share
+    frames)."""
+    return {
+        "frames": stage_tables(final_stage("frame", config).name),
+        "videos": gate_tables(),
+        "links": stage_tables("dedup") if "dedup" in ENABLED else [],
+    }
+
+
 def get_coco_input(wildcards):
-    return stage_tables("detect")
+    return SPLIT_FRAMES
 
 
 def get_visualize_input(wildcards):
@@ -310,11 +328,18 @@ def get_visualize_input(wildcards):
 
 def get_dataset_input(wildcards):
     return {
-        "frames": stage_tables(final_stage("frame", config).name),
+        "frames": SPLIT_FRAMES,
         "images": all_shards(stage("extract").files()),
         "videos": stage_tables("download"),
-        "keep": gate_tables(),
     }
+
+
+def get_yolo_input(wildcards):
+    return {"frames": SPLIT_FRAMES, "images": all_shards(stage("extract").files())}
+
+
+def get_label_studio_input(wildcards):
+    return SPLIT_FRAMES
 
 
 def get_summary_input(wildcards):
@@ -322,6 +347,7 @@ def get_summary_input(wildcards):
     inputs = {name: stage_tables(name) for name in ENABLED}
     inputs["searches"] = [search_result_path(q) for q in SEARCH_QUERIES.values()]
     inputs["lists"] = input_files(config)
+    inputs["splits"] = SPLIT_FRAMES
     return inputs
 
 
@@ -343,6 +369,7 @@ def get_upload_input(wildcards):
         inputs["dataset"] = "results/dataset"
     if DETECTION["enabled"]:
         inputs["annotations"] = "results/detections/annotations.json"
+        inputs["split_annotations"] = split_annotations()
     if SHOTS:
         inputs["clips"] = multiext("results/clips/metadata", ".jsonl", ".parquet")
         inputs["clip_files"] = "results/clips/files"
@@ -368,6 +395,11 @@ def get_search_query(wildcards):
     return SEARCH_QUERIES[wildcards.query]
 
 
+def split_annotations():
+    """The COCO file of each split with a share above 0."""
+    return expand("results/detections/annotations_{split}.json", split=SPLIT_NAMES)
+
+
 def get_all_input(wildcards):
     """What a run makes: the summary and status table, plus each enabled export."""
     outputs = [
@@ -378,10 +410,16 @@ def get_all_input(wildcards):
     ]
     if VIDEO_DEDUP["enabled"]:
         outputs.append("results/metadata/duplicates.json")
+    outputs += ["results/splits/videos.parquet", SPLIT_FRAMES]
     if DETECTION["enabled"]:
         outputs.append("results/detections/annotations.json")
+        outputs += split_annotations()
         if DETECTION["visualize"]["enabled"]:
             outputs.append("results/detections/visualizations")
+        if EXPORT["yolo"]:
+            outputs.append("results/export/yolo")
+        if EXPORT["label_studio"]:
+            outputs.append("results/export/label_studio/tasks.json")
     if DATASET:
         outputs.append("results/dataset")
     if SHOTS:

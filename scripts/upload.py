@@ -16,6 +16,7 @@ if "dataset" in snakemake.input.keys():
     sources.append((snakemake.input.dataset, ""))
 if "annotations" in snakemake.input.keys():
     sources.append((snakemake.input.annotations, "annotations.json"))
+    sources += [(path, Path(path).name) for path in snakemake.input.split_annotations]
 if "clips" in snakemake.input.keys():  # the clip export: metadata, files, and the WebDataset tars
     sources += [(path, f"clips/{Path(path).name}") for path in snakemake.input.clips]
     sources.append((snakemake.input.clip_files, "clips/files"))

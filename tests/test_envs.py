@@ -87,7 +87,8 @@ ALL_RULES = list(rules())
 def test_rules_are_found():
     assert {name for name, _, _ in ALL_RULES} >= {"download", "extract", "filter", "embed", "dedup",
                                                  "summary", "run_config", "demo_video", "demo_model", "detect", "coco",
-                                                 "visualize", "dataset", "upload", "report_plots"}
+                                                 "visualize", "dataset", "upload", "report_plots",
+                                                 "splits", "yolo", "label_studio"}
 
 
 @pytest.mark.parametrize("name,env,script", ALL_RULES, ids=[r[0] for r in ALL_RULES])

@@ -125,6 +125,10 @@ def test_dry_run_wires_each_rule_to_the_previous_enabled_stage(tmp_path):
     assert re.fullmatch(r"results/probe/(urls-[0-9a-f]{6}-00000)\.parquet, results/download/\1\.parquet, "
                         r"results/download/\1", plain["extract"])
     assert re.fullmatch(r"results/probe/urls-[0-9a-f]{6}-00000\.parquet", plain["video_dedup"])
+    # The splits read the last frame stage, the video groups and the cross-video links; the exports read the splits.
+    assert plain["splits"] == "results/dedup/unique_frames.parquet, results/video_dedup/videos.parquet, " \
+                              "results/dedup/unique_frames.parquet"
+    assert plain["dataset"].startswith("results/splits/frames.parquet, results/extract/urls-")
     filtered = planned_inputs({"filter": {"enabled": True, "classes": ["a cat"]}})
     assert filtered["embed"].startswith("results/filter/urls-")
     assert filtered["filter"].startswith("results/extract/urls-")

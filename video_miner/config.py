@@ -80,6 +80,16 @@ def _cross_key_problems(config: dict) -> list[str]:
     if config["probe"]["filters"]["require_audio"] and not config["download"]["audio"]:
         problems.append("probe.filters.require_audio: downloads are video-only unless download.audio is true, "
                         "so every downloaded video would be rejected")
+    return problems + _split_problems(config)
+
+
+def _split_problems(config: dict) -> list[str]:
+    from video_miner.splits import ratio_problems
+
+    problems = ratio_problems(config["splits"]["ratios"])
+    if config["splits"]["max_frames_per_class"] is not None and not config["detection"]["enabled"]:
+        problems.append("splits.max_frames_per_class: classes come from the boxes, so it needs detection.enabled "
+                        "true (use splits.max_frames_per_video without detection)")
     return problems
 
 

@@ -26,7 +26,7 @@ from video_miner.defaults import section_defaults
 from video_miner.logs import Progress
 from video_miner.models import ModelSettings, Registry, _batches, load_hf_model, load_image, prefetch, to_device
 from video_miner.shardjob import Lazy, VideoCache, cached_frame_results
-from video_miner.tables.frame import FRAME, FRAME_COLUMNS, UNREADABLE
+from video_miner.tables.frame import BOX_FIELDS, FRAME, FRAME_COLUMNS, UNREADABLE
 
 _DETECTION_DEFAULTS = section_defaults("detection")
 _OPENCV_DEFAULTS = section_defaults("detection", "opencv")
@@ -351,12 +351,7 @@ def make_detector(settings: DetectionSettings, model_settings: ModelSettings) ->
 
 # The detect table's own columns: a frame is kept when it could be read (frames without
 # boxes stay in the dataset as negatives); boxes are xywh in pixels.
-DETECT_FIELDS = (
-    pa.field("has_detections", pa.bool_(), nullable=False),
-    pa.field("category", pa.list_(pa.string()), nullable=False),
-    pa.field("score", pa.list_(pa.float32()), nullable=False),
-    pa.field("bbox", pa.list_(pa.list_(pa.float32(), 4)), nullable=False),
-)
+DETECT_FIELDS = BOX_FIELDS
 
 
 def detections_table(frames: pd.DataFrame, found: list[np.ndarray | None], classes: Sequence[str]) -> pd.DataFrame:

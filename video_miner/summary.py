@@ -234,11 +234,16 @@ def summarize_files(tables: dict[str, list[str]], rejected: list[dict], duplicat
                     summary_path: str | os.PathLike, status_path: str | os.PathLike,
                     origins: dict | None = None, search_paths: Sequence[str] = (),
                     unfinished: Sequence[dict] = (), locations: dict | None = None,
-                    metadata_dir: str | os.PathLike | None = None) -> dict:
+                    metadata_dir: str | os.PathLike | None = None,
+                    splits_path: str | os.PathLike | None = None) -> dict:
     """The summary, and the video table (into ``metadata_dir``) with ``status.tsv``
-    rendered from it."""
+    rendered from it. ``splits_path``: the split table, whose report (targets, achieved
+    shares, notes) becomes the summary's ``splits``."""
+    from video_miner.splits import read_report
+
     summary, table = build_summary(tables, rejected, duplicates, origins, unfinished, locations)
     summary["searches"] = [_search_record(p) for p in search_paths]
+    summary["splits"] = read_report(splits_path) if splits_path else None
     if metadata_dir is not None:
         write_video_table(metadata_dir, table)
     write_tsv(status_path, table[STATUS_COLUMNS], integers=INTEGER_COLUMNS)

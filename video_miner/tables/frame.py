@@ -20,5 +20,13 @@ FRAME = Level("frame", ("video_id", "frame_index"), (
 FRAME_COLUMNS = [f.name for f in FRAME.fields]
 # The reason every frame stage gives for a frame whose image cannot be read.
 UNREADABLE = "unreadable image"
+# A frame's boxes, as detection writes them and the exports read them: xywh in pixels.
+BOX_FIELDS = (
+    pa.field("has_detections", pa.bool_(), nullable=False),
+    pa.field("category", pa.list_(pa.string()), nullable=False),
+    pa.field("score", pa.list_(pa.float32()), nullable=False),
+    pa.field("bbox", pa.list_(pa.list_(pa.float32(), 4)), nullable=False),
+)
+BOX_COLUMNS = [f.name for f in BOX_FIELDS]
 
-__all__ = ["FRAME", "FRAME_COLUMNS", "UNREADABLE", "frame_id"]
+__all__ = ["BOX_COLUMNS", "BOX_FIELDS", "FRAME", "FRAME_COLUMNS", "UNREADABLE", "frame_id"]
