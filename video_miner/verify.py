@@ -60,15 +60,18 @@ def decide(frames: pd.DataFrame, scores: Sequence[Sequence[float] | None], thres
     readable = [s is not None for s in scores]
     columns: dict[str, list] = {"category": [], "score": [], "bbox": [], "verify_score": [], "dropped": []}
     for row, frame_scores in zip(table.itertuples(index=False), scores):
-        frame_scores = list(frame_scores) if frame_scores is not None else [np.nan] * len(row.category)
-        keep = [bool(s >= threshold) for s in frame_scores]
+        if frame_scores is None:  # not kept: its boxes stay as they were, unscored
+            frame_scores, keep = [np.nan] * len(row.category), [True] * len(row.category)
+        else:
+            frame_scores = list(frame_scores)
+            keep = [bool(s >= threshold) for s in frame_scores]
         for name, values in (("category", row.category), ("score", row.score), ("bbox", row.bbox)):
             columns[name].append([v for v, k in zip(values, keep) if k])
         columns["verify_score"].append([float(s) for s, k in zip(frame_scores, keep) if k])
         columns["dropped"].append([
             {"category": c, "score": float(s), "bbox": [float(v) for v in b], "verify_score": float(v_s),
              "reason": f"crop scored {v_s:.4f} for {template.format(c)!r}, under detection.verify_threshold "
-                       f"{threshold:g}" if np.isfinite(v_s) else UNREADABLE}
+                       f"{threshold:g}"}
             for c, s, b, v_s, k in zip(row.category, row.score, row.bbox, frame_scores, keep) if not k])
     for name, values in columns.items():
         table[name] = values
@@ -122,12 +125,13 @@ def verify_frames(frames: pd.DataFrame, scorer_factory: Callable[[list[str]], ob
         identity_columns=("category", "bbox"))
     scores = [s for results in per_video.values() for s in results]
     table = decide(frames, scores, threshold, template)
-    kept_boxes = pd.Series([c for cats in table["category"] for c in cats], dtype="string").value_counts()
+    kept_boxes = pd.Series([c for cats in table.loc[table["kept"], "category"] for c in cats],
+                           dtype="string").value_counts()
     dropped = pd.Series([d["category"] for ds in table["dropped"] for d in ds], dtype="string").value_counts()
     record = {
         "model": settings["model"], "template": template, "threshold": threshold,
         "frames": len(table), "unreadable": int((~table["kept"]).sum()),
-        "frames_with_detections": int(table["has_detections"].sum()),
+        "frames_with_detections": int((table["has_detections"] & table["kept"]).sum()),
         "detections": {c: int(kept_boxes.get(c, 0)) for c in classes},
         "dropped": {c: int(dropped.get(c, 0)) for c in classes},
         "verify_scores": _score_summary([s for ss in scores if ss for s in ss]),
