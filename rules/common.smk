@@ -4,7 +4,6 @@ import time
 
 from snakemake.exceptions import WorkflowError
 
-from video_miner.detection import API_BACKENDS
 from video_miner.ids import query_slug
 from video_miner.models import is_local_model, job_gpus
 from video_miner.splits import active_splits, full_ratios
@@ -16,6 +15,7 @@ from video_miner.sources import (
     search_result_path,
 )
 from video_miner.stages import (
+    API_BACKENDS,
     SHARD_PATTERN,
     box_stage,
     cross_upstream,
@@ -76,7 +76,10 @@ DETECT_GPUS = 0 if HOSTED else MODEL_GPUS
 VERIFY_SETTINGS = {
     "classes": DETECTION["classes"],
     "model": FILTER["model"],
-    **{k: DETECTION[k] for k in ("verify_template", "verify_threshold", "verify_padding")},
+    **{
+        k: DETECTION[k]
+        for k in ("verify_template", "verify_threshold", "verify_padding")
+    },
 }
 SEGMENT_SETTINGS = {**config["segment"], "classes": DETECTION["classes"]}
 SEGMENT_SETTINGS.pop("enabled")

@@ -20,8 +20,8 @@ started = time.perf_counter()
 settings = snakemake.params.settings
 model_settings = ModelSettings.from_config({**snakemake.params.models, "num_workers": snakemake.threads})
 # The crop scores depend on the checkpoint, prompts and crops, not on the threshold.
-cache = VideoCache(snakemake.params.cache, {**model_key(settings["model"], model_settings),
-                                            **{k: settings[k] for k in ("classes", "verify_template", "verify_padding")}})
+scored_with = {k: settings[k] for k in ("classes", "verify_template", "verify_padding")}
+cache = VideoCache(snakemake.params.cache, {**model_key(settings["model"], model_settings), **scored_with})
 frames = FRAME.read_kept(snakemake.input.frames, videos=kept_videos(snakemake.input.videos))
 table, record = verify_frames(frames, lambda prompts: SiglipScorer(settings["model"], model_settings, prompts),
                               settings, cache, workers=snakemake.threads)

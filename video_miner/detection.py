@@ -26,6 +26,7 @@ from video_miner.defaults import section_defaults
 from video_miner.logs import Progress
 from video_miner.models import ModelSettings, Registry, _batches, load_hf_model, load_image, prefetch, to_device
 from video_miner.shardjob import Lazy, VideoCache, cached_frame_results
+from video_miner.stages import API_BACKENDS  # noqa: F401 - the hosted backends, registered below
 from video_miner.tables.frame import BOX_FIELDS, FRAME, FRAME_COLUMNS, POINTS_FIELD, UNREADABLE
 
 _DETECTION_DEFAULTS = section_defaults("detection")
@@ -122,7 +123,8 @@ class Found:
     def to_json(self) -> dict:
         if self.error is not None:
             return {"error": self.error}
-        return {"boxes": np.asarray(self.boxes, np.float32).tolist(), "points": np.asarray(self.points, np.float32).tolist()}
+        return {"boxes": np.asarray(self.boxes, np.float32).tolist(),
+                "points": np.asarray(self.points, np.float32).tolist()}
 
     @classmethod
     def from_json(cls, item: dict | list) -> "Found":
@@ -382,7 +384,6 @@ class OpenCVHaarDetector(Detector):
 
 
 # The hosted backends (video_miner.detect_api) register themselves in DETECTORS, one class each.
-API_BACKENDS = ("moondream", "dinox")
 import video_miner.detect_api  # noqa: E402,F401
 
 

@@ -87,6 +87,8 @@ STAGES: tuple[Stage, ...] = (
 BY_NAME = {stage.name: stage for stage in STAGES}
 # The frame stages whose tables carry boxes (and points, masks): detection and what refines it.
 BOX_STAGES = ("detect", "verify", "segment")
+# Detection backends that are hosted APIs: their jobs need a key, and no GPU.
+API_BACKENDS = ("moondream", "dinox")
 
 
 def verify_enabled(config: dict) -> bool:
