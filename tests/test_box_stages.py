@@ -206,3 +206,17 @@ def test_points_are_coco_keypoints_apart_from_the_boxes(tmp_path):
     assert [a["category_id"] for a in boxes["annotations"]] == [1]  # the point is no box
     (tmp_path / "points.json").write_text(__import__("json").dumps(points))
     assert COCO(str(tmp_path / "points.json")).getAnnIds(catIds=[2]) == [1]
+
+
+def test_config_names_what_verify_and_segment_need(tmp_path):
+    from video_miner.config import ConfigValidationError, check_config
+    from video_miner.defaults import SCHEMA_PATH
+
+    with pytest.raises(ConfigValidationError) as error:
+        check_config({"segment": {"enabled": True, "model": str(tmp_path / "no-sam")},
+                      "detection": {"verify_template": "a {0} of a {}"}}, SCHEMA_PATH, tmp_path)
+    message = str(error.value)
+    assert "segment.enabled: masks are drawn for the boxes, so it needs detection.enabled: true" in message
+    assert "segment.model:" in message and "detection.verify_template: 'a {0} of a {}' must hold {}" in message
+    check_config({"detection": {"enabled": True, "backend": "dinox", "classes": ["cat"], "model": "DINO-X-1.0"}},
+                 SCHEMA_PATH, tmp_path)  # an API's model name is no folder

@@ -37,7 +37,7 @@ class Stage:
     when: Callable[[dict], bool] | None = None
 
     def enabled(self, config: dict) -> bool:
-        switched = self.switch is None or bool(config[self.switch]["enabled"])
+        switched = self.switch is None or bool(config.get(self.switch, {}).get("enabled", False))
         return switched and (self.when is None or bool(self.when(config)))
 
     @property
