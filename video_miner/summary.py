@@ -263,11 +263,15 @@ def summarize_failed_run(stage_names: Sequence[str], shards: dict[str, list[str]
     root = Path(root)
     tables, unfinished = split_finished(stage_names, shards, since, root)
     tables = {name: [(root / p).as_posix() for p in paths] for name, paths in tables.items()}
+    # The splits' last finished table (written atomically), as for every other stage; a
+    # run that failed after the summary job must not lose them from its summary.
+    splits = root / "results" / "splits" / "frames.parquet"
     return summarize_files(
         tables, rejected, duplicates, root / "results" / "pipeline_result.json", root / "results" / "status.tsv",
         metadata_dir=root / "results" / "metadata", origins={v: s.origin for v, s in sources.items()},
         search_paths=[p for p in (root / q for q in search_paths) if p.is_file()],
-        unfinished=unfinished, locations={v: (s.kind, s.location) for v, s in sources.items()})
+        unfinished=unfinished, locations={v: (s.kind, s.location) for v, s in sources.items()},
+        splits_path=splits if splits.is_file() else None)
 
 
 def _search_record(path: str) -> dict:
