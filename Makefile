@@ -18,6 +18,8 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_PIN)"
 	$(BIN)/pip install --quiet -e ".[models,upload,test,slurm]"
+	# The moondream backend's client without kestrel, its ~700 MB local engine (unused here).
+	$(BIN)/pip install --quiet --no-deps "moondream==2.6.1"
 	touch $@
 
 install: $(VENV)/.installed

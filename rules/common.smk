@@ -15,7 +15,9 @@ from video_miner.sources import (
     search_result_path,
 )
 from video_miner.stages import (
+    API_BACKENDS,
     SHARD_PATTERN,
+    box_stage,
     cross_upstream,
     enabled_stages,
     final_stage,
@@ -57,7 +59,31 @@ GATE = video_gate(config)
 EMBED_MODEL = DEDUP_MODEL if DEDUP["backend"] == "model" else None
 EMBED_MODELS = config["models"] if EMBED_MODEL else {}
 DETECTION = config["detection"]
-DETECT_SETTINGS = {k: v for k, v in DETECTION.items() if k != "visualize"}
+HOSTED = DETECTION["backend"] in API_BACKENDS
+# What the boxes depend on: drawing and verification settings are not; of the backends'
+# own sections only the one in use.
+DETECT_SETTINGS = {
+    k: v
+    for k, v in DETECTION.items()
+    if k != "visualize"
+    and not k.startswith("verify")
+    and (k not in ("opencv", "api", *API_BACKENDS) or k == DETECTION["backend"])
+}
+if HOSTED:
+    DETECT_SETTINGS["api"] = DETECTION["api"]
+# Hosted backends wait on the network: no GPU.
+DETECT_GPUS = 0 if HOSTED else MODEL_GPUS
+VERIFY_SETTINGS = {
+    "classes": DETECTION["classes"],
+    "model": FILTER["model"],
+    **{
+        k: DETECTION[k]
+        for k in ("verify_template", "verify_threshold", "verify_padding")
+    },
+}
+SEGMENT_SETTINGS = {**config["segment"], "classes": DETECTION["classes"]}
+SEGMENT_SETTINGS.pop("enabled")
+POINTS = DETECTION["backend"] == "moondream" and DETECTION["moondream"]["points"]
 DATASET = config["dataset"]["enabled"]
 # Equal shares written two ways (a split left out, or 0) are one setting: no rerun.
 SPLITS = {**config["splits"], "ratios": full_ratios(config["splits"]["ratios"])}
@@ -304,6 +330,20 @@ def get_detect_input(wildcards):
     return inputs
 
 
+def get_verify_input(wildcards):
+    return {
+        **frame_stage_input("verify", wildcards),
+        "model": local_model(FILTER["model"]),
+    }
+
+
+def get_segment_input(wildcards):
+    return {
+        **frame_stage_input("segment", wildcards),
+        "model": local_model(SEGMENT_SETTINGS["model"]),
+    }
+
+
 def get_splits_input(wildcards):
     """The final frames, the run-wide video table (the videos the exports keep to, and
     which are copies of which) and the cross-video dedup table (videos that share
@@ -320,8 +360,9 @@ def get_coco_input(wildcards):
 
 
 def get_visualize_input(wildcards):
+    """The final boxes: those of the last stage that writes boxes (detect, verify, segment)."""
     return {
-        "frames": stage_tables("detect"),
+        "frames": stage_tables(box_stage(config).name),
         "images": all_shards(stage("extract").files()),
     }
 
@@ -339,6 +380,10 @@ def get_yolo_input(wildcards):
 
 
 def get_label_studio_input(wildcards):
+    return SPLIT_FRAMES
+
+
+def get_points_input(wildcards):
     return SPLIT_FRAMES
 
 
@@ -370,6 +415,8 @@ def get_upload_input(wildcards):
     if DETECTION["enabled"]:
         inputs["annotations"] = "results/detections/annotations.json"
         inputs["split_annotations"] = split_annotations()
+        if POINTS:
+            inputs["points"] = ["results/detections/points.json", *split_points()]
     if SHOTS:
         inputs["clips"] = multiext("results/clips/metadata", ".jsonl", ".parquet")
         inputs["clip_files"] = "results/clips/files"
@@ -393,6 +440,11 @@ def get_report_plots_input(wildcards):
 
 def get_search_query(wildcards):
     return SEARCH_QUERIES[wildcards.query]
+
+
+def split_points():
+    """The COCO keypoints file of each split with a share above 0."""
+    return expand("results/detections/points_{split}.json", split=SPLIT_NAMES)
 
 
 def split_annotations():
@@ -420,6 +472,8 @@ def get_all_input(wildcards):
             outputs.append("results/export/yolo")
         if EXPORT["label_studio"]:
             outputs.append("results/export/label_studio/tasks.json")
+        if POINTS:
+            outputs.append("results/detections/points.json")
     if DATASET:
         outputs.append("results/dataset")
     if SHOTS:

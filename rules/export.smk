@@ -1,5 +1,6 @@
 localrules:
     coco,
+    points,
     visualize,
     dataset,
     yolo,
@@ -28,6 +29,29 @@ rule coco:
         splits=SPLIT_NAMES,
     script:
         "../scripts/coco.py"
+
+
+rule points:
+    input:
+        get_points_input,
+    output:
+        combined="results/detections/points.json",
+        splits=expand("results/detections/points_{split}.json", split=SPLIT_NAMES),
+    log:
+        "logs/points.log",
+    benchmark:
+        "logs/benchmarks/points.tsv"
+    conda:
+        "../envs/summary.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        classes=DETECTION["classes"],
+        backend=DETECTION["backend"],
+        splits=SPLIT_NAMES,
+    script:
+        "../scripts/points.py"
 
 
 rule visualize:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("demo")
-    run_workflow(workdir, yaml.safe_load((REPO / "config" / "demo.yaml").read_text()))
+    run_workflow(workdir, yaml.safe_load((REPO / "config" / "demo.yaml").read_text()), timeout=600)
     return workdir
 
 
@@ -137,6 +137,19 @@ def test_demo_coco_loads_and_evaluates_in_pycocotools(demo_run):
     evaluation.accumulate()
     evaluation.summarize()
     assert evaluation.stats[0] == pytest.approx(1.0)  # the detections scored against themselves
+    # segment (the demo's tiny random SAM): every box has its mask as RLE, the area is the mask's
+    annotations = coco_of(demo_run)["annotations"]
+    assert annotations and all(isinstance(a["segmentation"]["counts"], str) for a in annotations)
+    masked = [a for a in annotations if a["area"] > 0]
+    segm = COCOeval(ground_truth, ground_truth.loadRes([{k: v for k, v in a.items() if k != "bbox"}
+                                                        for a in masked]), "segm")
+    segm.evaluate()
+    segm.accumulate()
+    segm.summarize()
+    assert segm.stats[0] > 0.5
+    summary = json.loads((demo_run / "results" / "pipeline_result.json").read_text())
+    assert summary["stages"][-3:] == ["detect", "verify", "segment"]
+    assert sum(summary["boxes_dropped_by_verify"].values()) == 0  # random SigLIP2: every crop near 0.45
 
 
 def test_demo_dataset_loads_as_imagefolder_with_its_splits_and_objects(demo_run):

@@ -17,7 +17,7 @@ from video_miner.tables.video import VIDEO
 
 def config(strategy="interval", **enabled):
     return {**{name: {"enabled": enabled.get(name, name in ("dedup", "video_dedup"))}
-               for name in ("filter", "dedup", "detection", "video_dedup", "shots")},
+               for name in ("filter", "dedup", "detection", "video_dedup", "shots", "segment")},
             "extract": {"strategy": strategy}}
 
 
@@ -28,6 +28,8 @@ def config(strategy="interval", **enabled):
     ({"filter": True, "detection": True}, {"detect": "dedup"}),
     ({"dedup": False, "detection": True}, {"detect": "extract"}),
     ({"dedup": False, "filter": True, "detection": True}, {"detect": "filter"}),
+    ({"filter": True, "detection": True, "segment": True}, {"verify": "detect", "segment": "verify"}),
+    ({"detection": True, "segment": True}, {"segment": "detect"}),  # verify: on with the filter only
 ])
 def test_each_stage_reads_the_previous_enabled_stage(switches, reads):
     assert {name: upstream(name, config(**switches)).name for name in reads} == reads

@@ -54,7 +54,8 @@ def test_summary_and_status_table_from_stage_tables(tmp_path):
          "reason": "no video stream (audio-only or not a video)", "retryable": False},
     ]
     assert summary["frames"] == {"in_videos": 90, "decode_errors": 1, "extracted": 3, "passed_filter": 2,
-                                 "unique_in_video": None, "unique": None, "with_detections": None}  # stages off
+                                 "unique_in_video": None, "unique": None, "with_detections": None,
+                                 "with_verified_detections": None, "with_masks": None}  # stages off
     assert [(s["stage"], s["count"]) for s in summary["funnel"]] == [("download", 2), ("probe", 2), ("extract", 3),
                                                                        ("filter", 2)]
     assert summary["stage_seconds"] == {"download": 5.51, "probe": 0.25, "extract": 0.6, "filter": 2.0, "total": 8.36}

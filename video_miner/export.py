@@ -36,38 +36,79 @@ def dataset_file_name(split: str, video_id: str, frame_index: int, path: str) ->
     return f"{safe_name(split)}/{image_name(video_id, frame_index, path)}"
 
 
+def _coco_image(image_id: int, row) -> dict:
+    return {
+        "id": image_id,
+        "file_name": dataset_file_name(row.split, row.video_id, row.frame_index, row.path),
+        "width": int(row.width),
+        "height": int(row.height),
+        "split": row.split,
+        "video_id": row.video_id,
+        "frame_index": int(row.frame_index),
+        "timestamp_s": float(row.timestamp_s),
+    }
+
+
 def build_coco(frames: pd.DataFrame, classes: Sequence[str], info: dict | None = None) -> dict:
     """A COCO detection file of the split frames (``frames``: the kept rows of the split
     table): every frame is an image (with or without boxes) with its ``split``,
-    categories in config order with ids from 1, boxes as xywh with scores."""
+    categories in config order with ids from 1, boxes as xywh with scores. With masks
+    (the segment stage), each annotation has its ``segmentation`` as RLE (``counts`` a
+    string) and its ``area`` is the mask's; without, the box's."""
     categories = [{"id": i + 1, "name": c, "supercategory": "object"} for i, c in enumerate(classes)]
     category_ids = {c: i + 1 for i, c in enumerate(classes)}
+    with_masks = "segmentation" in frames.columns
     images, annotations = [], []
     for row in frames.itertuples(index=False):
         image_id = len(images) + 1
-        images.append({
-            "id": image_id,
-            "file_name": dataset_file_name(row.split, row.video_id, row.frame_index, row.path),
-            "width": int(row.width),
-            "height": int(row.height),
-            "split": row.split,
-            "video_id": row.video_id,
-            "frame_index": int(row.frame_index),
-            "timestamp_s": float(row.timestamp_s),
-        })
-        for category, score, box in zip(row.category, row.score, row.bbox):
+        images.append(_coco_image(image_id, row))
+        masks = zip(row.segmentation, row.mask_area) if with_masks else [(None, None)] * len(row.bbox)
+        for category, score, box, (counts, mask_area) in zip(row.category, row.score, row.bbox, masks):
             x, y, w, h = (round(float(v), 2) for v in box)
-            annotations.append({
+            annotation = {
                 "id": len(annotations) + 1,
                 "image_id": image_id,
                 "category_id": category_ids[category],
                 "bbox": [x, y, w, h],
-                "area": round(w * h, 2),
+                "area": round(w * h, 2) if counts is None else float(mask_area),
                 "score": round(float(score), 4),
+                "iscrowd": 0,
+            }
+            if counts is not None:
+                annotation["segmentation"] = {"size": [int(row.height), int(row.width)], "counts": str(counts)}
+            annotations.append(annotation)
+    return {
+        "info": {"description": "video-miner detections", **(info or {})},
+        "licenses": [],
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
+
+
+def build_points_coco(frames: pd.DataFrame, classes: Sequence[str], info: dict | None = None) -> dict:
+    """The split frames' points as COCO keypoints, apart from the boxes (a point is no
+    box): the same images as :func:`build_coco`, each category with one keypoint
+    (``point``), one annotation per point with ``keypoints`` ``[x, y, 2]`` and
+    ``num_keypoints`` 1 (no bbox: the point is all a backend gave)."""
+    categories = [{"id": i + 1, "name": c, "supercategory": "object", "keypoints": ["point"], "skeleton": []}
+                  for i, c in enumerate(classes)]
+    category_ids = {c: i + 1 for i, c in enumerate(classes)}
+    images, annotations = [], []
+    for row in frames.itertuples(index=False):
+        image_id = len(images) + 1
+        images.append(_coco_image(image_id, row))
+        for point in (row.points if "points" in frames.columns else []):
+            annotations.append({
+                "id": len(annotations) + 1,
+                "image_id": image_id,
+                "category_id": category_ids[point["category"]],
+                "keypoints": [round(float(point["x"]), 2), round(float(point["y"]), 2), 2],
+                "num_keypoints": 1,
                 "iscrowd": 0,
             })
     return {
-        "info": {"description": "video-miner detections", **(info or {})},
+        "info": {"description": "video-miner points", **(info or {})},
         "licenses": [],
         "images": images,
         "annotations": annotations,

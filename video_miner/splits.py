@@ -41,7 +41,7 @@ import pyarrow as pa
 from video_miner.defaults import section_defaults
 from video_miner.ids import video_of_frame
 from video_miner.tables import read_metadata
-from video_miner.tables.frame import BOX_COLUMNS, BOX_FIELDS, FRAME, FRAME_COLUMNS
+from video_miner.tables.frame import ANNOTATION_COLUMNS, FRAME, FRAME_COLUMNS, annotation_fields
 from video_miner.tables.video import VIDEO
 
 # The split names, in the order their intervals cut [0, 1); the same names everywhere:
@@ -231,8 +231,9 @@ SPLIT_FIELD = pa.field("split", pa.string(), nullable=False)
 
 
 def split_frame_fields(frames: pd.DataFrame) -> list[pa.Field]:
-    """The split frame table's own columns: the split, and the boxes when there are any."""
-    return [SPLIT_FIELD, *(f for f in BOX_FIELDS if f.name in frames.columns)]
+    """The split frame table's own columns: the split, and the boxes (points, masks) when
+    there are any."""
+    return [SPLIT_FIELD, *annotation_fields(frames.columns)]
 
 
 def make_splits(frames: pd.DataFrame, copies: pd.DataFrame | None, links: pd.DataFrame | None,
@@ -244,7 +245,7 @@ def make_splits(frames: pd.DataFrame, copies: pd.DataFrame | None, links: pd.Dat
     group, split, frames in the exports; kept when it has frames there), the frame table
     (the final frames with their split; kept false with the reason for those over a cap)
     and the record (the report of :func:`split_report`)."""
-    columns = [*FRAME_COLUMNS, *(c for c in BOX_COLUMNS if c in frames.columns)]
+    columns = [*FRAME_COLUMNS, *(c for c in ANNOTATION_COLUMNS if c in frames.columns)]
     frames = frames.reindex(columns=columns)  # a run without any frame table has only the keys
     frames = frames.sort_values(["video_id", "frame_index"], kind="stable").reset_index(drop=True)
     members = set(frames["video_id"]) | (set(copies["video_id"]) if copies is not None else set())

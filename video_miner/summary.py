@@ -15,7 +15,7 @@ import pandas as pd
 
 from video_miner.fsutil import atomic_path, write_json_atomic, write_tsv
 from video_miner.probe import PROBE_FIELDS
-from video_miner.stages import RESULTS_FORMAT_VERSION, STAGES, Stage, stage
+from video_miner.stages import BOX_STAGES, RESULTS_FORMAT_VERSION, STAGES, Stage, stage
 from video_miner.tables import read_metadata, video_outcomes
 from video_miner.tables.clip import CLIP
 from video_miner.tables.frame import FRAME
@@ -158,6 +158,7 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
     status = status.reset_index(drop=True)[VIDEO_TABLE_COLUMNS]
     failed = status[status["status"] == "failed"]
     decided = status[status["status"] == "rejected"]
+    boxes = [name for name in BOX_STAGES if name in tables]
     summary = {
         "format_version": RESULTS_FORMAT_VERSION,
         "stages": [s.name for s in enabled],
@@ -185,7 +186,9 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
         "clips": {"total": clips.get("total"), **{k: v for k, v in clips.items() if k != "total"}},
         "frames": frames,
         "funnel": funnel,
-        "detections_per_class": _detections_per_class(tables["detect"]) if "detect" in tables else None,
+        # The final boxes: those of the last stage that writes boxes (verify drops some).
+        "detections_per_class": _detections_per_class(tables[boxes[-1]]) if boxes else None,
+        "boxes_dropped_by_verify": _detections_per_class(tables["verify"], "dropped") if "verify" in tables else None,
         "stage_seconds": {**seconds, "total": round(sum(seconds.values()), 3)},
     }
     return summary, status
@@ -222,10 +225,10 @@ def write_video_table(folder: str | os.PathLike, table: pd.DataFrame) -> None:
         table.to_csv(tmp, index=False)
 
 
-def _detections_per_class(paths: Sequence[str]) -> dict[str, int]:
+def _detections_per_class(paths: Sequence[str], key: str = "detections") -> dict[str, int]:
     per_class: dict[str, int] = {}
     for path in paths:
-        for name, count in read_metadata(path).get("detections", {}).items():
+        for name, count in read_metadata(path).get(key, {}).items():
             per_class[name] = per_class.get(name, 0) + count
     return per_class
 
