@@ -18,6 +18,8 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_PIN)"
 	$(BIN)/pip install --quiet -e ".[models,upload,test,slurm]"
+	# The moondream backend's client without kestrel, its ~700 MB local engine (unused here).
+	$(BIN)/pip install --quiet --no-deps "moondream==2.6.1"
 	touch $@
 
 install: $(VENV)/.installed
@@ -31,12 +33,21 @@ demo: install
 	@echo "  results/extract/<shard>/       extracted frames; one table per stage and shard:"
 	@echo "  results/<stage>/<shard>.parquet  download, extract, filter (demo models: random weights), embed, detect"
 	@echo "  results/dedup/unique_frames.parquet  near-duplicates removed within and across videos"
+	@echo "  results/splits/                train/val/test by video groups (a re-upload goes with its original)"
 	@echo "  results/detections/annotations.json  COCO detections (OpenCV Haar cascades: face, cat face)"
+	@echo "  results/detections/annotations_<split>.json  COCO per split (train, val, test)"
 	@echo "  results/detections/visualizations/   frames with their boxes drawn"
-	@echo "  results/dataset/               imagefolder dataset (images + metadata.jsonl)"
-	@echo "  results/clips/metadata.jsonl   the clip export: shots, kept, reasons, scores (flash, text_area, motion, aesthetic)"
+	@echo "  results/dataset/<split>/       imagefolder dataset with its splits (images + metadata.parquet)"
+	@echo "  results/export/yolo/           YOLO (data.yaml, images/<split>/, labels/<split>/)"
+	@echo "  results/export/label_studio/   Label Studio import (tasks.json: boxes as predictions; config.xml)"
+	@echo "  results/shots/<shard>.parquet  shots found by TransNetV2 (real weights): one row per clip"
+	@echo "  results/clips/metadata.jsonl   the clip export (and .parquet): kept, reasons, scores (flash, text_area, motion, aesthetic), files/<video>/<clip>.mp4"
+	@echo "  results/export/clips/          the kept clips as a WebDataset (mp4 + json per clip)"
 	@echo "  results/calibration/quantiles.json  clip score quantiles on a sample, suggested thresholds"
 	@echo "  results/report/clip_strip.jpg  a kept and a dropped clip with their scores"
+	@$(BIN)/python -c 'import json; from video_miner.splits import describe; \
+		s = json.load(open("results/pipeline_result.json"))["splits"]; \
+		print("  splits:", describe(s)); [print("    note:", n) for n in s["notes"]]'
 	@echo "  results/upload/demo_folder.done upload marker (files, sizes, sha256) for demo-upload/"
 	@echo "  report: .venv/bin/snakemake --configfile config/demo.yaml --report report.html"
 	@echo "  results/download/<shard>/      the videos"

@@ -6,6 +6,7 @@ from snakemake.exceptions import WorkflowError
 
 from video_miner.ids import query_slug
 from video_miner.models import is_local_model, job_gpus
+from video_miner.splits import active_splits, full_ratios
 from video_miner.sources import (
     ConfigError,
     assign_shards,
@@ -14,8 +15,10 @@ from video_miner.sources import (
     search_result_path,
 )
 from video_miner.stages import (
+    API_BACKENDS,
     SHARD_PATTERN,
     STAGES,
+    box_stage,
     cross_upstream,
     enabled_stages,
     final_stage,
@@ -57,8 +60,38 @@ GATE = video_gate(config)
 EMBED_MODEL = DEDUP_MODEL if DEDUP["backend"] == "model" else None
 EMBED_MODELS = config["models"] if EMBED_MODEL else {}
 DETECTION = config["detection"]
-DETECT_SETTINGS = {k: v for k, v in DETECTION.items() if k != "visualize"}
+HOSTED = DETECTION["backend"] in API_BACKENDS
+# What the boxes depend on: drawing and verification settings are not; of the backends'
+# own sections only the one in use.
+DETECT_SETTINGS = {
+    k: v
+    for k, v in DETECTION.items()
+    if k != "visualize"
+    and not k.startswith("verify")
+    and (k not in ("opencv", "api", *API_BACKENDS) or k == DETECTION["backend"])
+}
+if HOSTED:
+    DETECT_SETTINGS["api"] = DETECTION["api"]
+# Hosted backends wait on the network: no GPU.
+DETECT_GPUS = 0 if HOSTED else MODEL_GPUS
+VERIFY_SETTINGS = {
+    "classes": DETECTION["classes"],
+    "model": FILTER["model"],
+    **{
+        k: DETECTION[k]
+        for k in ("verify_template", "verify_threshold", "verify_padding")
+    },
+}
+SEGMENT_SETTINGS = {**config["segment"], "classes": DETECTION["classes"]}
+SEGMENT_SETTINGS.pop("enabled")
+POINTS = DETECTION["backend"] == "moondream" and DETECTION["moondream"]["points"]
 DATASET = config["dataset"]["enabled"]
+# Equal shares written two ways (a split left out, or 0) are one setting: no rerun.
+SPLITS = {**config["splits"], "ratios": full_ratios(config["splits"]["ratios"])}
+# The splits with a share above 0: each gets its files, empty or not.
+SPLIT_NAMES = active_splits(config["splits"]["ratios"])
+SPLIT_FRAMES = "results/splits/frames.parquet"
+EXPORT = config["export"]
 SHOTS = config["shots"]["enabled"]
 CLIPS = config["clips"]
 CUT_SETTINGS = {k: CLIPS[k] for k in ("max_height", "crf")}
@@ -351,24 +384,61 @@ def get_detect_input(wildcards):
     return inputs
 
 
+def get_verify_input(wildcards):
+    return {
+        **frame_stage_input("verify", wildcards),
+        "model": local_model(FILTER["model"]),
+    }
+
+
+def get_segment_input(wildcards):
+    return {
+        **frame_stage_input("segment", wildcards),
+        "model": local_model(SEGMENT_SETTINGS["model"]),
+    }
+
+
+def get_splits_input(wildcards):
+    """The final frames, the run-wide video table (the videos the exports keep to, and
+    which are copies of which) and the cross-video dedup table (videos that share
+    frames)."""
+    return {
+        "frames": stage_tables(final_stage("frame", config).name),
+        "videos": gate_tables(),
+        "links": stage_tables("dedup") if "dedup" in ENABLED else [],
+    }
+
+
 def get_coco_input(wildcards):
-    return stage_tables("detect")
+    return SPLIT_FRAMES
 
 
 def get_visualize_input(wildcards):
+    """The final boxes: those of the last stage that writes boxes (detect, verify, segment)."""
     return {
-        "frames": stage_tables("detect"),
+        "frames": stage_tables(box_stage(config).name),
         "images": all_shards(stage("extract").files()),
     }
 
 
 def get_dataset_input(wildcards):
     return {
-        "frames": stage_tables(final_stage("frame", config).name),
+        "frames": SPLIT_FRAMES,
         "images": all_shards(stage("extract").files()),
         "videos": stage_tables("download"),
-        "keep": gate_tables(),
     }
+
+
+def get_yolo_input(wildcards):
+    return {"frames": SPLIT_FRAMES, "images": all_shards(stage("extract").files())}
+
+
+def get_label_studio_input(wildcards):
+    return SPLIT_FRAMES
+
+
+def get_points_input(wildcards):
+    return SPLIT_FRAMES
 
 
 def get_summary_input(wildcards):
@@ -376,6 +446,7 @@ def get_summary_input(wildcards):
     inputs = {name: stage_tables(name) for name in ENABLED}
     inputs["searches"] = [search_result_path(q) for q in SEARCH_QUERIES.values()]
     inputs["lists"] = input_files(config)
+    inputs["splits"] = SPLIT_FRAMES
     return inputs
 
 
@@ -397,6 +468,9 @@ def get_upload_input(wildcards):
         inputs["dataset"] = "results/dataset"
     if DETECTION["enabled"]:
         inputs["annotations"] = "results/detections/annotations.json"
+        inputs["split_annotations"] = split_annotations()
+        if POINTS:
+            inputs["points"] = ["results/detections/points.json", *split_points()]
     if SHOTS:
         inputs["clips"] = multiext("results/clips/metadata", ".jsonl", ".parquet")
         inputs["clip_files"] = "results/clips/files"
@@ -422,6 +496,16 @@ def get_search_query(wildcards):
     return SEARCH_QUERIES[wildcards.query]
 
 
+def split_points():
+    """The COCO keypoints file of each split with a share above 0."""
+    return expand("results/detections/points_{split}.json", split=SPLIT_NAMES)
+
+
+def split_annotations():
+    """The COCO file of each split with a share above 0."""
+    return expand("results/detections/annotations_{split}.json", split=SPLIT_NAMES)
+
+
 def get_all_input(wildcards):
     """What a run makes: the summary and status table, plus each enabled export."""
     outputs = [
@@ -432,10 +516,18 @@ def get_all_input(wildcards):
     ]
     if VIDEO_DEDUP["enabled"]:
         outputs.append("results/metadata/duplicates.json")
+    outputs += ["results/splits/videos.parquet", SPLIT_FRAMES]
     if DETECTION["enabled"]:
         outputs.append("results/detections/annotations.json")
+        outputs += split_annotations()
         if DETECTION["visualize"]["enabled"]:
             outputs.append("results/detections/visualizations")
+        if EXPORT["yolo"]:
+            outputs.append("results/export/yolo")
+        if EXPORT["label_studio"]:
+            outputs.append("results/export/label_studio/tasks.json")
+        if POINTS:
+            outputs.append("results/detections/points.json")
     if DATASET:
         outputs.append("results/dataset")
     if SHOTS:

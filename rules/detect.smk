@@ -11,7 +11,7 @@ rule detect:
         "../envs/models.yaml"
     threads: 4
     resources:
-        gpu=MODEL_GPUS,
+        gpu=DETECT_GPUS,
         mem_mb=16000,
         runtime=240,
     params:

@@ -1,7 +1,10 @@
 localrules:
     coco,
+    points,
     visualize,
     dataset,
+    yolo,
+    label_studio,
     report_plots,
 
 
@@ -9,7 +12,8 @@ rule coco:
     input:
         get_coco_input,
     output:
-        "results/detections/annotations.json",
+        combined="results/detections/annotations.json",
+        splits=expand("results/detections/annotations_{split}.json", split=SPLIT_NAMES),
     log:
         "logs/coco.log",
     benchmark:
@@ -22,8 +26,32 @@ rule coco:
     params:
         classes=DETECTION["classes"],
         backend=DETECTION["backend"],
+        splits=SPLIT_NAMES,
     script:
         "../scripts/coco.py"
+
+
+rule points:
+    input:
+        get_points_input,
+    output:
+        combined="results/detections/points.json",
+        splits=expand("results/detections/points_{split}.json", split=SPLIT_NAMES),
+    log:
+        "logs/points.log",
+    benchmark:
+        "logs/benchmarks/points.tsv"
+    conda:
+        "../envs/summary.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        classes=DETECTION["classes"],
+        backend=DETECTION["backend"],
+        splits=SPLIT_NAMES,
+    script:
+        "../scripts/points.py"
 
 
 rule visualize:
@@ -68,6 +96,50 @@ rule dataset:
         runtime=60,
     script:
         "../scripts/dataset.py"
+
+
+rule yolo:
+    input:
+        unpack(get_yolo_input),
+    output:
+        directory("results/export/yolo"),
+    log:
+        "logs/yolo.log",
+    benchmark:
+        "logs/benchmarks/yolo.tsv"
+    conda:
+        "../envs/summary.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        classes=DETECTION["classes"],
+        splits=SPLIT_NAMES,
+    script:
+        "../scripts/yolo.py"
+
+
+rule label_studio:
+    input:
+        get_label_studio_input,
+    output:
+        tasks="results/export/label_studio/tasks.json",
+        config="results/export/label_studio/config.xml",
+    log:
+        "logs/label_studio.log",
+    benchmark:
+        "logs/benchmarks/label_studio.tsv"
+    conda:
+        "../envs/summary.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        classes=DETECTION["classes"],
+        backend=DETECTION["backend"],
+        url_prefix=EXPORT["label_studio_url_prefix"],
+    script:
+        "../scripts/label_studio.py"
 
 
 rule upload:

@@ -1,4 +1,4 @@
-"""Export the final frames as an imagefolder dataset with metadata.jsonl."""
+"""Export the split frames as an imagefolder dataset: <split>/images/... and <split>/metadata.parquet."""
 
 import logging
 import sys
@@ -6,16 +6,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
 
-from video_miner.export import final_frames, write_dataset
+from video_miner.export import write_dataset
 from video_miner.logs import log_to_file
-from video_miner.tables.video import VIDEO, kept_videos
+from video_miner.splits import split_frames
+from video_miner.tables.video import VIDEO
 
 log_to_file(snakemake.log[0])
 videos = VIDEO.read(list(snakemake.input.videos), columns=["location", "title"])
-frames = final_frames(list(snakemake.input.frames), kept_videos(snakemake.input.keep))
-result = write_dataset(snakemake.output[0], frames,
+result = write_dataset(snakemake.output[0], split_frames(snakemake.input.frames),
                        videos.set_index("video_id").to_dict("index"))
-logging.info("dataset: %d images", result["images"])
+logging.info("dataset: %d images %s", result["images"], result["splits"])
 if result["missing"]:
     logging.warning("%d frames are missing from results/extract and are not in the dataset, e.g. %s",
                     len(result["missing"]), result["missing"][0])

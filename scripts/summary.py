@@ -1,5 +1,5 @@
-"""Summarise the run: results/pipeline_result.json, the video table results/metadata/videos.*
-and results/status.tsv rendered from it."""
+"""Summarise the run: results/pipeline_result.json (with the splits' report), the video table
+results/metadata/videos.* and results/status.tsv rendered from it."""
 
 import logging
 import sys
@@ -8,6 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
 
 from video_miner.logs import log_to_file
+from video_miner.splits import describe
 from video_miner.sources import collect_videos
 from video_miner.summary import summarize_files
 
@@ -22,7 +23,12 @@ summary = summarize_files(
     origins=origins,
     search_paths=list(snakemake.input.searches),
     metadata_dir=Path(snakemake.output.videos[0]).parent,
+    splits_path=snakemake.input.splits,
 )
 videos = summary["videos"]
 logging.info("%d videos: %d ok, %d failed; %d frames extracted", videos["total"], videos["ok"], videos["failed"],
              summary["frames"]["extracted"])
+splits = summary["splits"]
+logging.info("splits: %s", describe(splits))
+for note in splits["notes"]:
+    logging.warning("splits: %s", note)

@@ -16,6 +16,9 @@ if "dataset" in snakemake.input.keys():
     sources.append((snakemake.input.dataset, ""))
 if "annotations" in snakemake.input.keys():
     sources.append((snakemake.input.annotations, "annotations.json"))
+    sources += [(path, Path(path).name) for path in snakemake.input.split_annotations]
+if "points" in snakemake.input.keys():  # Moondream's points (COCO keypoints), all splits and one file each
+    sources += [(path, Path(path).name) for path in snakemake.input.points]
 if "clips" in snakemake.input.keys():  # the clip export: metadata, files, and the WebDataset tars
     sources += [(path, f"clips/{Path(path).name}") for path in snakemake.input.clips]
     sources.append((snakemake.input.clip_files, "clips/files"))

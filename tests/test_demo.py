@@ -10,6 +10,7 @@ import yaml
 from PIL import Image
 
 from conftest import REPO, run_workflow
+from export_checks import check_yolo
 from video_miner.tables.frame import FRAME
 
 pytestmark = pytest.mark.slow
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("demo")
-    # 2-4 minutes; 6.5 on a 2-core machine busy with other work (3.7 without the clip scores).
+    # A few minutes; twice that on a 2-core machine busy with other work (the clip scores added 37 s at load 2).
     run_workflow(workdir, yaml.safe_load((REPO / "config" / "demo.yaml").read_text()), timeout=900)
     return workdir
 
@@ -83,8 +84,8 @@ def test_demo_reupload_is_a_near_duplicate_and_other_clips_are_not(demo_run):
     assert videos.loc["astronaut_reupload", "duplicate_of"] == original_id
     assert (videos.loc["astronaut_reupload", "width"], videos.loc["astronaut_interview", "width"]) == (480, 640)
     assert videos.loc["street_camera", "codec"] == "vp9" and videos["duplicate_of"].notna().sum() == 1
-    dataset = (demo_run / "results" / "dataset" / "metadata.jsonl").read_text()
-    assert reupload_id not in dataset and original_id in dataset
+    in_dataset = set(dataset_metadata(demo_run)["video_id"])
+    assert reupload_id not in in_dataset and original_id in in_dataset
 
 
 def test_demo_static_stretch_repeats_and_scene_returns(demo_run):
@@ -97,8 +98,15 @@ def test_demo_static_stretch_repeats_and_scene_returns(demo_run):
     assert np.abs(first - back).mean() < 4
 
 
-def coco_of(workdir):
-    return json.loads((workdir / "results" / "detections" / "annotations.json").read_text())
+def coco_of(workdir, split=None):
+    name = "annotations.json" if split is None else f"annotations_{split}.json"
+    return json.loads((workdir / "results" / "detections" / name).read_text())
+
+
+def dataset_metadata(workdir):
+    """Every split's metadata.parquet of the imagefolder dataset, with the split (its folder)."""
+    paths = sorted((workdir / "results" / "dataset").glob("*/metadata.parquet"))
+    return pd.concat([pd.read_parquet(p).assign(split=p.parent.name) for p in paths], ignore_index=True)
 
 
 def test_demo_opencv_backend_finds_the_astronauts_face_and_the_cat(demo_run):
@@ -130,25 +138,119 @@ def test_demo_coco_loads_and_evaluates_in_pycocotools(demo_run):
     evaluation.accumulate()
     evaluation.summarize()
     assert evaluation.stats[0] == pytest.approx(1.0)  # the detections scored against themselves
+    # segment (the demo's tiny random SAM): every box has its mask as RLE, the area is the mask's
+    annotations = coco_of(demo_run)["annotations"]
+    assert annotations and all(isinstance(a["segmentation"]["counts"], str) for a in annotations)
+    masked = [a for a in annotations if a["area"] > 0]
+    segm = COCOeval(ground_truth, ground_truth.loadRes([{k: v for k, v in a.items() if k != "bbox"}
+                                                        for a in masked]), "segm")
+    segm.evaluate()
+    segm.accumulate()
+    segm.summarize()
+    assert segm.stats[0] > 0.5
+    summary = json.loads((demo_run / "results" / "pipeline_result.json").read_text())
+    assert summary["stages"][-3:] == ["detect", "verify", "segment"]
+    assert sum(summary["boxes_dropped_by_verify"].values()) == 0  # random SigLIP2: every crop near 0.45
 
 
-def test_demo_dataset_loads_as_imagefolder_with_objects(demo_run):
+def test_demo_dataset_loads_as_imagefolder_with_its_splits_and_objects(demo_run):
     import datasets
 
     data_dir = demo_run / "results" / "dataset"
-    dataset = datasets.load_dataset("imagefolder", data_dir=str(data_dir), split="train",
-                                    cache_dir=str(demo_run / "hf-cache"))
+    dataset = datasets.load_dataset("imagefolder", data_dir=str(data_dir), cache_dir=str(demo_run / "hf-cache"))
     coco = coco_of(demo_run)
-    assert len(dataset) == len(coco["images"])
+    # the demo's ratios and seed put one group of videos in each split (config/demo.yaml); val is
+    # datasets' "validation"
+    sizes = {name: len(part) for name, part in dataset.items()}
+    per_split = {split: sum(image["split"] == split for image in coco["images"]) for split in ("train", "val", "test")}
+    assert sizes == {"train": per_split["train"], "validation": per_split["val"], "test": per_split["test"]}
+    assert all(sizes.values()) and sum(sizes.values()) == len(coco["images"])
     by_name = {image["file_name"]: image for image in coco["images"]}
-    lines = [json.loads(line) for line in (data_dir / "metadata.jsonl").read_text().splitlines()]
-    boxes = sum(len(line["objects"]["bbox"]) for line in lines)
-    assert boxes == len(coco["annotations"]) > 0
-    row = dataset[0]
-    assert row["image"].size == (by_name[lines[0]["file_name"]]["width"], by_name[lines[0]["file_name"]]["height"])
-    assert row["video_id"] == lines[0]["video_id"] and row["timestamp_s"] == lines[0]["timestamp_s"]
+    metadata = dataset_metadata(demo_run)
+    assert sum(len(objects["bbox"]) for objects in metadata["objects"]) == len(coco["annotations"]) > 0
+    first = metadata[metadata["split"] == "train"].iloc[0]
+    row = dataset["train"][0]
+    image = by_name[f"train/{first['file_name']}"]
+    assert row["image"].size == (image["width"], image["height"])
+    assert row["video_id"] == first["video_id"] and row["timestamp_s"] == first["timestamp_s"]
     assert set(row["objects"]) == {"bbox", "category", "score"}
     assert str(row["source"]).startswith("resources/demo/")
+    assert (data_dir / image["file_name"]).stat().st_nlink > 1  # hard links to the extracted frames
+
+
+def test_demo_splits_keep_each_group_of_videos_in_one_split(demo_run):
+    """No video in two splits, in any export; the re-upload in its original's split."""
+    videos = pd.read_parquet(demo_run / "results" / "splits" / "videos.parquet").set_index("video_id")
+    titles = pd.read_parquet(demo_run / "results" / "metadata" / "videos.parquet").set_index("title")["video_id"]
+    assert videos.index.is_unique and set(videos.index) == set(titles)
+    assert videos.groupby("group")["split"].nunique().max() == 1
+    original, reupload = titles["astronaut_interview"], titles["astronaut_reupload"]
+    assert videos.loc[reupload, "group"] == videos.loc[original, "group"] == min(original, reupload)
+    assert videos.loc[reupload, "split"] == videos.loc[original, "split"] and videos.loc[reupload, "frames"] == 0
+    split_of = videos["split"].to_dict()
+    coco = coco_of(demo_run)
+    assert all(split_of[image["video_id"]] == image["split"] for image in coco["images"])
+    metadata = dataset_metadata(demo_run)
+    assert (metadata["video_id"].map(split_of) == metadata["split"]).all()
+    assert metadata.groupby("video_id")["split"].nunique().max() == 1
+    # the summary reports the achieved shares against the targets
+    summary = json.loads((demo_run / "results" / "pipeline_result.json").read_text())["splits"]
+    assert summary["ratios"] == {"train": 0.6, "val": 0.2, "test": 0.2} and summary["groups"] == 3
+    assert summary["frames"] == {s: int((metadata["split"] == s).sum()) for s in ("train", "val", "test")}
+    assert sum(summary["achieved"].values()) == pytest.approx(1.0)
+    assert summary["videos"] == {s: int(((videos["split"] == s) & (videos["frames"] > 0)).sum())
+                                 for s in ("train", "val", "test")}
+    assert "splits: 3 groups of videos: train " in (demo_run / "logs" / "summary.log").read_text()
+
+
+def test_demo_split_coco_files_load_in_pycocotools_and_make_up_the_whole(demo_run):
+    from pycocotools.coco import COCO
+
+    combined = coco_of(demo_run)
+    ids = []
+    for split in ("train", "val", "test"):
+        part = COCO(str(demo_run / "results" / "detections" / f"annotations_{split}.json"))
+        images = part.loadImgs(part.getImgIds())
+        assert images and all(image["file_name"].startswith(f"{split}/images/") for image in images)
+        assert all((demo_run / "results" / "dataset" / image["file_name"]).is_file() for image in images)
+        annotations = part.loadAnns(part.getAnnIds())
+        assert {a["image_id"] for a in annotations} <= {image["id"] for image in images}
+        assert part.loadCats(part.getCatIds()) == combined["categories"]
+        ids += [(image["id"], image["file_name"]) for image in images]
+    assert sorted(ids) == sorted((image["id"], image["file_name"]) for image in combined["images"])
+    assert sum(len(coco_of(demo_run, s)["annotations"]) for s in ("train", "val", "test")) == \
+        len(combined["annotations"])
+
+
+def test_demo_yolo_export_passes_the_strict_check(demo_run):
+    root = demo_run / "results" / "export" / "yolo"
+    stems = check_yolo(root)
+    data = yaml.safe_load((root / "data.yaml").read_text())
+    assert data["names"] == {0: "face", 1: "cat face"}
+    for split, names in stems.items():
+        coco = coco_of(demo_run, split)
+        assert len(names) == len(coco["images"]) > 0
+        boxes = sum(len(p.read_text().splitlines()) for p in (root / "labels" / split).glob("*.txt"))
+        assert boxes == len(coco["annotations"])  # the Haar boxes lie inside their frames
+    videos = {split: {name.rsplit("_", 1)[0] for name in names} for split, names in stems.items()}
+    assert not (videos["train"] & videos["val"] or videos["train"] & videos["test"] or videos["val"] & videos["test"])
+
+
+def test_demo_label_studio_file_has_every_frame_with_its_boxes_as_predictions(demo_run):
+    import xml.etree.ElementTree as ET
+
+    folder = demo_run / "results" / "export" / "label_studio"
+    tasks = json.loads((folder / "tasks.json").read_text())
+    coco = coco_of(demo_run)
+    assert len(tasks) == len(coco["images"])
+    prefix = "/data/local-files/?d="
+    assert all((demo_run / "results" / "dataset" / t["data"]["image"].removeprefix(prefix)).is_file() for t in tasks)
+    regions = [r for t in tasks for r in t["predictions"][0]["result"]]
+    assert len(regions) == len(coco["annotations"])
+    assert all(0 <= r["value"]["x"] <= r["value"]["x"] + r["value"]["width"] <= 100 for r in regions)
+    assert {r["value"]["rectanglelabels"][0] for r in regions} <= {"face", "cat face"}
+    config = ET.parse(folder / "config.xml").getroot()
+    assert [label.get("value") for label in config.find("RectangleLabels")] == ["face", "cat face"]
 
 
 def test_demo_upload_marker_lists_every_file_with_its_hash(demo_run):
@@ -158,7 +260,8 @@ def test_demo_upload_marker_lists_every_file_with_its_hash(demo_run):
     target = demo_run / "demo-upload"
     uploaded = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
     assert sorted(f["path"] for f in marker["files"]) == uploaded
-    assert {"annotations.json", "metadata.jsonl", "pipeline_result.json"} <= set(uploaded)
+    assert {"annotations.json", "annotations_val.json", "train/metadata.parquet", "pipeline_result.json"} <= \
+        set(uploaded)
     for entry in marker["files"]:
         assert hashlib.sha256((target / entry["path"]).read_bytes()).hexdigest() == entry["sha256"]
 

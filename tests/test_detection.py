@@ -125,7 +125,7 @@ def test_florence2_parses_grounded_phrases_into_class_boxes(tiny_models):
 
 
 def test_detect_frames_reuses_cached_videos_and_recomputes_changed_settings(tmp_path):
-    from video_miner.detection import detect_frames
+    from video_miner.detection import Detector, detect_frames
     from video_miner.shardjob import VideoCache
 
     frames = pd.DataFrame([{"video_id": v, "frame_index": i, "frame_id": f"{v}/{i:08d}", "timestamp_s": i / 2,
@@ -139,6 +139,8 @@ def test_detect_frames_reuses_cached_videos_and_recomputes_changed_settings(tmp_
             # a box of class 1 on frame 1 of each video; "a/2" cannot be read
             return [None if p == "a/2.jpg" else np.array([[1, 2, 11, 22, 0.9, 1]] * p.endswith("/1.jpg"),
                                                          np.float32).reshape(-1, 6) for p in paths]
+
+        annotate = Detector.annotate  # boxes as Found, as every box backend
 
     def factory():
         made.append(1)
@@ -181,7 +183,8 @@ def test_detect_frames_on_a_shard_without_frames_loads_no_detector(tmp_path):
 def detect_runs(tmp_path_factory, videos, scene_videos, tiny_models):
     """The workflow with each transformers backend (tiny checkpoints by path): one whole
     run, then a copy of the previous run with the next backend, where only detection and
-    what follows it rerun."""
+    what follows it rerun. The first run also verifies its boxes (the filter's SigLIP2,
+    the filter itself off) and segments them (tiny SAM); the later ones turn both off."""
     import shutil
 
     runs = {}
@@ -198,6 +201,10 @@ def detect_runs(tmp_path_factory, videos, scene_videos, tiny_models):
                           "classes": ["cat", "face"], "threshold": 0.0, "text_threshold": 0.0,
                           "max_per_image": 5, "visualize": {"max_images": 3}},
         }
+        if backend == "grounding_dino":
+            config["detection"]["verify"] = True
+            config["filter"] = {"model": str(tiny_models["siglip2"])}
+            config["segment"] = {"enabled": True, "model": str(tiny_models["sam"]), "batch_size": 2}
         if runs:
             shutil.copytree(list(runs.values())[-1], workdir, dirs_exist_ok=True, symlinks=True)
         before = {p: p.stat().st_mtime_ns for s in STAGES[:STAGES.index(stage("detect"))]
@@ -244,6 +251,56 @@ def test_detect_rule_writes_valid_coco_for_each_backend(backend, detect_runs):
             image = coco.loadImgs(annotation["image_id"])[0]
             x, y, w, h = annotation["bbox"]
             assert 0 <= x and x + w <= image["width"] + 0.01 and y + h <= image["height"] + 0.01
-            assert annotation["area"] == pytest.approx(w * h, rel=1e-3)
+            if "segmentation" not in annotation:  # with masks (the first run), the mask's area
+                assert annotation["area"] == pytest.approx(w * h, rel=1e-3)
         drawn = list((workdir / "results" / "detections" / "visualizations").glob("*.jpg"))
         assert len(drawn) == min(3, summary["frames"]["with_detections"])
+
+
+@pytest.mark.slow
+def test_verify_and_segment_refine_the_boxes_and_the_exports_read_the_last_stage(detect_runs):
+    """The grounding_dino run: verify keeps what its crops score (the tiny SigLIP2 gives
+    ~0.45, over the default threshold), segment adds a mask per kept box; splits and COCO
+    read segment's table, not detect's; masks decode to their areas inside their boxes."""
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+
+    workdir = detect_runs["grounding_dino"]
+    results = workdir / "results"
+    detected = FRAME.read(sorted((results / "detect").glob("*.parquet")))
+    verified = FRAME.read(sorted((results / "verify").glob("*.parquet")))
+    segmented = FRAME.read(sorted((results / "segment").glob("*.parquet")))
+    assert len(list((results / "segment").glob("*.parquet"))) == 2  # one table per shard, as every frame stage
+    assert verified["frame_id"].tolist() == detected.loc[detected["kept"], "frame_id"].tolist()
+    boxes = lambda table: int(table["category"].map(len).sum())  # noqa: E731
+    dropped = int(verified["dropped"].map(len).sum())
+    assert boxes(verified) + dropped == boxes(detected) > 0
+    assert (verified["verify_score"].map(len) == verified["category"].map(len)).all()
+    assert boxes(segmented) == boxes(verified) and (segmented["segmentation"].map(len) ==
+                                                   segmented["category"].map(len)).all()
+    coco = COCO(str(results / "detections" / "annotations.json"))
+    annotations = coco.loadAnns(coco.getAnnIds())
+    assert len(annotations) == boxes(segmented)
+    for annotation in annotations:
+        image = coco.loadImgs(annotation["image_id"])[0]
+        rle = annotation["segmentation"]
+        assert isinstance(rle["counts"], str) and rle["size"] == [image["height"], image["width"]]
+        mask = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()})
+        assert int(mask.sum()) == annotation["area"]
+        if annotation["area"]:
+            ys, xs = mask.nonzero()
+            x, y, w, h = annotation["bbox"]
+            assert x - 1 <= xs.min() and xs.max() <= x + w + 1 and y - 1 <= ys.min() and ys.max() <= y + h + 1
+    assert "segmentation" in pd.read_parquet(results / "splits" / "frames.parquet").columns
+    summary = json.loads((results / "pipeline_result.json").read_text())
+    assert summary["stages"][-3:] == ["detect", "verify", "segment"]
+    assert sum(summary["detections_per_class"].values()) == len(annotations)
+    assert sum(summary["boxes_dropped_by_verify"].values()) == dropped
+    status = pd.read_csv(results / "status.tsv", sep="\t")
+    assert {"frames_with_verified_detections", "frames_with_masks"} <= set(status.columns)
+    logs = sorted((workdir / "logs" / "segment").glob("*.log"))
+    assert sorted(log.read_text().count("loading segmenter") for log in logs) == [0, 1]
+    # the next run (owlv2) turned both off: its exports read detect's boxes, without masks
+    later = json.loads((detect_runs["owlv2"] / "results" / "pipeline_result.json").read_text())
+    assert later["stages"][-1] == "detect" and later["boxes_dropped_by_verify"] is None
+    assert "segmentation" not in pd.read_parquet(detect_runs["owlv2"] / "results" / "splits" / "frames.parquet")

@@ -22,7 +22,8 @@ def test_dry_run_of_1000_urls_plans_one_job_per_shard_and_needs_no_network(tmp_p
         ("download", "probe", "extract", "embed"), shards)
     per_shard = ("download", "probe", "extract", "embed", "total")
     run_wide = {rule: n for rule, n in table.items() if rule not in per_shard}
-    assert set(run_wide) == {"run_config", "video_dedup", "dedup", "summary", "dataset", "report_plots", "all"}
+    assert set(run_wide) == {"run_config", "video_dedup", "dedup", "splits", "summary", "dataset", "report_plots",
+                             "all"}
     assert all(n == 1 for n in run_wide.values())
     assert table["total"] == 4 * shards + len(run_wide)
     assert not (tmp_path / "results").exists()

@@ -32,3 +32,18 @@ def test_tsv_rows_stay_one_line_and_integers_stay_integers(tmp_path):
         "tab\\there\t\t\t",
         "\t1080\t0\t30.0",
     ]
+
+
+def test_link_or_copy_links_and_copies_where_links_cannot_be_made(tmp_path, monkeypatch):
+    source = tmp_path / "frame.jpg"
+    source.write_bytes(b"pixels")
+    assert fsutil.link_or_copy(source, tmp_path / "a" / "b" / "linked.jpg")
+    assert (tmp_path / "a" / "b" / "linked.jpg").stat().st_ino == source.stat().st_ino
+
+    def cross_device(*args):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(fsutil.os, "link", cross_device)
+    assert not fsutil.link_or_copy(source, tmp_path / "c" / "copied.jpg")
+    copied = tmp_path / "c" / "copied.jpg"
+    assert copied.read_bytes() == b"pixels" and copied.stat().st_ino != source.stat().st_ino

@@ -132,6 +132,13 @@ def test_summary_reports_the_frame_funnel(model_run, http_server):
     videos = pd.read_parquet(workdir / "results" / "metadata" / "videos.parquet").set_index("video_id")
     assert videos.loc[copies[1], "duplicate_of"] == copies[0] and videos.loc[copies[1], "duplicate_distance"] == 0
     assert videos["duplicate_of"].notna().sum() == 1
+    # a kept duplicate is in the split of its original: one group, keyed by the smaller id (here its frames
+    # are all cross-video duplicates too, so none of them reaches the exports)
+    splits = pd.read_parquet(workdir / "results" / "splits" / "videos.parquet").set_index("video_id")
+    assert splits.loc[copies, "group"].tolist() == [copies[0]] * 2
+    assert splits.loc[copies[1], "split"] == splits.loc[copies[0], "split"]
+    assert summary["splits"]["groups"] == splits.loc[splits["frames"] > 0, "group"].nunique() <= 3
+    assert sum(summary["splits"]["frames"].values()) == frames["unique"]
     status = pd.read_csv(workdir / "results" / "status.tsv", sep="\t")
     # every video went through every enabled stage
     assert set(status["status"]) == {"complete"} and status["frames_unique"].sum() == frames["unique"]
@@ -151,12 +158,12 @@ def test_appending_a_url_reruns_its_shard_and_the_run_wide_steps(model_run, http
     proc = run_workflow(workdir, grown, "-n", "--quiet", "rules")
     counts = {line.split()[0]: int(line.split()[1]) for line in proc.stdout.splitlines()
               if len(line.split()) == 2 and line.split()[1].isdigit()}
-    # the exports that cover every video (dataset, report plots) follow the cross-video step; the
+    # the exports that cover every video (splits, dataset, report plots) follow the cross-video step; the
     # model jobs of every shard read video_dedup's table (which copies to skip), so they rerun too,
     # taking every video they had from their per-video caches (no model is loaded for them)
     assert counts == {"download": 1, "probe": 1, "video_dedup": 1, "extract": 1, "filter": 3, "embed": 3,
-                      "dedup": 1, "summary": 1, "dataset": 1, "report_plots": 1, "run_config": 1, "all": 1,
-                      "total": 16}
+                      "dedup": 1, "splits": 1, "summary": 1, "dataset": 1, "report_plots": 1, "run_config": 1,
+                      "all": 1, "total": 17}
 
 
 def test_phash_backend_makes_the_same_decisions_on_exact_duplicates(model_run, tmp_path, http_server, tiny_models):

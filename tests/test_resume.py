@@ -28,7 +28,10 @@ def resume_config(http_server, videos, tiny_models):
                    "threshold": 0.3},
         "dedup": {"model": str(tiny_models["dinov2"]), "threshold": 0.99},
         "detection": {"enabled": True, "backend": "owlv2", "model": str(tiny_models["owlv2"]), "classes": ["cat"],
-                      "threshold": 0.0},
+                      "threshold": 0.0,
+                      # verify (on with the filter by default) is left out to keep this run's time; its
+                      # resumability is cached_frame_results', tested in test_box_stages
+                      "verify": False},
         # The clip branch beside the frames: PySceneDetect's content detector (no model to
         # load), clips cut to files and packed as a WebDataset.
         "shots": {"enabled": True, "backend": "content"},

@@ -17,7 +17,7 @@ from video_miner.tables.video import VIDEO
 
 def config(strategy="interval", **enabled):
     return {**{name: {"enabled": enabled.get(name, name in ("dedup", "video_dedup"))}
-               for name in ("filter", "dedup", "detection", "video_dedup", "shots", "flash", "ocr", "motion",
+               for name in ("filter", "dedup", "detection", "video_dedup", "shots", "segment", "flash", "ocr", "motion",
                             "aesthetic")},
             "extract": {"strategy": strategy}}
 
@@ -29,6 +29,8 @@ def config(strategy="interval", **enabled):
     ({"filter": True, "detection": True}, {"detect": "dedup"}),
     ({"dedup": False, "detection": True}, {"detect": "extract"}),
     ({"dedup": False, "filter": True, "detection": True}, {"detect": "filter"}),
+    ({"filter": True, "detection": True, "segment": True}, {"verify": "detect", "segment": "verify"}),
+    ({"detection": True, "segment": True}, {"segment": "detect"}),  # verify: on with the filter only
 ])
 def test_each_stage_reads_the_previous_enabled_stage(switches, reads):
     assert {name: upstream(name, config(**switches)).name for name in reads} == reads
@@ -144,6 +146,10 @@ def test_dry_run_wires_each_rule_to_the_previous_enabled_stage(tmp_path):
     assert re.fullmatch(r"results/probe/(urls-[0-9a-f]{6}-00000)\.parquet, results/download/\1\.parquet, "
                         r"results/download/\1", plain["extract"])
     assert re.fullmatch(r"results/probe/urls-[0-9a-f]{6}-00000\.parquet", plain["video_dedup"])
+    # The splits read the last frame stage, the video groups and the cross-video links; the exports read the splits.
+    assert plain["splits"] == "results/dedup/unique_frames.parquet, results/video_dedup/videos.parquet, " \
+                              "results/dedup/unique_frames.parquet"
+    assert plain["dataset"].startswith("results/splits/frames.parquet, results/extract/urls-")
     filtered = planned_inputs({"filter": {"enabled": True, "classes": ["a cat"]}})
     assert filtered["embed"].startswith("results/filter/urls-")
     assert filtered["filter"].startswith("results/extract/urls-")

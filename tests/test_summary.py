@@ -54,7 +54,8 @@ def test_summary_and_status_table_from_stage_tables(tmp_path):
          "reason": "no video stream (audio-only or not a video)", "retryable": False},
     ]
     assert summary["frames"] == {"in_videos": 90, "decode_errors": 1, "extracted": 3, "passed_filter": 2,
-                                 "unique_in_video": None, "unique": None, "with_detections": None}  # stages off
+                                 "unique_in_video": None, "unique": None, "with_detections": None,
+                                 "with_verified_detections": None, "with_masks": None}  # stages off
     assert [(s["stage"], s["count"]) for s in summary["funnel"]] == [("download", 2), ("probe", 2), ("extract", 3),
                                                                        ("filter", 2)]
     assert summary["stage_seconds"] == {"download": 5.51, "probe": 0.25, "extract": 0.6, "filter": 2.0, "total": 8.36}
@@ -125,8 +126,18 @@ def test_a_failed_run_summarises_what_finished_and_names_the_failed_jobs(tmp_pat
     log("download", "s-aaaaaa-00002")
     log("extract", "s-aaaaaa-00002", age_s=3600)  # from an earlier run: not this run's failure
 
+    # The splits job had finished (a run that fails later, at its upload, keeps them).
+    from video_miner.splits import SplitSettings, make_splits, write_split_tables
+
+    split_videos, split_frames, record = make_splits(pd.DataFrame(frame_rows("a", 2)), None, None, SplitSettings())
+    (tmp_path / "results" / "splits").mkdir(parents=True)
+    write_split_tables(tmp_path / "results" / "splits" / "videos.parquet",
+                       tmp_path / "results" / "splits" / "frames.parquet", split_videos, split_frames, record)
+
     summary = summarize_failed_run(["download", "extract"], shards, sources, [], 0, started, root=tmp_path)
     assert summary["complete"] is False
+    assert summary["splits"]["frames"]["train"] + summary["splits"]["frames"]["val"] + \
+        summary["splits"]["frames"]["test"] == 2
     assert summary["failed_jobs"] == [
         {"stage": "download", "shard": "s-aaaaaa-00002", "log": "logs/download/s-aaaaaa-00002.log", "videos": 1},
         {"stage": "extract", "shard": "s-aaaaaa-00001", "log": "logs/extract/s-aaaaaa-00001.log", "videos": 1},

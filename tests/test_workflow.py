@@ -97,6 +97,22 @@ def test_summary_counts_and_reasons(mixed_run, http_server):
     assert summary["frames"]["extracted"] == len(FRAME.read(tables(workdir, "extract")))
 
 
+def test_without_detection_the_splits_and_the_imagefolder_are_written_and_no_box_export(mixed_run):
+    workdir, _ = mixed_run
+    summary = json.loads((workdir / "results" / "pipeline_result.json").read_text())
+    splits = summary["splits"]
+    # the 4 good videos, none a copy of another, no cross-video dedup: 4 groups of one
+    assert splits["groups"] == 4 and sum(splits["videos"].values()) == 4
+    assert sum(splits["frames"].values()) == summary["frames"]["extracted"]
+    dataset = workdir / "results" / "dataset"
+    metadata = {p.parent.name: pd.read_parquet(p) for p in dataset.glob("*/metadata.parquet")}
+    assert metadata and set(metadata) <= {"train", "val", "test"}
+    assert {name: len(rows) for name, rows in metadata.items()} == {n: c for n, c in splits["frames"].items() if c}
+    assert all((dataset / name / f).is_file() for name, rows in metadata.items() for f in rows["file_name"])
+    assert "objects" not in next(iter(metadata.values())).columns
+    assert not (workdir / "results" / "detections").exists() and not (workdir / "results" / "export").exists()
+
+
 def test_status_table_has_a_row_per_video(mixed_run, http_server):
     workdir, _ = mixed_run
     table = pd.read_csv(workdir / "results" / "status.tsv", sep="\t").set_index("video_id")

@@ -52,7 +52,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 
 # Model folders a rule of the workflow builds (the demo's tiny checkpoints).
-_BUILT_MODELS = re.compile(r"^(\./)?resources/models/(siglip2|siglip|dinov2|grounding_dino|owlv2|florence2|clip)/?$")
+_BUILT_MODELS = re.compile(r"^(\./)?resources/models/(siglip2|siglip|dinov2|grounding_dino|owlv2|florence2|sam|clip)/?$")
 
 
 def _model_problem(key: str, model: str) -> list[str]:
@@ -76,10 +76,21 @@ def _cross_key_problems(config: dict) -> list[str]:
     detection = config["detection"]
     if detection["enabled"]:
         problems += _detection_problems(detection)
+    problems += _box_stage_problems(config)
     problems += _clip_problems(config)
     if config["probe"]["filters"]["require_audio"] and not config["download"]["audio"]:
         problems.append("probe.filters.require_audio: downloads are video-only unless download.audio is true, "
                         "so every downloaded video would be rejected")
+    return problems + _split_problems(config)
+
+
+def _split_problems(config: dict) -> list[str]:
+    from video_miner.splits import ratio_problems
+
+    problems = ratio_problems(config["splits"]["ratios"])
+    if config["splits"]["max_frames_per_class"] is not None and not config["detection"]["enabled"]:
+        problems.append("splits.max_frames_per_class: classes come from the boxes, so it needs detection.enabled "
+                        "true (use splits.max_frames_per_video without detection)")
     return problems
 
 
@@ -126,9 +137,32 @@ def _aesthetic_problems(section: dict) -> list[str]:
     return problems
 
 
-def _detection_problems(detection: dict) -> list[str]:
-    from video_miner.detection import HAAR_CASCADES
+def _box_stage_problems(config: dict) -> list[str]:
+    """What verify and segment need: detection on, a template with one {} for the class,
+    checkpoints that exist."""
+    from video_miner.stages import verify_enabled
 
+    detection, segment = config["detection"], config["segment"]
+    problems = []
+    try:
+        detection["verify_template"].format("class")
+    except (IndexError, KeyError, ValueError):
+        problems.append(f"detection.verify_template: {detection['verify_template']!r} must hold {{}} (the class) "
+                        "and no other braces")
+    if verify_enabled(config) and not config["filter"]["enabled"]:
+        problems += _model_problem("filter.model", config["filter"]["model"])
+    if segment["enabled"]:
+        if not detection["enabled"]:
+            problems.append("segment.enabled: masks are drawn for the boxes, so it needs detection.enabled: true")
+        problems += _model_problem("segment.model", segment["model"])
+    return problems
+
+
+def _detection_problems(detection: dict) -> list[str]:
+    from video_miner.detection import API_BACKENDS, HAAR_CASCADES
+
+    if detection["backend"] in API_BACKENDS:
+        return []  # detection.model is the name the API is asked for
     if detection["backend"] != "opencv":
         return _model_problem("detection.model", detection["model"]) if detection["model"] else []
     cascades = {**HAAR_CASCADES, **detection["opencv"]["cascades"]}

@@ -26,7 +26,8 @@ from video_miner.defaults import section_defaults
 from video_miner.logs import Progress
 from video_miner.models import ModelSettings, Registry, _batches, load_hf_model, load_image, prefetch, to_device
 from video_miner.shardjob import Lazy, VideoCache, cached_frame_results
-from video_miner.tables.frame import FRAME, FRAME_COLUMNS, UNREADABLE
+from video_miner.stages import API_BACKENDS  # noqa: F401 - the hosted backends, registered below
+from video_miner.tables.frame import BOX_FIELDS, FRAME, FRAME_COLUMNS, POINTS_FIELD, UNREADABLE
 
 _DETECTION_DEFAULTS = section_defaults("detection")
 _OPENCV_DEFAULTS = section_defaults("detection", "opencv")
@@ -60,6 +61,9 @@ class DetectionSettings:
     max_per_image: int = _DETECTION_DEFAULTS["max_per_image"]
     max_new_tokens: int = _DETECTION_DEFAULTS["max_new_tokens"]  # Florence-2 generation length
     opencv: dict = field(default_factory=dict)
+    moondream: dict = field(default_factory=dict)  # the hosted backends' sections (endpoint, key_env, ...)
+    dinox: dict = field(default_factory=dict)
+    api: dict = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, section: dict) -> "DetectionSettings":
@@ -105,9 +109,45 @@ def finalize(raw: np.ndarray, width: int, height: int, settings: DetectionSettin
     return nms_per_class(dets[ok], settings.nms_iou)[: settings.max_per_image]
 
 
+@dataclass
+class Found:
+    """What a detector found on one frame: ``boxes`` ``(n, 6)`` (x0, y0, x1, y1, score,
+    class index, pixels), ``points`` ``(m, 3)`` (x, y, class index; only backends asked
+    for points give any), or the ``error`` of a hosted backend's request (the frame is not
+    kept, and a rerun asks again)."""
+
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 6), np.float32))
+    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        if self.error is not None:
+            return {"error": self.error}
+        return {"boxes": np.asarray(self.boxes, np.float32).tolist(),
+                "points": np.asarray(self.points, np.float32).tolist()}
+
+    @classmethod
+    def from_json(cls, item: dict | list) -> "Found":
+        if isinstance(item, list):  # boxes only
+            return cls(np.asarray(item, np.float32).reshape(-1, 6))
+        if item.get("error") is not None:
+            return cls(error=item["error"])
+        return cls(np.asarray(item["boxes"], np.float32).reshape(-1, 6),
+                   np.asarray(item.get("points", []), np.float32).reshape(-1, 3))
+
+
+def clip_points(points: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Points inside the frame only."""
+    points = np.asarray(points, np.float32).reshape(-1, 3)
+    inside = (points[:, 0] >= 0) & (points[:, 0] <= width) & (points[:, 1] >= 0) & (points[:, 1] <= height)
+    return points[inside]
+
+
 class Detector:
     """The interface: ``detect(paths)`` gives one ``(n, 6)`` array per image, or None
-    where the image cannot be read. Backends implement ``_predict(images)``."""
+    where the image cannot be read; ``annotate(paths)`` gives a :class:`Found` per image
+    (boxes, points, or a request's error), or None. Backends implement
+    ``_predict(images)`` (or override ``annotate``, as the hosted ones)."""
 
     default_model: str | None = None  # the checkpoint used when detection.model is null
 
@@ -136,6 +176,9 @@ class Detector:
                 results.append(None if image is None else finalize(next(raw), image.width, image.height, self.settings))
             progress.update(len(images))
         return results
+
+    def annotate(self, paths: Sequence[str]) -> list[Found | None]:
+        return [None if d is None else Found(d) for d in self.detect(paths)]
 
 
 class HFDetector(Detector):
@@ -340,7 +383,14 @@ class OpenCVHaarDetector(Detector):
         return results
 
 
-BACKENDS = DETECTORS.names()
+# The hosted backends (video_miner.detect_api) register themselves in DETECTORS, one class each.
+import video_miner.detect_api  # noqa: E402,F401
+
+
+def __getattr__(name: str):
+    if name == "BACKENDS":  # every backend, once the hosted ones (imported last) have registered
+        return DETECTORS.names()
+    raise AttributeError(name)
 
 
 def make_detector(settings: DetectionSettings, model_settings: ModelSettings) -> Detector:
@@ -350,47 +400,80 @@ def make_detector(settings: DetectionSettings, model_settings: ModelSettings) ->
 # --- per-shard detection table -------------------------------------------------------
 
 # The detect table's own columns: a frame is kept when it could be read (frames without
-# boxes stay in the dataset as negatives); boxes are xywh in pixels.
-DETECT_FIELDS = (
-    pa.field("has_detections", pa.bool_(), nullable=False),
-    pa.field("category", pa.list_(pa.string()), nullable=False),
-    pa.field("score", pa.list_(pa.float32()), nullable=False),
-    pa.field("bbox", pa.list_(pa.list_(pa.float32(), 4)), nullable=False),
-)
+# boxes stay in the dataset as negatives) and its request did not fail; boxes are xywh in
+# pixels; points (Moondream's, when asked for) a column of their own.
+DETECT_FIELDS = (*BOX_FIELDS, POINTS_FIELD)
 
 
-def detections_table(frames: pd.DataFrame, found: list[np.ndarray | None], classes: Sequence[str]) -> pd.DataFrame:
-    """One row per frame with its boxes (xywh) as list columns."""
-    empty = np.zeros((0, 6), np.float32)
-    boxes = [empty if d is None else np.asarray(d, np.float32).reshape(-1, 6) for d in found]
+def box_columns(boxes: list[np.ndarray], classes: Sequence[str]) -> dict[str, list]:
+    """Boxes ``(n, 6)`` per frame as the table's box columns (xywh)."""
+    boxes = [np.asarray(b, np.float32).reshape(-1, 6) for b in boxes]
+    return {
+        "has_detections": [len(b) > 0 for b in boxes],
+        "category": [[classes[int(c)] for c in b[:, 5]] for b in boxes],
+        "score": [b[:, 4].tolist() for b in boxes],
+        "bbox": [np.column_stack([b[:, :2], b[:, 2:4] - b[:, :2]]).round(2).tolist() for b in boxes],
+    }
+
+
+def detections_table(frames: pd.DataFrame, found: list[Found | np.ndarray | None],
+                     classes: Sequence[str]) -> pd.DataFrame:
+    """One row per frame with its boxes (xywh) and points as list columns."""
+    found = [f if f is None or isinstance(f, Found) else Found(np.asarray(f, np.float32).reshape(-1, 6))
+             for f in found]
+    usable = [f is not None and f.error is None for f in found]
+    empty = Found()
+    boxes = [f.boxes if ok else empty.boxes for f, ok in zip(found, usable)]
+    points = [f.points if ok else empty.points for f, ok in zip(found, usable)]
     return frames[FRAME_COLUMNS].assign(
-        kept=[d is not None for d in found],
-        reason=["" if d is not None else UNREADABLE for d in found],
-        has_detections=[len(b) > 0 for b in boxes],
-        category=[[classes[int(c)] for c in b[:, 5]] for b in boxes],
-        score=[b[:, 4].tolist() for b in boxes],
-        bbox=[np.column_stack([b[:, :2], b[:, 2:4] - b[:, :2]]).round(2).tolist() for b in boxes],
+        kept=usable,
+        reason=["" if ok else UNREADABLE if f is None else f.error for f, ok in zip(found, usable)],
+        **box_columns(boxes, classes),
+        points=[[{"category": classes[int(c)], "x": round(float(x), 2), "y": round(float(y), 2)}
+                 for x, y, c in np.asarray(p, np.float32).reshape(-1, 3)] for p in points],
     )
+
+
+def api_outcomes(frames: pd.DataFrame, found: list[Found | None]) -> dict[str, dict]:
+    """Videos with frames whose request failed, as failed videos of the stage (with the
+    first reason and how many frames): a rerun asks again for just those frames."""
+    failed: dict[str, list[str]] = {}
+    for video_id, f in zip(frames["video_id"], found):
+        if f is not None and f.error is not None:
+            failed.setdefault(video_id, []).append(f.error)
+    total = frames["video_id"].value_counts()
+    return {v: {"ok": False, "reason": f"{len(errors)} of {int(total[v])} frames not detected: {errors[0]}"}
+            for v, errors in failed.items()}
 
 
 def detect_frames(frames: pd.DataFrame, detector_factory, classes: Sequence[str],
                   cache: VideoCache) -> tuple[pa.Table, dict]:
-    """Detect on every frame; the detector (model) is made once, and only for videos not
-    done in an earlier run of this job."""
+    """Detect on every frame; the detector (model, or API client) is made once, and only
+    for videos not done in an earlier run of this job. A video with a failed request is
+    not cached: a rerun asks again for it."""
     frames = frames.sort_values(["video_id", "frame_index"], kind="stable").reset_index(drop=True)
     detector = Lazy(detector_factory)
 
     def detect(part: pd.DataFrame) -> list:
-        return [None if d is None else d.tolist() for d in detector().detect(part["path"].tolist())]
+        return [None if f is None else f.to_json() for f in detector().annotate(part["path"].tolist())]
 
-    per_video = cached_frame_results(cache, frames, detect)
-    found = [d for results in per_video.values() for d in results]
+    def complete(items: list) -> bool:
+        return not any(isinstance(item, dict) and item.get("error") is not None for item in items)
+
+    per_video = cached_frame_results(cache, frames, detect, complete=complete)
+    found = [None if item is None else Found.from_json(item) for results in per_video.values() for item in results]
     table = detections_table(frames, found, classes)
     counts = pd.Series([c for cats in table["category"] for c in cats], dtype="string").value_counts()
+    errors = pd.Series([f.error for f in found if f is not None and f.error is not None], dtype="string")
     record = {
         "frames": len(frames),
-        "unreadable": int(sum(d is None for d in found)),
+        "unreadable": int(sum(f is None for f in found)),
         "frames_with_detections": int(table["has_detections"].sum()),
         "detections": {c: int(counts.get(c, 0)) for c in classes},
+        "api_errors": {str(k): int(v) for k, v in errors.value_counts().items()},
+        "video_outcomes": api_outcomes(frames, found),
     }
+    points = [p["category"] for ps in table["points"] for p in ps]
+    if points:
+        record["points"] = {c: points.count(c) for c in classes}
     return FRAME.table(table, *DETECT_FIELDS), record

@@ -1,19 +1,20 @@
-"""What the user takes home: the final frame set, COCO annotations, an imagefolder
-dataset with ``metadata.jsonl`` and drawn visualisations."""
+"""What the user takes home: the final frame set, COCO annotations (all splits and one
+file per split), an imagefolder dataset with split folders and drawn visualisations.
+YOLO and Label Studio exports: :mod:`video_miner.yolo`, :mod:`video_miner.labelstudio`."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 
-from video_miner.fsutil import atomic_dir, safe_name, write_json_atomic
+from video_miner.fsutil import atomic_dir, link_or_copy, safe_name, write_json_atomic
 from video_miner.tables.frame import FRAME
 
 
@@ -24,39 +25,58 @@ def final_frames(paths: Sequence[str], videos: Sequence[str] | None = None) -> p
     return FRAME.read_kept(list(paths), videos=videos)
 
 
-def dataset_file_name(video_id: str, frame_index: int, path: str) -> str:
-    """Where a frame lives inside the dataset (and its COCO ``file_name``)."""
+def image_name(video_id: str, frame_index: int, path: str) -> str:
+    """Where a frame lives inside its split's folder of the dataset."""
     return f"images/{safe_name(video_id)}/{int(frame_index):08d}{Path(path).suffix.lower()}"
 
 
-def build_coco(detections: pd.DataFrame, classes: Sequence[str], info: dict | None = None) -> dict:
-    """A COCO detection file: every kept (readable) frame is an image (with or without boxes),
-    categories in config order with ids from 1, boxes as xywh with scores."""
+def dataset_file_name(split: str, video_id: str, frame_index: int, path: str) -> str:
+    """Where a frame lives inside the dataset, ``<split>/images/<video>/<frame>.<ext>``:
+    the COCO ``file_name`` (relative to ``results/dataset``)."""
+    return f"{safe_name(split)}/{image_name(video_id, frame_index, path)}"
+
+
+def _coco_image(image_id: int, row) -> dict:
+    return {
+        "id": image_id,
+        "file_name": dataset_file_name(row.split, row.video_id, row.frame_index, row.path),
+        "width": int(row.width),
+        "height": int(row.height),
+        "split": row.split,
+        "video_id": row.video_id,
+        "frame_index": int(row.frame_index),
+        "timestamp_s": float(row.timestamp_s),
+    }
+
+
+def build_coco(frames: pd.DataFrame, classes: Sequence[str], info: dict | None = None) -> dict:
+    """A COCO detection file of the split frames (``frames``: the kept rows of the split
+    table): every frame is an image (with or without boxes) with its ``split``,
+    categories in config order with ids from 1, boxes as xywh with scores. With masks
+    (the segment stage), each annotation has its ``segmentation`` as RLE (``counts`` a
+    string) and its ``area`` is the mask's; without, the box's."""
     categories = [{"id": i + 1, "name": c, "supercategory": "object"} for i, c in enumerate(classes)]
     category_ids = {c: i + 1 for i, c in enumerate(classes)}
+    with_masks = "segmentation" in frames.columns
     images, annotations = [], []
-    for row in detections.itertuples(index=False):
+    for row in frames.itertuples(index=False):
         image_id = len(images) + 1
-        images.append({
-            "id": image_id,
-            "file_name": dataset_file_name(row.video_id, row.frame_index, row.path),
-            "width": int(row.width),
-            "height": int(row.height),
-            "video_id": row.video_id,
-            "frame_index": int(row.frame_index),
-            "timestamp_s": float(row.timestamp_s),
-        })
-        for category, score, box in zip(row.category, row.score, row.bbox):
+        images.append(_coco_image(image_id, row))
+        masks = zip(row.segmentation, row.mask_area) if with_masks else [(None, None)] * len(row.bbox)
+        for category, score, box, (counts, mask_area) in zip(row.category, row.score, row.bbox, masks):
             x, y, w, h = (round(float(v), 2) for v in box)
-            annotations.append({
+            annotation = {
                 "id": len(annotations) + 1,
                 "image_id": image_id,
                 "category_id": category_ids[category],
                 "bbox": [x, y, w, h],
-                "area": round(w * h, 2),
+                "area": round(w * h, 2) if counts is None else float(mask_area),
                 "score": round(float(score), 4),
                 "iscrowd": 0,
-            })
+            }
+            if counts is not None:
+                annotation["segmentation"] = {"size": [int(row.height), int(row.width)], "counts": str(counts)}
+            annotations.append(annotation)
     return {
         "info": {"description": "video-miner detections", **(info or {})},
         "licenses": [],
@@ -66,28 +86,82 @@ def build_coco(detections: pd.DataFrame, classes: Sequence[str], info: dict | No
     }
 
 
-def _link_or_copy(source: str, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:  # across filesystems, or links not allowed
-        shutil.copyfile(source, target)
+def build_points_coco(frames: pd.DataFrame, classes: Sequence[str], info: dict | None = None) -> dict:
+    """The split frames' points as COCO keypoints, apart from the boxes (a point is no
+    box): the same images as :func:`build_coco`, each category with one keypoint
+    (``point``), one annotation per point with ``keypoints`` ``[x, y, 2]`` and
+    ``num_keypoints`` 1 (no bbox: the point is all a backend gave)."""
+    categories = [{"id": i + 1, "name": c, "supercategory": "object", "keypoints": ["point"], "skeleton": []}
+                  for i, c in enumerate(classes)]
+    category_ids = {c: i + 1 for i, c in enumerate(classes)}
+    images, annotations = [], []
+    for row in frames.itertuples(index=False):
+        image_id = len(images) + 1
+        images.append(_coco_image(image_id, row))
+        for point in (row.points if "points" in frames.columns else []):
+            annotations.append({
+                "id": len(annotations) + 1,
+                "image_id": image_id,
+                "category_id": category_ids[point["category"]],
+                "keypoints": [round(float(point["x"]), 2), round(float(point["y"]), 2), 2],
+                "num_keypoints": 1,
+                "iscrowd": 0,
+            })
+    return {
+        "info": {"description": "video-miner points", **(info or {})},
+        "licenses": [],
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
+
+
+def coco_split(coco: dict, split: str) -> dict:
+    """The part of a COCO file in one split, with the same image and annotation ids (a
+    split without images is a valid, empty file)."""
+    images = [image for image in coco["images"] if image["split"] == split]
+    ids = {image["id"] for image in images}
+    return {**coco, "info": {**coco["info"], "split": split}, "images": images,
+            "annotations": [a for a in coco["annotations"] if a["image_id"] in ids]}
+
+
+# ``metadata.parquet`` of each split: an explicit schema, so every split (one without any
+# box, one whose titles are all unknown) has the same features for ``datasets``.
+METADATA_FIELDS = [
+    pa.field("file_name", pa.string(), nullable=False),
+    pa.field("frame_id", pa.string(), nullable=False),
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("frame_index", pa.int64(), nullable=False),
+    pa.field("timestamp_s", pa.float64(), nullable=False),
+    pa.field("source", pa.string()),
+    pa.field("title", pa.string()),
+]
+OBJECTS_FIELD = pa.field("objects", pa.struct([
+    pa.field("bbox", pa.list_(pa.list_(pa.float32(), 4))),
+    pa.field("category", pa.list_(pa.string())),
+    pa.field("score", pa.list_(pa.float32())),
+]))
 
 
 def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict[str, dict]) -> dict:
-    """``out_dir`` as a Hugging Face imagefolder: ``images/<video>/<frame>.<ext>`` and
-    ``metadata.jsonl`` with the source video, timestamp and (when ``frames`` come from
-    detection) the objects (bbox xywh, category, score). ``videos``: download rows by id."""
+    """``out_dir`` as a Hugging Face imagefolder with split folders: ``<split>/images/
+    <video>/<frame>.<ext>`` (hard links to the frames, copies where links cannot be made)
+    and ``<split>/metadata.parquet`` with the source video, timestamp and (when ``frames``
+    have boxes) the objects (bbox xywh, category, score). ``frames``: the kept rows of the
+    split table. A split without frames has no folder (``datasets`` cannot load an empty
+    one). ``videos``: download rows by id."""
     with_boxes = "category" in frames.columns
-    written, missing = 0, []
+    schema = pa.schema(METADATA_FIELDS + ([OBJECTS_FIELD] if with_boxes else []))
+    written, missing, per_split = 0, [], {}
     with atomic_dir(out_dir) as tmp:
-        with open(Path(tmp, "metadata.jsonl"), "w", encoding="utf-8") as meta:
-            for row in frames.itertuples(index=False):
+        for split, rows in frames.groupby("split", sort=True):
+            lines = []
+            for row in rows.itertuples(index=False):
                 if not Path(row.path).is_file():  # deleted by hand since: said, not hidden
                     missing.append(row.path)
                     continue
-                name = dataset_file_name(row.video_id, row.frame_index, row.path)
-                _link_or_copy(row.path, Path(tmp, name))
+                name = image_name(row.video_id, row.frame_index, row.path)
+                link_or_copy(row.path, Path(tmp, safe_name(split), name))
                 video = videos.get(row.video_id, {})
                 line = {
                     "file_name": name,
@@ -95,8 +169,8 @@ def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict
                     "video_id": row.video_id,
                     "frame_index": int(row.frame_index),
                     "timestamp_s": float(row.timestamp_s),
-                    "source": video.get("location"),
-                    "title": video.get("title"),
+                    "source": _text(video.get("location")),
+                    "title": _text(video.get("title")),
                 }
                 if with_boxes:
                     line["objects"] = {
@@ -104,9 +178,17 @@ def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict
                         "category": [str(c) for c in row.category],
                         "score": [float(s) for s in row.score],
                     }
-                meta.write(json.dumps(line, ensure_ascii=False) + "\n")
-                written += 1
-    return {"images": written, "missing": missing}
+                lines.append(line)
+            if lines:
+                table = pa.Table.from_pylist(lines, schema=schema)
+                pq.write_table(table, Path(tmp, safe_name(split), "metadata.parquet"))
+            per_split[split] = len(lines)
+            written += len(lines)
+    return {"images": written, "splits": per_split, "missing": missing}
+
+
+def _text(value) -> str | None:
+    return None if value is None or pd.isna(value) else str(value)
 
 
 def _colour(index: int) -> tuple[int, int, int]:

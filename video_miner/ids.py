@@ -111,6 +111,11 @@ def frame_id(video_id: str, frame_index: int) -> str:
     return f"{video_id}/{frame_index:08d}"
 
 
+def video_of_frame(frame: str) -> str:
+    """The video id in a frame id (the inverse of :func:`frame_id`'s first part)."""
+    return frame.rsplit("/", 1)[0]
+
+
 def query_slug(query: str) -> str:
     """A path-safe, unique name for a query's cached result."""
     from video_miner.fsutil import safe_name

@@ -212,6 +212,15 @@ class SiglipScorer(HFFrameModel):
         image = _normalise(_pooled(self.model.get_image_features(**inputs)).float())
         return self._torch.sigmoid(image @ self.text_features.T * self.scale + self.bias)
 
+    def score_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Scores of images already in memory (crops), ``(images, prompts)``, in batches."""
+        rows = []
+        with self._torch.inference_mode():
+            for batch in _batches(list(images), self.settings.batch_size):
+                inputs = dict(self.image_processor(images=list(batch), return_tensors="pt"))
+                rows.append(self._forward(to_device(inputs, self.device, self.dtype)).float().cpu().numpy())
+        return np.concatenate(rows) if rows else np.zeros((0, self.dim), np.float32)
+
 
 # Created as ``cls(model_id=..., settings=...)`` by make_embedder.
 EMBEDDERS = Registry("dedup backend")

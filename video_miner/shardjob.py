@@ -161,23 +161,33 @@ def file_identity(path: str | os.PathLike) -> list | None:
     return [info.st_size, info.st_mtime_ns]
 
 
-def frame_identity(frames: pd.DataFrame) -> list:
-    """What a cached per-video result was computed from: each frame's number and file."""
-    return [[int(i), file_identity(p)] for i, p in zip(frames["frame_index"], frames["path"])]
+def frame_identity(frames: pd.DataFrame, columns: Sequence[str] = ()) -> list:
+    """What a cached per-video result was computed from: each frame's number and file,
+    and the values of ``columns`` (a stage that works on the boxes: the boxes)."""
+    def plain(value):
+        return [plain(v) for v in value] if isinstance(value, (list, tuple, np.ndarray)) else \
+            value.item() if isinstance(value, np.generic) else value
+
+    extra = [[plain(v) for v in frames[c]] for c in columns]
+    return [[int(i), file_identity(p), *(e[n] for e in extra)]
+            for n, (i, p) in enumerate(zip(frames["frame_index"], frames["path"]))]
 
 
 def cached_frame_results(cache: VideoCache, frames: pd.DataFrame, compute: Callable[[pd.DataFrame], Any],
-                         chunk_frames: int = 256) -> dict[str, Any]:
+                         chunk_frames: int = 256, complete: Callable[[list], bool] | None = None,
+                         identity_columns: Sequence[str] = ()) -> dict[str, Any]:
     """Per-video results of a frame model over a shard's ``frames`` (sorted by video),
     resumable per video. ``compute(frames)`` gives one result per row: an array (stored
     as ``<video>.npy``) or a list of JSON values. Videos with a cached record made from
     the same frame files are skipped; the rest run in chunks of whole videos of about
     ``chunk_frames`` frames, so a model's batches stay full, and each chunk's videos are
-    saved as soon as it is done."""
+    saved as soon as it is done. A video whose list of results is not ``complete`` (a
+    request failed) is returned but not saved, so the next run computes it again.
+    ``identity_columns``: inputs besides the frame files a result depends on (the boxes)."""
     video_ids = list(dict.fromkeys(frames["video_id"]))
     cache.prune(video_ids)
     rows_of = frames.groupby("video_id", sort=False).indices
-    identity = {v: frame_identity(frames.iloc[rows_of[v]]) for v in video_ids}
+    identity = {v: frame_identity(frames.iloc[rows_of[v]], identity_columns) for v in video_ids}
     results: dict[str, Any] = {}
     for video_id in video_ids:
         record = cache.load(video_id)
@@ -203,7 +213,8 @@ def cached_frame_results(cache: VideoCache, frames: pd.DataFrame, compute: Calla
                 cache.save(video_id, {"frames": identity[video_id], "array": True})
             else:
                 piece = list(piece)
-                cache.save(video_id, {"frames": identity[video_id], "array": False, "items": piece})
+                if complete is None or complete(piece):
+                    cache.save(video_id, {"frames": identity[video_id], "array": False, "items": piece})
             results[video_id] = piece
         progress.update(len(part))
         chunk.clear()

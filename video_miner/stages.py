@@ -33,12 +33,15 @@ class Stage:
     # reads that level's last enabled per-shard stage before it (see :func:`cross_upstream`).
     cross_reads: tuple[tuple[str, Callable[[dict], bool]], ...] = ()
     score: str | None = None  # a clip stage's score column: the clip export's scores[<column>]
+    # A further condition on the config, besides ``switch`` (verify: on when the filter is, by default).
+    when: Callable[[dict], bool] | None = None
     # The rule whose one job writes this stage's table with others' (the clip score stages
     # share one decode pass per video): its rule file, log and cache are named after it.
     job: str | None = None
 
     def enabled(self, config: dict) -> bool:
-        return self.switch is None or bool(config[self.switch]["enabled"])
+        switched = self.switch is None or bool(config.get(self.switch, {}).get("enabled", False))
+        return switched and (self.when is None or bool(self.when(config)))
 
     @property
     def per_shard(self) -> bool:
@@ -93,8 +96,32 @@ STAGES: tuple[Stage, ...] = (
           run_table="results/dedup/unique_frames.parquet", run_log="logs/dedup/cross_video.log"),
     Stage("detect", "frame", "detected", "frames with detections", "with_detections", switch="detection",
           counted="has_detections"),
+    Stage("verify", "frame", "verified", "frames with verified detections", "with_verified_detections",
+          switch="detection", counted="has_detections", when=lambda config: verify_enabled(config)),
+    Stage("segment", "frame", "segmented", "frames with masks", "with_masks", switch="segment",
+          counted="has_detections", when=lambda config: bool(config["detection"]["enabled"])),
 )
 BY_NAME = {stage.name: stage for stage in STAGES}
+# The frame stages whose tables carry boxes (and points, masks): detection and what refines it.
+BOX_STAGES = ("detect", "verify", "segment")
+# Detection backends that are hosted APIs: their jobs need a key, and no GPU.
+API_BACKENDS = ("moondream", "dinox")
+
+
+def verify_enabled(config: dict) -> bool:
+    """Box verification runs with detection: ``detection.verify: auto`` (the default) turns
+    it on when the text filter is on (its SigLIP2 checkpoint then scores the crops)."""
+    detection = config["detection"]
+    if not detection["enabled"]:
+        return False
+    choice = detection.get("verify", "auto")
+    return bool(config["filter"]["enabled"]) if choice == "auto" else bool(choice)
+
+
+def box_stage(config: dict, stages: Sequence[Stage] = STAGES) -> Stage | None:
+    """The last enabled stage that writes boxes: its kept rows hold the final boxes."""
+    boxes = [s for s in enabled_stages(config, stages) if s.name in BOX_STAGES]
+    return boxes[-1] if boxes else None
 # Every status a video can have, in order; ``complete`` means every enabled stage ran;
 # ``rejected``: a stage decided against it (outside the probe's filters, a duplicate).
 STATUSES: tuple[str, ...] = ("pending", *(s.status for s in STAGES), "complete", "rejected", "failed")

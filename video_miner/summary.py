@@ -15,7 +15,7 @@ import pandas as pd
 
 from video_miner.fsutil import atomic_path, write_json_atomic, write_tsv
 from video_miner.probe import PROBE_FIELDS
-from video_miner.stages import RESULTS_FORMAT_VERSION, STAGES, Stage, stage
+from video_miner.stages import BOX_STAGES, RESULTS_FORMAT_VERSION, STAGES, Stage, stage
 from video_miner.tables import read_metadata, video_outcomes
 from video_miner.tables.clip import CLIP
 from video_miner.tables.frame import FRAME
@@ -158,6 +158,7 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
     status = status.reset_index(drop=True)[VIDEO_TABLE_COLUMNS]
     failed = status[status["status"] == "failed"]
     decided = status[status["status"] == "rejected"]
+    boxes = [name for name in BOX_STAGES if name in tables]
     summary = {
         "format_version": RESULTS_FORMAT_VERSION,
         "stages": [s.name for s in enabled],
@@ -185,7 +186,9 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
         "clips": {"total": clips.get("total"), **{k: v for k, v in clips.items() if k != "total"}},
         "frames": frames,
         "funnel": funnel,
-        "detections_per_class": _detections_per_class(tables["detect"]) if "detect" in tables else None,
+        # The final boxes: those of the last stage that writes boxes (verify drops some).
+        "detections_per_class": _detections_per_class(tables[boxes[-1]]) if boxes else None,
+        "boxes_dropped_by_verify": _detections_per_class(tables["verify"], "dropped") if "verify" in tables else None,
         "stage_seconds": {**seconds, "total": round(sum(seconds.values()), 3)},
     }
     return summary, status
@@ -222,10 +225,10 @@ def write_video_table(folder: str | os.PathLike, table: pd.DataFrame) -> None:
         table.to_csv(tmp, index=False)
 
 
-def _detections_per_class(paths: Sequence[str]) -> dict[str, int]:
+def _detections_per_class(paths: Sequence[str], key: str = "detections") -> dict[str, int]:
     per_class: dict[str, int] = {}
     for path in paths:
-        for name, count in read_metadata(path).get("detections", {}).items():
+        for name, count in read_metadata(path).get(key, {}).items():
             per_class[name] = per_class.get(name, 0) + count
     return per_class
 
@@ -234,11 +237,16 @@ def summarize_files(tables: dict[str, list[str]], rejected: list[dict], duplicat
                     summary_path: str | os.PathLike, status_path: str | os.PathLike,
                     origins: dict | None = None, search_paths: Sequence[str] = (),
                     unfinished: Sequence[dict] = (), locations: dict | None = None,
-                    metadata_dir: str | os.PathLike | None = None) -> dict:
+                    metadata_dir: str | os.PathLike | None = None,
+                    splits_path: str | os.PathLike | None = None) -> dict:
     """The summary, and the video table (into ``metadata_dir``) with ``status.tsv``
-    rendered from it."""
+    rendered from it. ``splits_path``: the split table, whose report (targets, achieved
+    shares, notes) becomes the summary's ``splits``."""
+    from video_miner.splits import read_report
+
     summary, table = build_summary(tables, rejected, duplicates, origins, unfinished, locations)
     summary["searches"] = [_search_record(p) for p in search_paths]
+    summary["splits"] = read_report(splits_path) if splits_path else None
     if metadata_dir is not None:
         write_video_table(metadata_dir, table)
     write_tsv(status_path, table[STATUS_COLUMNS], integers=INTEGER_COLUMNS)
@@ -255,11 +263,15 @@ def summarize_failed_run(stage_names: Sequence[str], shards: dict[str, list[str]
     root = Path(root)
     tables, unfinished = split_finished(stage_names, shards, since, root)
     tables = {name: [(root / p).as_posix() for p in paths] for name, paths in tables.items()}
+    # The splits' last finished table (written atomically), as for every other stage; a
+    # run that failed after the summary job must not lose them from its summary.
+    splits = root / "results" / "splits" / "frames.parquet"
     return summarize_files(
         tables, rejected, duplicates, root / "results" / "pipeline_result.json", root / "results" / "status.tsv",
         metadata_dir=root / "results" / "metadata", origins={v: s.origin for v, s in sources.items()},
         search_paths=[p for p in (root / q for q in search_paths) if p.is_file()],
-        unfinished=unfinished, locations={v: (s.kind, s.location) for v, s in sources.items()})
+        unfinished=unfinished, locations={v: (s.kind, s.location) for v, s in sources.items()},
+        splits_path=splits if splits.is_file() else None)
 
 
 def _search_record(path: str) -> dict:

@@ -5,7 +5,8 @@ They are saved with ``save_pretrained`` and loaded back through the same
 every model code path without a model hub. Their scores mean nothing: they are
 stand-ins for ``google/siglip2-so400m-patch14-384``, ``facebook/dinov2-base``,
 ``IDEA-Research/grounding-dino-base``, ``google/owlv2-base-patch16-ensemble``,
-Florence-2 and ``openai/clip-vit-large-patch14`` with the LAION aesthetic head.
+Florence-2, ``facebook/sam-vit-base`` and ``openai/clip-vit-large-patch14`` with the
+LAION aesthetic head.
 """
 
 from __future__ import annotations
@@ -162,6 +163,26 @@ def build_florence2(path: str | os.PathLike, seed: int = 0) -> Path:
     return _save(Florence2ForConditionalGeneration(config).eval(), processor, path)
 
 
+def build_sam(path: str | os.PathLike, seed: int = 0) -> Path:
+    """SAM through transformers' native classes; its PIL image processor (no torchvision)."""
+    import torch
+    from transformers import (SamConfig, SamImageProcessor, SamMaskDecoderConfig, SamModel, SamProcessor,
+                              SamPromptEncoderConfig, SamVisionConfig)
+
+    torch.manual_seed(seed)
+    # 64-pixel inputs, 8-pixel patches: an 8x8 embedding; the decoder's masks are 32x32.
+    vision = SamVisionConfig(hidden_size=32, output_channels=16, num_hidden_layers=2, num_attention_heads=2,
+                             image_size=64, patch_size=8, mlp_dim=64, global_attn_indexes=[1], window_size=4,
+                             num_pos_feats=8)
+    prompt = SamPromptEncoderConfig(hidden_size=16, image_size=64, patch_size=8, mask_input_channels=4)
+    decoder = SamMaskDecoderConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, mlp_dim=32,
+                                   iou_head_hidden_dim=16)
+    config = SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
+    processor = SamProcessor(image_processor=SamImageProcessor(size={"longest_edge": 64},
+                                                               pad_size={"height": 64, "width": 64}))
+    return _save(SamModel(config).eval(), processor, path)
+
+
 def build_clip(path: str | os.PathLike, seed: int = 0) -> Path:
     """A tiny random CLIP with a random LAION aesthetic head beside it
     (``aesthetic_head.safetensors``, the head's input the CLIP projection size): the
@@ -215,5 +236,6 @@ BUILDERS = {
     "grounding_dino": build_grounding_dino,
     "owlv2": build_owlv2,
     "florence2": build_florence2,
+    "sam": build_sam,
     "clip": build_clip,
 }

@@ -1,0 +1,30 @@
+"""Split the final frames into train/val/test by video groups; apply the caps."""
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
+
+from video_miner.export import final_frames
+from video_miner.logs import log_to_file
+from video_miner.splits import SplitSettings, describe, make_splits, write_split_tables
+from video_miner.tables.frame import FRAME
+from video_miner.tables.video import VIDEO, kept_videos
+
+log_to_file(snakemake.log[0])
+started = time.perf_counter()
+settings = SplitSettings.from_config(snakemake.params.settings)
+gate = list(snakemake.input.videos)
+frames = final_frames(list(snakemake.input.frames), kept_videos(gate))
+# Copies (video_dedup's table, all rows) and cross-video duplicate frames (dedup's table) link videos.
+copies = VIDEO.read(gate, columns=["duplicate_of"]) if gate else None
+links = FRAME.read(list(snakemake.input.links), columns=["frame_id", "duplicate_of"]) if snakemake.input.links else None
+videos, frames, record = make_splits(frames, copies, links, settings)
+record["seconds"] = round(time.perf_counter() - started, 3)
+write_split_tables(snakemake.output.videos, snakemake.output.frames, videos, frames, record)
+report = record["report"]
+logging.info("%s; capped %s", describe(report), report["capped"])
+for note in report["notes"]:
+    logging.warning("splits: %s", note)
