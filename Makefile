@@ -41,8 +41,10 @@ demo: install
 	@echo "  results/export/yolo/           YOLO (data.yaml, images/<split>/, labels/<split>/)"
 	@echo "  results/export/label_studio/   Label Studio import (tasks.json: boxes as predictions; config.xml)"
 	@echo "  results/shots/<shard>.parquet  shots found by TransNetV2 (real weights): one row per clip"
-	@echo "  results/clips/metadata.jsonl   the clip export (and .parquet): kept, reasons, scores, files/<video>/<clip>.mp4"
+	@echo "  results/clips/metadata.jsonl   the clip export (and .parquet): kept, reasons, scores (flash, text_area, motion, aesthetic), files/<video>/<clip>.mp4"
 	@echo "  results/export/clips/          the kept clips as a WebDataset (mp4 + json per clip)"
+	@echo "  results/calibration/quantiles.json  clip score quantiles on a sample, suggested thresholds"
+	@echo "  results/report/clip_strip.jpg  a kept and a dropped clip with their scores"
 	@$(BIN)/python -c 'import json; from video_miner.splits import describe; \
 		s = json.load(open("results/pipeline_result.json"))["splits"]; \
 		print("  splits:", describe(s)); [print("    note:", n) for n in s["notes"]]'

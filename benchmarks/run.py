@@ -4,7 +4,7 @@ the machine and versions. Absolute times on shared machines are noise: the ratio
 baselines measured in the same run are the figures.
 
 Usage: python benchmarks/run.py [--repeats 3] [--full]
-                                [--only extraction dryrun throughput overhead dedup video_dedup shots gpu]
+                                [--only extraction dryrun throughput overhead dedup video_dedup shots clip_scores gpu]
   --full adds the long measures: `snakemake -n` for 100k URLs and for 1M URLs at
   shard_size 256, cross-video dedup of 1M frames and video dedup of 1M videos (30+
   minutes on 2 cores).
@@ -183,7 +183,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--only", nargs="+", default=["extraction", "dryrun", "throughput", "overhead", "dedup",
-                                                      "video_dedup", "shots", "gpu"])
+                                                      "video_dedup", "shots", "clip_scores", "gpu"])
     args = parser.parse_args()
     rows = []
     if "extraction" in args.only:
@@ -212,6 +212,10 @@ def main() -> None:
         import shot_thresholds
 
         rows += shot_thresholds.rows()
+    if "clip_scores" in args.only:
+        import clip_scores
+
+        rows += clip_scores.run(args.repeats)
     if "gpu" in args.only:
         report = REPO / "BENCHMARKS.md"
         rows += gpu_rows(report.read_text() if report.exists() else "")

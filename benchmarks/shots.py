@@ -40,7 +40,7 @@ def run(repeats: int = 1) -> list[dict]:
         times = []
         for _ in range(repeats):
             started = time.perf_counter()
-            decoded, _ = decode_pass(path, which, brightness=bool(which))
+            decoded, _ = decode_pass(path, which, with_brightness=bool(which))
             times.append(time.perf_counter() - started)
         return statistics.median(times), decoded.decoded
 

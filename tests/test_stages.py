@@ -17,7 +17,8 @@ from video_miner.tables.video import VIDEO
 
 def config(strategy="interval", **enabled):
     return {**{name: {"enabled": enabled.get(name, name in ("dedup", "video_dedup"))}
-               for name in ("filter", "dedup", "detection", "video_dedup", "shots", "segment")},
+               for name in ("filter", "dedup", "detection", "video_dedup", "shots", "segment", "flash", "ocr", "motion",
+                            "aesthetic")},
             "extract": {"strategy": strategy}}
 
 
@@ -33,6 +34,24 @@ def config(strategy="interval", **enabled):
 ])
 def test_each_stage_reads_the_previous_enabled_stage(switches, reads):
     assert {name: upstream(name, config(**switches)).name for name in reads} == reads
+
+
+def test_the_clip_score_stages_follow_shots_in_order_and_share_one_job():
+    """flash, ocr, motion, aesthetic: each reads the kept clips of the enabled clip stage
+    before it; one job (rule clip_scores) writes their tables; the cut and the export
+    read the last one."""
+    on = {**config(shots=True), **{s: {"enabled": True} for s in ("flash", "ocr", "motion", "aesthetic")}}
+    assert {s: upstream(s, on).name for s in ("flash", "ocr", "motion", "aesthetic")} == {
+        "flash": "shots", "ocr": "flash", "motion": "ocr", "aesthetic": "motion"}
+    assert upstream("motion", {**on, "ocr": {"enabled": False}, "flash": {"enabled": False}}).name == "shots"
+    assert final_stage("clip", on).name == "aesthetic"
+    assert {stage(s).rule for s in ("flash", "ocr", "motion", "aesthetic")} == {"clip_scores"}
+    assert stage("ocr").log("s-abcdef-00000") == "logs/clip_scores/s-abcdef-00000.log"
+    assert stage("motion").cache("s-abcdef-00000") == "results/.cache/clip_scores/s-abcdef-00000"
+    from video_miner.clipscores import RULES, SCORE_STAGES
+
+    assert [s.name for s in STAGES if s.job == "clip_scores"] == list(SCORE_STAGES)
+    assert {s: stage(s).score for s in SCORE_STAGES} == {s: RULES[s].column for s in SCORE_STAGES}
 
 
 def test_extraction_reads_the_clip_level_only_for_strategy_scene():
@@ -215,9 +234,13 @@ def test_a_run_wide_table_is_read_one_shard_at_a_time(tmp_path):
 def test_each_stage_rule_writes_where_the_registry_says():
     """Rules spell their paths out (Snakemake catalog style); the registry must agree."""
     for current in STAGES:
-        rule = (REPO / "rules" / f"{current.name}.smk").read_text()
+        rule = (REPO / "rules" / f"{current.rule}.smk").read_text()
+        rule = rule[rule.index(f"rule {current.rule}:"):]
         output = rule.split("output:", 1)[1].split("log:", 1)[0]
-        assert f'"{current.table()}"' in output, current.name
+        if current.job:  # several stages' tables from one job: its outputs are the registry's tables
+            assert "**SCORE_OUTPUTS" in output, current.name
+        else:
+            assert f'"{current.table()}"' in output, current.name
         assert f'"{current.log()}"' in rule.split("log:", 1)[1].split(":", 1)[0], current.name
         if current.per_shard and "directory(" in output:
             assert f'"{current.files()}"' in output, current.name

@@ -105,6 +105,7 @@ def status(config_files, workdir, watch):
         lines += [f"  {s:<13}{n:>8}" for s, n in counts["per_status"].items() if n]
         lines.append("reached stage:")
         lines += [f"  {s:<13}{n:>8}" for s, n in counts["reached_stage"].items()]
+        lines += _clip_progress_lines(config, workdir)
         failed = table[table["status"] == "failed"]
         if len(failed):
             lines.append("failed:")
@@ -117,6 +118,22 @@ def status(config_files, workdir, watch):
         if not watch:
             return
         time.sleep(watch)
+
+
+def _clip_progress_lines(config: dict, workdir) -> list[str]:
+    """The clip score jobs' progress from the per-video records they write as videos
+    finish (results/.cache/clip_scores/<shard>/): clips each stage scored and kept."""
+    if not config.get("shots", {}).get("enabled") or not any(config.get(name, {}).get("enabled")
+                                                              for name in ("flash", "ocr", "motion", "aesthetic")):
+        return []
+    from video_miner.clipscores import clip_progress
+    folders = sorted(p for p in Path(workdir, "results", ".cache", "clip_scores").glob("*") if p.is_dir())
+    progress = clip_progress(folders)
+    lines = [f"clip scores: {progress['videos_done']} of {progress['videos']} videos in the started jobs done, "
+             f"{progress['clips_per_s']:.1f} clips/s over the last minute",
+             f"  {'stage':<13}{'scored':>8}{'kept':>8}"]
+    lines += [f"  {name:<13}{c['scored']:>8}{c['kept']:>8}" for name, c in progress["stages"].items()]
+    return lines
 
 
 @main.command(name="list")

@@ -273,9 +273,10 @@ def clip_export(stage_tables: dict[str, pd.DataFrame], scores: dict[str, str], d
                 cut: pd.DataFrame | None) -> pd.DataFrame:
     """One row per clip of the first clip stage (every shot or window): ``kept`` when
     every clip stage kept it, its video is no duplicate and (with ``cut``) its file was
-    made; ``reasons``: ``"<stage>: <reason>"`` for each that dropped it; ``scores``: each
-    score stage's value (``scores``: stage name -> column); ``path`` of the cut file
-    (relative to the export folder)."""
+    made; ``reasons``: ``"<stage>: <reason>"`` for each that dropped it; ``scores``: the
+    value of each score stage that scored it, keyed by its score column (``scores``: stage
+    name -> column; e.g. ``{"flash": 0.0, "text_area": 0.12}``); ``path`` of the cut
+    file (relative to the export folder)."""
     names = list(stage_tables)
     base = stage_tables[names[0]]
     columns = ["video_id", "clip_id", "start_frame", "end_frame", "start_s", "end_s"]
@@ -291,7 +292,7 @@ def clip_export(stage_tables: dict[str, pd.DataFrame], scores: dict[str, str], d
         if name in scores and scores[name] in table:
             for clip, value in zip(table["clip_id"], table[scores[name]]):
                 if clip in clip_scores and value is not None and not pd.isna(value):
-                    clip_scores[clip][name] = float(value)
+                    clip_scores[clip][scores[name]] = float(value)
         if "caption" in table:
             captions.update({c: t for c, t in zip(table["clip_id"], table["caption"]) if isinstance(t, str)})
     # A clip reaches a later stage only if the earlier ones kept it: one that is absent

@@ -52,7 +52,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 
 # Model folders a rule of the workflow builds (the demo's tiny checkpoints).
-_BUILT_MODELS = re.compile(r"^(\./)?resources/models/(siglip2|siglip|dinov2|grounding_dino|owlv2|florence2|sam)/?$")
+_BUILT_MODELS = re.compile(r"^(\./)?resources/models/(siglip2|siglip|dinov2|grounding_dino|owlv2|florence2|sam|clip)/?$")
 
 
 def _model_problem(key: str, model: str) -> list[str]:
@@ -95,7 +95,8 @@ def _split_problems(config: dict) -> list[str]:
 
 
 def _clip_problems(config: dict) -> list[str]:
-    """What needs the clip level on: extraction by scene, cut clips, the clip WebDataset."""
+    """What needs the clip level on: extraction by scene, cut clips, the clip WebDataset,
+    the clip scores and their calibration; and what the aesthetic stage must find."""
     problems = []
     if not config["shots"]["enabled"]:
         if config["extract"]["strategy"] == "scene":
@@ -105,6 +106,34 @@ def _clip_problems(config: dict) -> list[str]:
                 problems.append(f"clips.{key}: needs shots.enabled: true (there are no clips without it)")
     if config["clips"]["webdataset"] and not config["clips"]["cut"]:
         problems.append("clips.webdataset: the tars hold each clip's mp4, so it needs clips.cut: true")
+    scored = [name for name in ("flash", "ocr", "motion", "aesthetic") if config[name]["enabled"]]
+    if not config["shots"]["enabled"]:
+        problems += [f"{name}.enabled: scores clips, so it needs shots.enabled: true" for name in scored]
+    if config["calibration"]["enabled"] and not scored:
+        problems.append("calibration.enabled: scores clips with the enabled score stages, but none of flash, ocr, "
+                        "motion, aesthetic is enabled")
+    if config["aesthetic"]["enabled"]:
+        problems += _aesthetic_problems(config["aesthetic"])
+    return problems
+
+
+def _aesthetic_problems(section: dict) -> list[str]:
+    """The CLIP model must be a folder or a hub id, and the LAION head must be found: no
+    hub hosts it under the model's id, so a hub model needs ``aesthetic.head``."""
+    problems = _model_problem("aesthetic.model", section["model"])
+    head = section["head"]
+    if head and not os.path.isfile(head):
+        problems.append(f"aesthetic.head: {head!r} is not a file (the LAION head's weights, .pth or .safetensors)")
+    elif not head and os.path.isdir(section["model"]) and not _BUILT_MODELS.match(section["model"]):
+        names = ("aesthetic_head.safetensors", "aesthetic_head.pth")
+        if not any(os.path.isfile(os.path.join(section["model"], name)) for name in names):
+            problems.append(f"aesthetic.head: no {' or '.join(names)} in {section['model']!r}; set aesthetic.head to "
+                            "the LAION head's weights")
+    elif not head and not _BUILT_MODELS.match(section["model"]):
+        problems.append("aesthetic.head: the LAION aesthetic head is not on the model hub with the CLIP model: "
+                        "download sac+logos+ava1-l14-linearMSE.pth from "
+                        "https://github.com/christophschuhmann/improved-aesthetic-predictor and set aesthetic.head "
+                        "to its path")
     return problems
 
 

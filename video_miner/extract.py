@@ -81,13 +81,18 @@ def clip_positions(clips: Sequence[tuple[int, int, str]], per_clip: int) -> dict
     clip each is for; a clip shorter than ``per_clip`` frames gives each of its frames."""
     chosen: dict[int, str] = {}
     for start, end, clip in clips:
-        length = end - start
-        if length <= 0:
-            continue
-        for k in range(min(per_clip, length)):
-            parts = min(per_clip, length)
-            chosen.setdefault(int(start + ((2 * k + 1) * length) // (2 * parts)), clip)
+        for position in part_middles(start, end, per_clip):
+            chosen.setdefault(position, clip)
     return dict(sorted(chosen.items()))
+
+
+def part_middles(start: int, end: int, parts: int) -> list[int]:
+    """The frames at the middles of ``parts`` equal parts of ``start..end`` (end
+    exclusive); every frame of a span shorter than ``parts``. How a clip's frames are
+    chosen for ``strategy: scene`` and for the clip scores (OCR, aesthetics)."""
+    length = end - start
+    count = min(parts, max(length, 0))
+    return [int(start + ((2 * k + 1) * length) // (2 * count)) for k in range(count)]
 
 
 def select_positions(index: FrameIndex, options: ExtractOptions, clips: dict[int, str] | None = None) -> np.ndarray:

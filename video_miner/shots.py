@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from video_miner.defaults import section_defaults
 from video_miner.devices import Registry
+from video_miner.flash import SMALL, brightness, flash_spans, small_frame  # noqa: F401 (re-exported)
 from video_miner.tables.clip import clip_id
 from video_miner.video import VideoError, build_frame_index, count_decode_pass, open_video
 from video_miner.workers import Isolation, Limits
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 _DEFAULTS = section_defaults("shots")
 SHOT_DETECTORS = Registry("shots backend")
-SMALL = (48, 27)  # TransNetV2's input: width, height
 # The shots table's own columns, after the clip level's shared ones.
 SHOTS_FIELDS = (
     # The detector's score of the cut that starts the clip: TransNetV2's probability,
@@ -48,12 +48,6 @@ SHOTS_FIELDS = (
     # parts of a split shot and for windows.
     pa.field("boundary_score", pa.float64()),
 )
-# A flash: mean brightness (0-255) jumps up by more than this and back down within
-# FLASH_MAX_FRAMES frames, to about where it was.
-FLASH_JUMP = 60.0
-FLASH_MAX_FRAMES = 3
-
-
 @dataclass(frozen=True)
 class ShotSettings:
     """The ``shots`` config section."""
@@ -89,23 +83,6 @@ class Cut:
 
 
 # --- the pure part: flashes, cuts to clips, lengths ------------------------------------
-
-
-def flash_spans(brightness: np.ndarray, jump: float = FLASH_JUMP, max_frames: int = FLASH_MAX_FRAMES) -> list[tuple[int, int]]:
-    """Runs of frames ``(first, last)`` that are a flash: brightness jumps up by more than
-    ``jump`` from the frame before, and within ``max_frames`` frames falls back by more
-    than ``jump`` to within ``jump`` of where it was."""
-    luma = np.asarray(brightness, np.float64)
-    spans, i = [], 1
-    while i < len(luma):
-        if luma[i] - luma[i - 1] > jump:
-            for last in range(i, min(i + max_frames, len(luma) - 1)):
-                if luma[last] - luma[last + 1] > jump and abs(luma[last + 1] - luma[i - 1]) <= jump:
-                    spans.append((i, last))
-                    i = last
-                    break
-        i += 1
-    return spans
 
 
 def drop_flash_cuts(cuts: Sequence[Cut], flashes: Sequence[tuple[int, int]]) -> list[Cut]:
@@ -429,7 +406,7 @@ def _end_time(times: np.ndarray) -> float:
     return float(times[-1]) + step
 
 
-def decode_pass(path: str | os.PathLike, detectors: Sequence[ShotDetector] = (), brightness: bool = True
+def decode_pass(path: str | os.PathLike, detectors: Sequence[ShotDetector] = (), with_brightness: bool = True
                 ) -> tuple[DecodedVideo, list[list[Cut]]]:
     """One decode pass over ``path`` feeding each frame to every detector (the 48x27 RGB
     frame, the downscaled BGR frame: what each needs), and the brightness of each frame
@@ -441,10 +418,9 @@ def decode_pass(path: str | os.PathLike, detectors: Sequence[ShotDetector] = (),
     count_decode_pass(path)
     fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
     streams = [d.start(fps) for d in detectors]
-    small = brightness or any(d.needs_small for d in detectors)
+    small = with_brightness or any(d.needs_small for d in detectors)
     scaled = any(d.needs_scaled for d in detectors)
     decoded, errors, luma, pts, size = 0, 0, [], [], None
-    weights = np.asarray([0.299, 0.587, 0.114], np.float32)
     with container:
         stream.thread_type = "AUTO"
         try:
@@ -457,9 +433,9 @@ def decode_pass(path: str | os.PathLike, detectors: Sequence[ShotDetector] = (),
                 for frame in frames:
                     decoded += 1
                     pts.append(frame.pts)
-                    tiny = frame.to_ndarray(format="rgb24", width=SMALL[0], height=SMALL[1]) if small else None
-                    if brightness:
-                        luma.append(float((tiny.reshape(-1, 3).astype(np.float32) @ weights).mean()))
+                    tiny = small_frame(frame) if small else None
+                    if with_brightness:
+                        luma.append(brightness(tiny))
                     if scaled and size is None:
                         size = _scaled_size(frame.width, frame.height)
                     big = frame.to_ndarray(format="bgr24", width=size[0], height=size[1]) if scaled else None

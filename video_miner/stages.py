@@ -32,9 +32,12 @@ class Stage:
     # Other levels the stage reads when the config says so: (level, when(config)). It
     # reads that level's last enabled per-shard stage before it (see :func:`cross_upstream`).
     cross_reads: tuple[tuple[str, Callable[[dict], bool]], ...] = ()
-    score: str | None = None  # a clip stage's score column: the clip export's scores[<stage>]
+    score: str | None = None  # a clip stage's score column: the clip export's scores[<column>]
     # A further condition on the config, besides ``switch`` (verify: on when the filter is, by default).
     when: Callable[[dict], bool] | None = None
+    # The rule whose one job writes this stage's table with others' (the clip score stages
+    # share one decode pass per video): its rule file, log and cache are named after it.
+    job: str | None = None
 
     def enabled(self, config: dict) -> bool:
         switched = self.switch is None or bool(config.get(self.switch, {}).get("enabled", False))
@@ -50,11 +53,16 @@ class Stage:
             return self.run_table
         return f"results/{self.name}/{shard if shard is not None else '{shard}'}.parquet"
 
+    @property
+    def rule(self) -> str:
+        """The rule that writes its table (``rules/<rule>.smk``)."""
+        return self.job or self.name
+
     def log(self, shard: str | None = None) -> str:
         """The log of the job that writes ``table(shard)``."""
         if self.run_log:
             return self.run_log
-        return f"logs/{self.name}/{shard if shard is not None else '{shard}'}.log"
+        return f"logs/{self.rule}/{shard if shard is not None else '{shard}'}.log"
 
     def files(self, shard: str | None = None) -> str:
         """The folder of the files a per-shard stage owns (videos, frames, embeddings)."""
@@ -62,7 +70,7 @@ class Stage:
 
     def cache(self, shard: str | None = None) -> str:
         """Undeclared per-video progress of a shard job, so a killed job resumes."""
-        return f"results/.cache/{self.name}/{shard if shard is not None else '{shard}'}"
+        return f"results/.cache/{self.rule}/{shard if shard is not None else '{shard}'}"
 
 
 STAGES: tuple[Stage, ...] = (
@@ -71,6 +79,15 @@ STAGES: tuple[Stage, ...] = (
     Stage("video_dedup", "video", "unique", "videos that are no copy of another", "unique_videos",
           switch="video_dedup", run_table="results/video_dedup/videos.parquet", run_log="logs/video_dedup/videos.log"),
     Stage("shots", "clip", "split", "clips within the length limits", "shots", switch="shots"),
+    # Scored in one decode pass per video (rule clip_scores), filtered in this order.
+    Stage("flash", "clip", "flash_checked", "clips without flashes", "no_flash", switch="flash", score="flash",
+          job="clip_scores"),
+    Stage("ocr", "clip", "text_checked", "clips without burned-in text", "no_text", switch="ocr", score="text_area",
+          job="clip_scores"),
+    Stage("motion", "clip", "motion_scored", "clips in motion", "moving", switch="motion", score="motion",
+          job="clip_scores"),
+    Stage("aesthetic", "clip", "aesthetic_scored", "clips above the aesthetic minimum", "aesthetic",
+          switch="aesthetic", score="aesthetic", job="clip_scores"),
     Stage("extract", "frame", "extracted", "frames extracted", "extracted",
           cross_reads=(("clip", lambda config: config["extract"]["strategy"] == "scene"),)),
     Stage("filter", "frame", "filtered", "frames passed the text filter", "passed_filter", switch="filter"),

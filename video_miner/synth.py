@@ -44,6 +44,7 @@ class Scene:
     start: tuple[float, float, float] = (0.5, 0.5, 1.0)
     end: tuple[float, float, float] | None = None
     noise: float = 2.0  # std of per-frame noise, like a real sensor's
+    text: str | None = None  # burned-in text (a caption, a channel's call to action) on every frame
 
     def frames(self, width: int, height: int, fps: float, rng: np.random.Generator) -> Iterator[np.ndarray]:
         image = Image.fromarray(photo(self.photo))
@@ -62,7 +63,25 @@ class Scene:
             frame = np.array(view, dtype=np.float32)
             if self.noise:
                 frame += rng.standard_normal(frame.shape, dtype=np.float32) * self.noise
-            yield np.clip(frame, 0, 255).astype(np.uint8)
+            frame = np.clip(frame, 0, 255).astype(np.uint8)
+            yield burn_in(frame, self.text) if self.text else frame
+
+
+def burn_in(frame: np.ndarray, text: str, height_share: float = 0.2) -> np.ndarray:
+    """``frame`` with ``text`` drawn over its lower part as burned-in captions are: white
+    with a dark outline, letters about ``height_share`` of the frame high (PIL's own
+    font: no system font needed)."""
+    from PIL import ImageDraw, ImageFont
+
+    image = Image.fromarray(frame)
+    size = max(8, round(frame.shape[0] * height_share))
+    font = ImageFont.load_default(size=size)
+    draw = ImageDraw.Draw(image)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font, stroke_width=max(1, size // 12))
+    x = (frame.shape[1] - (right - left)) // 2 - left
+    y = frame.shape[0] - (bottom - top) - frame.shape[0] // 10 - top
+    draw.text((x, y), text, font=font, fill=(255, 255, 255), stroke_width=max(1, size // 12), stroke_fill=(0, 0, 0))
+    return np.asarray(image)
 
 
 def encode_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 25, codec: str = "libx264",
@@ -134,7 +153,7 @@ DEMO_CLIPS: dict[str, dict] = {
         "scenes": (
             Scene("chelsea", 3.0, (0.2, 0.5, 1.0), (0.8, 0.5, 1.0)),
             Scene("chelsea", 2.0, (0.45, 0.45, 1.0)),
-            Scene("rocket", 3.0, (0.5, 0.6, 1.0), (0.5, 0.3, 1.8)),
+            Scene("rocket", 3.0, (0.5, 0.6, 1.0), (0.5, 0.3, 1.8), text="SUBSCRIBE"),  # burned-in text
             Scene("chelsea", 2.0, (0.45, 0.45, 1.0), (0.4, 0.4, 1.6)),
         ),
         "seed": 2,
@@ -192,3 +211,38 @@ def shot_test_frames(width: int = 96, height: int = 54, fps: float = 25, seed: i
     start = len(first) + len(second) + len(third) - n
     truth = ShotTruth(len(frames), (len(first), len(first) + len(second)), (flash, flash + 1), (start, start + n - 1))
     return frames, truth
+
+
+@dataclass(frozen=True)
+class ScoreTruth:
+    """The shots of :func:`score_test_frames`: each one's ``(start, end)`` frames (end
+    exclusive) and the flash's frames ``(first, last)``."""
+
+    shots: dict[str, tuple[int, int]]
+    flash: tuple[int, int]
+
+
+def score_test_frames(width: int = 160, height: int = 90, fps: float = 25, seconds: float = 2.0, seed: int = 0
+                      ) -> tuple[list[np.ndarray], ScoreTruth]:
+    """Four shots joined by hard cuts, one per thing the clip scores tell apart: a
+    ``moving`` pan, a ``static`` shot (sensor noise only), a slow pan under large
+    burned-in ``text`` and a pan with a 2-frame white ``flash`` in its middle."""
+    rng = np.random.default_rng(seed)
+    scenes = {
+        "moving": Scene("chelsea", seconds, (0.25, 0.5, 1.3), (0.75, 0.5, 1.3)),
+        "static": Scene("coffee", seconds, (0.5, 0.5, 1.0)),
+        "text": Scene("rocket", seconds, (0.45, 0.5, 1.2), (0.55, 0.5, 1.2), text="SUBSCRIBE"),
+        "flash": Scene("astronaut", seconds, (0.3, 0.4, 1.2), (0.6, 0.4, 1.2)),
+    }
+    frames: list[np.ndarray] = []
+    shots = {}
+    for name, scene in scenes.items():
+        shot = list(scene.frames(width, height, fps, rng))
+        if name == "flash":
+            middle = len(frames) + len(shot) // 2
+            for i in (middle, middle + 1):
+                shot[i - len(frames)] = np.full_like(shot[0], 255)
+            flash = (middle, middle + 1)
+        shots[name] = (len(frames), len(frames) + len(shot))
+        frames += shot
+    return frames, ScoreTruth(shots, flash)

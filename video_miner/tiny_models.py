@@ -5,7 +5,8 @@ They are saved with ``save_pretrained`` and loaded back through the same
 every model code path without a model hub. Their scores mean nothing: they are
 stand-ins for ``google/siglip2-so400m-patch14-384``, ``facebook/dinov2-base``,
 ``IDEA-Research/grounding-dino-base``, ``google/owlv2-base-patch16-ensemble``,
-Florence-2 and ``facebook/sam-vit-base``.
+Florence-2, ``facebook/sam-vit-base`` and ``openai/clip-vit-large-patch14`` with the
+LAION aesthetic head.
 """
 
 from __future__ import annotations
@@ -182,6 +183,43 @@ def build_sam(path: str | os.PathLike, seed: int = 0) -> Path:
     return _save(SamModel(config).eval(), processor, path)
 
 
+def build_clip(path: str | os.PathLike, seed: int = 0) -> Path:
+    """A tiny random CLIP with a random LAION aesthetic head beside it
+    (``aesthetic_head.safetensors``, the head's input the CLIP projection size): the
+    offline stand-in for ``openai/clip-vit-large-patch14`` with
+    ``sac+logos+ava1-l14-linearMSE.pth``. Its scores mean nothing."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    from video_miner.aesthetic import HEAD_FILES, aesthetic_head
+    from video_miner.fsutil import atomic_dir
+
+    torch.manual_seed(seed)
+    chars = _byte_level_chars()
+    vocab: dict[str, int] = {}
+    for token in chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]:
+        vocab.setdefault(token, len(vocab))
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16)
+    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
+                                                                 crop_size={"height": 32, "width": 32}),
+                              tokenizer=tokenizer)
+    eos = vocab["<|endoftext|>"]
+    config = CLIPConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=16, bos_token_id=vocab["<|startoftext|>"],
+                         eos_token_id=eos, pad_token_id=eos),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=24)
+    head = aesthetic_head(config.projection_dim)
+    with atomic_dir(path) as tmp:
+        CLIPModel(config).eval().save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(Path(tmp, HEAD_FILES[0])))
+    return Path(path)
+
+
 def _save(model, processor, path: str | os.PathLike) -> Path:
     from video_miner.fsutil import atomic_dir
 
@@ -199,4 +237,5 @@ BUILDERS = {
     "owlv2": build_owlv2,
     "florence2": build_florence2,
     "sam": build_sam,
+    "clip": build_clip,
 }
