@@ -16,6 +16,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -89,9 +90,13 @@ def _sigint_as_in_a_terminal():
         signal.signal(signal.SIGINT, previous)
 
 
-def interrupted_run(workdir: Path, config_path: Path, interruption: Interruption, timeout: float = 300) -> str:
+def interrupted_run(workdir: Path, config_path: Path, interruption: Interruption, timeout: float = 300,
+                    later: Sequence[str] = ()) -> str:
     """Start the workflow and interrupt it as planned. Returns what happened:
-    ``interrupted``, ``finished`` when it completed before the stage began, or
+    ``interrupted``, ``interrupted at <stage>`` when one of the ``later`` stages began
+    first (the planned one had finished in an earlier run: stages on parallel branches
+    start in an order no plan can fix, and killing at the next one keeps the rest of the
+    plan meaningful), ``finished`` when it completed before the stage began, or
     ``finished despite <signal>`` when it completed in spite of the signal."""
     subprocess.run(snakemake_cmd(workdir, config_path, "--unlock"), cwd=workdir, capture_output=True, check=True)
     started = time.time()
@@ -100,7 +105,11 @@ def interrupted_run(workdir: Path, config_path: Path, interruption: Interruption
         proc = subprocess.Popen(snakemake_cmd(workdir, config_path), cwd=workdir, stdout=log, stderr=log,
                                 start_new_session=True)
     try:
+        hit = None
         while not _stage_started(workdir, interruption.stage, started):
+            hit = next((stage for stage in later if _stage_started(workdir, stage, started)), None)
+            if hit:
+                break
             if proc.poll() is not None:
                 if proc.returncode != 0:  # a run that fails by itself is a bug, not an interruption
                     raise AssertionError(f"run before {interruption.stage} failed:\n{run_log.read_text()[-6000:]}")
@@ -118,7 +127,7 @@ def interrupted_run(workdir: Path, config_path: Path, interruption: Interruption
         if _group_alive(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
             raise AssertionError(f"jobs outlived snakemake after {signal.Signals(interruption.signal).name}")
-        return "interrupted"
+        return f"interrupted at {hit}" if hit else "interrupted"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

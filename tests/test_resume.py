@@ -9,8 +9,8 @@ from conftest import FAST_DOWNLOADS
 from resume_harness import Interruption, comparable_results, complete_run, interrupted_run, random_plan, write_config
 
 pytestmark = pytest.mark.slow
-# In the order an uninterrupted run starts them (the clip branch runs beside the frames):
-# a quick stage placed after one that starts later would be done before its turn.
+# In the order an uninterrupted run starts them (the clip branch runs beside the frames);
+# a step whose stage already finished kills the run at the next planned stage instead.
 STAGES = ["download", "probe", "extract", "shots", "video_dedup", "filter", "embed", "cut", "dedup", "detect", "clips",
           "summary", "upload"]
 
@@ -58,9 +58,12 @@ def test_killed_at_every_stage_then_resumed_gives_identical_results(tmp_path, re
     # First a SIGKILL the moment the first download starts (nothing finished yet), then the
     # seeded plan: every stage, each signal.
     plan = [Interruption("download", 0.0), *random_plan(7, len(STAGES), STAGES)]
-    outcomes = [interrupted_run(tmp_path, config_path, step) for step in plan]
+    outcomes = [interrupted_run(tmp_path, config_path, step, later=[s.stage for s in plan[i + 1:]])
+                for i, step in enumerate(plan)]
     assert outcomes[0] == "interrupted"
-    assert outcomes.count("interrupted") >= len(plan) - 2, list(zip([step.stage for step in plan], outcomes))
+    said = list(zip([step.stage for step in plan], outcomes))
+    assert all(outcome.startswith("interrupted") for outcome in outcomes), said
+    assert outcomes.count("interrupted") >= len(plan) - 3, said
     complete_run(tmp_path, config_path)
     resumed = comparable_results(tmp_path)
     assert sorted(resumed) == sorted(reference)
