@@ -8,18 +8,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
 
+from video_miner.clips import read_shard_clips
 from video_miner.clipscores import ScoreSettings, clip_scores_shard, write_stage_tables
-from video_miner.extract import videos_to_extract
 from video_miner.logs import log_to_file
-from video_miner.tables.clip import CLIP
-from video_miner.tables.video import VIDEO, kept_videos
 from video_miner.workers import Limits
 
 log_to_file(snakemake.log[0])
 started = time.perf_counter()
-videos = videos_to_extract(VIDEO.read_kept(snakemake.input.downloads, columns=["file", "location", "filesize"]),
-                           VIDEO.read_kept(snakemake.input.videos, columns=["duration_s"]))
-clips = CLIP.read_kept(snakemake.input.clips, videos=kept_videos(snakemake.input.keep))  # no copies of a video
+videos, clips = read_shard_clips(snakemake.input.downloads, snakemake.input.videos, snakemake.input.clips,
+                                snakemake.input.keep)
 settings = ScoreSettings.from_config(snakemake.params.settings, snakemake.params.models)
 # Videos decode in parallel, one worker process each; the aesthetic model runs in this
 # process afterwards with the job's threads.

@@ -7,18 +7,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
 
-from video_miner.clips import CutSettings, cut_shard
-from video_miner.extract import videos_to_extract
+from video_miner.clips import CutSettings, cut_shard, read_shard_clips
 from video_miner.logs import log_to_file
 from video_miner.tables.clip import CLIP
-from video_miner.tables.video import VIDEO, kept_videos
 from video_miner.workers import Limits
 
 log_to_file(snakemake.log[0])
 started = time.perf_counter()
-videos = videos_to_extract(VIDEO.read_kept(snakemake.input.downloads, columns=["file", "location", "filesize"]),
-                           VIDEO.read_kept(snakemake.input.videos, columns=["duration_s"]))
-clips = CLIP.read_kept(snakemake.input.clips, videos=kept_videos(snakemake.input.keep))  # no copies of a video
+videos, clips = read_shard_clips(snakemake.input.downloads, snakemake.input.videos, snakemake.input.clips,
+                                snakemake.input.keep)
 table, record = cut_shard(clips, videos, snakemake.output.files, snakemake.params.cache,
                           CutSettings.from_config(snakemake.params.settings), workers=snakemake.threads,
                           limits=Limits.from_config(snakemake.params.limits))

@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import av
 import numpy as np
@@ -200,6 +200,41 @@ def cut_video(path: str | os.PathLike, clips: Sequence[tuple[int, int, str]], ou
              "height": int(size[1] if (a, b, c) in encoded or resized else height)} for a, b, c in clips]
 
 
+def read_shard_clips(downloads, probes, clip_tables, keep) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A clip job's inputs from its tables: the shard's kept videos (``file``,
+    ``location``, ``filesize``, ``duration_s``) and their kept clips, copies of a video
+    (video_dedup's ``keep`` table) left out."""
+    from video_miner.extract import videos_to_extract
+    from video_miner.tables.video import VIDEO, kept_videos
+
+    videos = videos_to_extract(VIDEO.read_kept(downloads, columns=["file", "location", "filesize"]),
+                               VIDEO.read_kept(probes, columns=["duration_s"]))
+    return videos, CLIP.read_kept(clip_tables, videos=kept_videos(keep))
+
+
+class ShardVideos(NamedTuple):
+    """What a per-video clip job (cutting, scoring) knows of each video that has clips."""
+
+    files: dict[str, str]
+    durations: dict[str, float]  # for the time limit; empty when unknown
+    sizes: dict[str, int]
+    spans: dict[str, list]  # [start_frame, end_frame, clip_id] per clip, in table order
+    sources: dict[str, list]  # what a cached record must match to be reused: location, size, spans
+
+
+def shard_videos(clips: pd.DataFrame, videos: pd.DataFrame) -> ShardVideos:
+    videos = videos[videos["video_id"].isin(set(clips["video_id"]))]
+    spans = {v: [[int(r.start_frame), int(r.end_frame), r.clip_id] for r in part.itertuples(index=False)]
+             for v, part in clips.groupby("video_id", sort=False)}
+    return ShardVideos(
+        files=dict(zip(videos["video_id"], videos["file"])),
+        durations=dict(zip(videos["video_id"], videos["duration_s"])) if "duration_s" in videos else {},
+        sizes=dict(zip(videos["video_id"], videos["filesize"])),
+        spans=spans,
+        sources={v: [loc, int(size), spans[v]] for v, loc, size in
+                 zip(videos["video_id"], videos["location"], videos["filesize"])})
+
+
 def cut_shard(clips: pd.DataFrame, videos: pd.DataFrame, out_dir: str | os.PathLike, cache_dir: str | os.PathLike,
               settings: CutSettings, workers: int = 1, limits: Limits | None = None) -> tuple[pa.Table, dict]:
     """Cut the kept ``clips`` of a shard's ``videos`` (``video_id``, ``file``,
@@ -210,14 +245,7 @@ def cut_shard(clips: pd.DataFrame, videos: pd.DataFrame, out_dir: str | os.PathL
     from video_miner.shardjob import VideoCache, cached_map, link_file
 
     limits = limits or Limits.from_config({})
-    videos = videos[videos["video_id"].isin(set(clips["video_id"]))]
-    files = dict(zip(videos["video_id"], videos["file"]))
-    durations = dict(zip(videos["video_id"], videos["duration_s"])) if "duration_s" in videos else {}
-    sizes = dict(zip(videos["video_id"], videos["filesize"]))
-    spans = {v: [[int(r.start_frame), int(r.end_frame), r.clip_id] for r in part.itertuples(index=False)]
-             for v, part in clips.groupby("video_id", sort=False)}
-    sources = {v: [loc, int(size), spans[v]] for v, loc, size in
-               zip(videos["video_id"], videos["location"], videos["filesize"])}
+    files, durations, sizes, spans, sources = shard_videos(clips, videos)
     cache = VideoCache(cache_dir, asdict(settings))
     cache.prune(files)
 

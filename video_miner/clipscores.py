@@ -46,6 +46,7 @@ import pandas as pd
 import pyarrow as pa
 
 from video_miner.aesthetic import head_path, make_aesthetic, reduce_scores
+from video_miner.clips import shard_videos
 from video_miner.defaults import section_defaults
 from video_miner.devices import Registry
 from video_miner.extract import part_middles
@@ -682,14 +683,7 @@ def score_clips(clips: pd.DataFrame, videos: pd.DataFrame, cache_dir: str | os.P
     filters = list(filters)
     sections = settings.sections
     clips = clips.sort_values(["video_id", "start_frame", "clip_id"], kind="stable").reset_index(drop=True)
-    videos = videos[videos["video_id"].isin(set(clips["video_id"]))]
-    files = dict(zip(videos["video_id"], videos["file"]))
-    durations = dict(zip(videos["video_id"], videos["duration_s"])) if "duration_s" in videos else {}
-    sizes = dict(zip(videos["video_id"], videos["filesize"]))
-    spans = {v: [[int(r.start_frame), int(r.end_frame), r.clip_id] for r in part.itertuples(index=False)]
-             for v, part in clips.groupby("video_id", sort=False)}
-    sources = {v: [loc, int(size), spans.get(v, [])] for v, loc, size in
-               zip(videos["video_id"], videos["location"], videos["filesize"])}
+    files, durations, sizes, spans, sources = shard_videos(clips, videos)
     cache = VideoCache(cache_dir, settings.scoring())
     cache.prune(files)
     write_json_atomic(cache.root / JOB_INFO, {"key": cache.key, "videos": len(files), "clips": len(clips),

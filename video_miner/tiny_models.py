@@ -113,25 +113,37 @@ def build_grounding_dino(path: str | os.PathLike, seed: int = 0) -> Path:
     return _save(GroundingDinoForObjectDetection(config).eval(), processor, path)
 
 
-def build_owlv2(path: str | os.PathLike, seed: int = 0) -> Path:
-    import torch
-    from transformers import CLIPTokenizer, Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
+def _clip_tokenizer():
+    """A CLIP tokenizer over single byte-level characters (no merges) and its vocabulary:
+    CLIP's and OWLv2's text tower read it."""
+    from transformers import CLIPTokenizer
 
-    torch.manual_seed(seed)
     chars = _byte_level_chars()
     vocab: dict[str, int] = {}
     for token in chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]:
         vocab.setdefault(token, len(vocab))
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16)
-    processor = Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16), vocab
+
+
+def _clip_towers(vocab: dict[str, int]) -> dict:
+    """The smallest CLIP text and vision towers (OWLv2 is built on CLIP's)."""
     eos = vocab["<|endoftext|>"]
-    config = Owlv2Config(
+    return dict(
         text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                          num_attention_heads=2, max_position_embeddings=16, bos_token_id=vocab["<|startoftext|>"],
                          eos_token_id=eos, pad_token_id=eos),
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=32)
+                           image_size=32, patch_size=8))
+
+
+def build_owlv2(path: str | os.PathLike, seed: int = 0) -> Path:
+    import torch
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
+
+    torch.manual_seed(seed)
+    tokenizer, vocab = _clip_tokenizer()
+    processor = Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer)
+    config = Owlv2Config(**_clip_towers(vocab), projection_dim=32)
     return _save(Owlv2ForObjectDetection(config).eval(), processor, path)
 
 
@@ -190,28 +202,17 @@ def build_clip(path: str | os.PathLike, seed: int = 0) -> Path:
     ``sac+logos+ava1-l14-linearMSE.pth``. Its scores mean nothing."""
     import torch
     from safetensors.torch import save_file
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
     from video_miner.aesthetic import HEAD_FILES, aesthetic_head
     from video_miner.fsutil import atomic_dir
 
     torch.manual_seed(seed)
-    chars = _byte_level_chars()
-    vocab: dict[str, int] = {}
-    for token in chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]:
-        vocab.setdefault(token, len(vocab))
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16)
+    tokenizer, vocab = _clip_tokenizer()
     processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
                                                                  crop_size={"height": 32, "width": 32}),
                               tokenizer=tokenizer)
-    eos = vocab["<|endoftext|>"]
-    config = CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=16, bos_token_id=vocab["<|startoftext|>"],
-                         eos_token_id=eos, pad_token_id=eos),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=24)
+    config = CLIPConfig(**_clip_towers(vocab), projection_dim=24)
     head = aesthetic_head(config.projection_dim)
     with atomic_dir(path) as tmp:
         CLIPModel(config).eval().save_pretrained(tmp)
