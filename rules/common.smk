@@ -111,6 +111,8 @@ SCORE_SETTINGS = {name: config[name] for name in SCORED}
 AESTHETIC = config["aesthetic"]
 SCORE_MODELS = config["models"] if AESTHETIC["enabled"] else {}
 SCORE_GPUS = MODEL_GPUS if AESTHETIC["enabled"] else 0
+# TransNetV2 is the one shot detector with a model; the others decode on the CPU only.
+SHOTS_GPUS = MODEL_GPUS if config["shots"]["backend"] == "transnetv2" else 0
 CALIBRATION = config["calibration"]
 RUN_STARTED = time.time()  # a job log written since then belongs to this run
 UPLOAD_TARGETS = config["upload"]
