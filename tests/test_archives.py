@@ -266,7 +266,7 @@ def s3_shards(s3_server, videos):
 def test_a_shard_is_fetched_from_s3_once_and_its_copy_removed(tmp_path, s3_server, s3_shards, videos, monkeypatch):
     for key, value in S3_ENV.items():
         monkeypatch.setenv(key, value)
-    settings = ArchiveSettings(SETTINGS.extensions, {"endpoint_url": s3_server}, cleanup=True)
+    settings = ArchiveSettings(SETTINGS.extensions, {"s3": {"endpoint_url": s3_server}}, cleanup=True)
     rows, record = run_shard(tmp_path, "s3://datasets/ds/shard-000.tar", settings=settings)
     assert record == {"videos": 2, "ok": 2, "failed": 0}
     assert sorted(rows["title"]) == ["000000", "000001"]
@@ -282,7 +282,7 @@ def test_a_shard_is_fetched_from_s3_once_and_its_copy_removed(tmp_path, s3_serve
         assert missing["reason"].tolist() == ["archive not found: s3://datasets/ds/shard-000.tar"]
     finally:
         s3_shards.copy_object(Bucket="datasets", Key="ds/shard-000.tar", CopySource="datasets/ds/moved.tar")
-    kept = ArchiveSettings(SETTINGS.extensions, {"endpoint_url": s3_server}, cleanup=False)
+    kept = ArchiveSettings(SETTINGS.extensions, {"s3": {"endpoint_url": s3_server}}, cleanup=False)
     run_shard(tmp_path / "c", "s3://datasets/ds/shard-000.tar", settings=kept)
     assert len(list((tmp_path / "c" / "cache").glob(".*.tar"))) == 1  # no cleanup: the copy stays
 
@@ -294,3 +294,53 @@ def test_a_shard_is_fetched_over_https_and_flaky_servers_are_retried(tmp_path, h
     assert http_server.hits["/flaky/shard-http.tar"] >= 3  # two 503s, then the archive
     missing, _ = run_shard(tmp_path / "b", http_server.url("missing/shard.tar"))
     assert missing.iloc[0]["reason"].startswith("archive not found")
+
+
+# --- one small run: a clip archive on disk, an S3 shard, an HTTPS shard, a corrupt one ------
+
+
+@pytest.mark.slow
+def test_archives_and_shards_through_the_workflow(tmp_path, s3_server, s3_shards, http_server, videos, clip_archive):
+    import json
+
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from conftest import run_workflow
+    from video_miner.cli import main
+
+    path, csv, _ = clip_archive
+    build_archive(videos.root / "shard-run.tar", {"000000.mp4": videos["vfr.mp4"].read_bytes()})
+    (tmp_path / "corrupt.tar").write_bytes(b"not a tar" * 100)
+    (tmp_path / "shards.txt").write_text(f"# the dataset's shards\ns3://datasets/ds/shard-000.tar\n"
+                                         f"{http_server.url('shard-run.tar')}\ncorrupt.tar\n")
+    config = {"archives": {"inputs": [{"path": str(path), "csv": str(csv)}], "lists": ["shards.txt"],
+                           "storage_options": {"s3": {"endpoint_url": s3_server}}},
+              "extract": {"strategy": "time", "every_seconds": 1.0}, "dedup": {"enabled": False},
+              "video_dedup": {"enabled": False}}
+    run_workflow(tmp_path, config, env=S3_ENV)
+    results = tmp_path / "results"
+    assert len(list((results / "download").glob("*.parquet"))) == 4  # one shard per archive
+    status = pd.read_csv(results / "status.tsv", sep="\t").set_index("title")
+    assert status.loc["src1 (0-3)", "status"] == "complete" and status.loc["000001", "status"] == "complete"
+    assert status.loc["000000", "status"].tolist() == ["complete", "complete"]  # one per shard
+    assert status.loc["src3 (5-6)", "origin"] == "archives.inputs[0]"
+    assert status.loc["page", "failed_stage"] == "probe"  # named like a video, is none
+    corrupt = status[status["location"] == "corrupt.tar"].iloc[0]
+    assert (corrupt["status"], corrupt["failed_stage"]) == ("failed", "download")
+    assert corrupt["reason"].startswith("corrupt archive") and corrupt["origin"] == "shards.txt:4"
+    summary = json.loads((results / "pipeline_result.json").read_text())
+    assert {f["location"]: f["stage"] for f in summary["failed_videos"]} == {
+        "corrupt.tar": "download", f"{path}#clips/page.mp4": "probe", f"{path}#clips/link.mp4": "download"}
+    table = pd.read_parquet(results / "metadata" / "videos.parquet").set_index("title")
+    assert table.loc["src2 (0:00:01.000-0:00:03.000)", ["source_video_id", "source_start_s", "source_end_s"]
+                     ].tolist() == ["src2", 1.0, 3.0]
+    assert pd.isna(table.loc["src3 (5-6)", "source_video_id"]) and table.loc["000001", "archive"] == \
+        "s3://datasets/ds/shard-000.tar"
+    dataset = pd.concat(pd.read_parquet(p) for p in (results / "dataset").glob("*/metadata.parquet"))
+    src1 = dataset[dataset["title"] == "src1 (0-3)"]
+    assert len(src1) and set(zip(src1["source_video_id"], src1["source_start_s"])) == {("src1", 0.0)}
+    assert not list((results / ".cache").rglob(".*.tar"))  # cleanup: no fetched copy is left
+    listed = CliRunner().invoke(main, ["list", "--status", "failed", "-d", str(tmp_path)])
+    assert "corrupt archive" in listed.output and "clips/link.mp4" in listed.output
+    assert "Nothing to be done" in run_workflow(tmp_path, config, "-n", env=S3_ENV).stdout

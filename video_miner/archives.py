@@ -132,13 +132,19 @@ class Provenance:
     source_end_s: float | None = None
 
 
+def protocol_options(location: str, storage_options: dict | None) -> dict:
+    """The fsspec options for ``location``'s protocol: ``storage_options`` maps a
+    protocol (``s3``, ``https``, ``hf``) to its options."""
+    return dict((storage_options or {}).get(location.split("://", 1)[0].lower()) or {})
+
+
 def _open(location: str, storage_options: dict | None):
     """A binary file object for a local path or an fsspec URL (credentials: environment)."""
     if not is_remote(location):
         return open(location, "rb")
     import fsspec
 
-    return fsspec.open(location, "rb", **(storage_options or {})).open()
+    return fsspec.open(location, "rb", **protocol_options(location, storage_options)).open()
 
 
 def read_clip_csv(location: str, source_ids: Iterable[str], storage_options: dict | None = None
@@ -303,7 +309,8 @@ def _kind(info: tarfile.TarInfo) -> str:
 
 def fetch_archive(location: str, dest: str | os.PathLike, storage_options: dict | None = None,
                   retries: int = 0, backoff_s: float = 1.0, sleep: Callable[[float], None] = time.sleep) -> int:
-    """Copy the archive at ``location`` (an fsspec URL) to ``dest`` atomically, retrying
+    """Copy the archive at ``location`` (an fsspec URL; ``storage_options`` by protocol,
+    see :func:`protocol_options`) to ``dest`` atomically, retrying
     transient errors; returns its size. A copy shorter than the size the store reports is
     a truncated fetch. Raises ArchiveError with the reason."""
     import fsspec
@@ -314,7 +321,7 @@ def fetch_archive(location: str, dest: str | os.PathLike, storage_options: dict 
     while True:
         attempt += 1
         try:
-            fs, path = fsspec.core.url_to_fs(location, **(storage_options or {}))
+            fs, path = fsspec.core.url_to_fs(location, **protocol_options(location, storage_options))
             with fs.open(path, "rb") as src, open(partial, "wb") as out:
                 expected = getattr(src, "size", None)  # what the store says (None: unknown)
                 shutil.copyfileobj(src, out, CHUNK)
@@ -350,7 +357,8 @@ def _permanent(exc: BaseException, location: str) -> str | None:
            for c in causes[1:]) or any(type(c).__name__.startswith("ClientConnect") for c in causes):
         return None
     if isinstance(exc, FileNotFoundError):
-        return f"archive not found: {redact(location)}"
+        detail = f" ({printable(_describe(causes[-1]))})" if len(causes) > 1 else ""
+        return f"archive not found: {redact(location)}{detail}"
     if isinstance(exc, PermissionError):
         return f"access to the archive denied: {redact(location)} ({exc})"
     return None
