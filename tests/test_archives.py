@@ -11,10 +11,7 @@ import pytest
 from conftest import S3_ENV
 from video_miner.archives import (
     ArchiveSettings,
-    archive_video_id,
     match_provenance,
-    member_video_id,
-    normalize_location,
     parse_member_name,
     parse_time,
     read_clip_csv,
@@ -22,6 +19,7 @@ from video_miner.archives import (
 )
 from video_miner.defaults import default
 from video_miner.download import DownloadOptions, download_shard
+from video_miner.ids import archive_video_id, member_video_id, normalize_location
 from video_miner.tables.video import VIDEO
 
 

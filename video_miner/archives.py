@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import hashlib
 import io
 import logging
 import lzma
@@ -35,14 +34,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable
 
 from video_miner.fsutil import printable, redact, safe_name
+from video_miner.ids import is_remote, member_video_id
 
 log = logging.getLogger(__name__)
 
-_HASH_CHARS = 16
 # A member name: "<source video id> (<start>-<end>).<ext>", times in seconds or [H:]MM:SS(.fff).
 _MEMBER = re.compile(r"^(?P<id>.+?) \((?P<start>[0-9:.]+)-(?P<end>[0-9:.]+)\)\.(?P<ext>[A-Za-z0-9]+)$")
 _TIME = re.compile(r"^(?:(?:(?P<h>\d+):)?(?P<m>\d{1,2}):)?(?P<s>\d+(?:\.\d*)?)$")
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 CHUNK = 1 << 20
 
 
@@ -86,40 +84,6 @@ def safe_member_name(name: str) -> str | None:
     ``../..``). The result is text for tables and logs; files are written under ids."""
     parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".", "..")]
     return printable("/".join(parts)) if parts else None
-
-
-def _short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:_HASH_CHARS]
-
-
-def archive_video_id(location: str) -> str:
-    """The id of an archive itself (its row when it fails): ``tar-<hash of its location>``."""
-    return "tar-" + _short_hash(location)
-
-
-def member_video_id(archive_id: str, raw_name: str) -> str:
-    """A member's id: the archive's id and a hash of the member's raw name (two members
-    whose names clean to the same text stay two videos)."""
-    return f"{archive_id}-{_short_hash(raw_name)[:12]}"
-
-
-def is_remote(location: str) -> bool:
-    return bool(_SCHEME.match(location)) and not location.startswith("file://")
-
-
-def normalize_location(entry: str, root: str = ".") -> str:
-    """An archive's location as recorded: a URL (``s3://``, ``https://``, ``hf://``) as
-    given without trailing spaces, a local path relative to the working directory when
-    inside it. Raises ValueError for credentials in a URL (they would reach the logs)."""
-    from video_miner.ids import normalize_path
-
-    entry = entry.strip()
-    if is_remote(entry):
-        if redact(entry) != entry:
-            raise ValueError("credentials in archive URLs are not accepted (they would end up in logs): "
-                             f"{redact(entry)}; give them in the environment")
-        return entry
-    return normalize_path(entry.removeprefix("file://"), root)
 
 
 # --- the CSV -----------------------------------------------------------------------------

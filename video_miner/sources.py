@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from video_miner.fsutil import printable, safe_name
-from video_miner.ids import InvalidURL, query_slug, normalize_path, normalize_url, video_id_for_path, video_id_for_url, youtube_id
+from video_miner.ids import InvalidURL, archive_video_id, is_remote, normalize_location, query_slug, normalize_path, normalize_url, video_id_for_path, video_id_for_url, youtube_id
 
 
 # A comment starts a line or follows white space; a '#' inside a URL is its fragment.
@@ -182,7 +182,6 @@ def _add_archives(collection: VideoCollection, section: dict, root: str) -> None
     """Each archive of ``archives.inputs`` and ``archives.lists``: one source, its own
     shard (its group is its location). Its members are read by its download job, never
     here: listing them would mean fetching every archive for a dry run."""
-    from video_miner.archives import archive_video_id, normalize_location
 
     entries = [(e, f"archives.inputs[{i}]") for i, e in enumerate(section.get("inputs") or [])]
     for list_file in section.get("lists") or []:
@@ -206,8 +205,6 @@ def _add_archives(collection: VideoCollection, section: dict, root: str) -> None
 def archive_inputs(collection: VideoCollection, video_ids: Iterable[str]) -> list[str]:
     """The local archives and CSVs of these videos that exist: inputs of their download
     job (a rule may make them; one not there is recorded failed by the job)."""
-    from video_miner.archives import is_remote
-
     paths = []
     for video_id in video_ids:
         source = collection.videos[video_id]

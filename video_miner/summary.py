@@ -13,7 +13,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from video_miner.archives import archive_video_id
+from video_miner.ids import archive_video_id
 from video_miner.fsutil import atomic_path, write_json_atomic, write_tsv
 from video_miner.probe import PROBE_FIELDS
 from video_miner.stages import BOX_STAGES, RESULTS_FORMAT_VERSION, STAGES, Stage, stage
@@ -116,8 +116,10 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
     status["origin"] = status["video_id"].map(origins or {})
     # An archive's members were listed where the archive was.
     members = status["origin"].isna() & status["archive"].notna()
-    status.loc[members, "origin"] = status.loc[members, "archive"].map(
-        lambda location: (origins or {}).get(archive_video_id(location)))
+    if members.any():
+        status["origin"] = status["origin"].astype(object)
+        status.loc[members, "origin"] = status.loc[members, "archive"].map(
+            lambda location: (origins or {}).get(archive_video_id(location)))
     transient = set(downloads.loc[downloads["transient"].fillna(False).astype(bool), "video_id"]) \
         if "transient" in downloads else set()  # no shards at all: a run with no videos
     outcomes = {v: o for p in tables.get("extract", []) for v, o in video_outcomes(p).items()}
