@@ -312,13 +312,17 @@ def test_archives_and_shards_through_the_workflow(tmp_path, s3_server, s3_shards
     (tmp_path / "corrupt.tar").write_bytes(b"not a tar" * 100)
     (tmp_path / "shards.txt").write_text(f"# the dataset's shards\ns3://datasets/ds/shard-000.tar\n"
                                          f"{http_server.url('shard-run.tar')}\ncorrupt.tar\n")
+    mine = tmp_path / "mine" / "own.mp4"  # a local video, read where it is
+    mine.parent.mkdir()
+    mine.write_bytes(videos["vfr_offset.mp4"].read_bytes())
     config = {"archives": {"inputs": [{"path": str(path), "csv": str(csv)}], "lists": ["shards.txt"],
                            "storage_options": {"s3": {"endpoint_url": s3_server}}},
+              "local_videos": ["mine"], "local_mode": "in_place",
               "extract": {"strategy": "time", "every_seconds": 1.0}, "dedup": {"enabled": False},
               "video_dedup": {"enabled": False}}
     run_workflow(tmp_path, config, env=S3_ENV)
     results = tmp_path / "results"
-    assert len(list((results / "download").glob("*.parquet"))) == 4  # one shard per archive
+    assert len(list((results / "download").glob("*.parquet"))) == 5  # one shard per archive, and the folder's
     status = pd.read_csv(results / "status.tsv", sep="\t").set_index("title")
     assert status.loc["src1 (0-3)", "status"] == "complete" and status.loc["000001", "status"] == "complete"
     assert status.loc["000000", "status"].tolist() == ["complete", "complete"]  # one per shard
@@ -339,6 +343,10 @@ def test_archives_and_shards_through_the_workflow(tmp_path, s3_server, s3_shards
     src1 = dataset[dataset["title"] == "src1 (0-3)"]
     assert len(src1) and set(zip(src1["source_video_id"], src1["source_start_s"])) == {("src1", 0.0)}
     assert not list((results / ".cache").rglob(".*.tar"))  # cleanup: no fetched copy is left
+    own = status.loc["own"]
+    assert own["status"] == "complete" and own["frames_extracted"] > 0
+    assert not [p for p in results.rglob("*.mp4") if p.stat().st_ino == mine.stat().st_ino]  # not linked
+    assert not [p for p in results.rglob("*.mp4") if p.read_bytes() == mine.read_bytes()]  # nor copied
     listed = CliRunner().invoke(main, ["list", "--status", "failed", "-d", str(tmp_path)])
     assert "corrupt archive" in listed.output and "clips/link.mp4" in listed.output
     assert "Nothing to be done" in run_workflow(tmp_path, config, "-n", env=S3_ENV).stdout

@@ -250,8 +250,8 @@ def _private_cookies(cookies_file: str | None) -> Iterator[str | None]:
 
 
 def _place(src: Path, out_dir: Path, video_id: str, ext: str, mode: str) -> Path:
-    """Put ``src`` at ``out_dir/<id>.<ext>`` by ``mode`` (move, link or copy), removing
-    earlier copies of any extension. ``link`` falls back to a copy across filesystems."""
+    """Put ``src`` at ``out_dir/<id>.<ext>`` by ``mode`` (move, hardlink or copy),
+    removing earlier copies of any extension."""
     ext = safe_name(ext.lstrip(".").lower() or "video", 10)
     dest = out_dir / f"{video_id}.{ext}"
     for old in out_dir.glob(f"{video_id}.*"):
@@ -261,11 +261,8 @@ def _place(src: Path, out_dir: Path, video_id: str, ext: str, mode: str) -> Path
     tmp.unlink(missing_ok=True)
     if mode == "move":
         os.replace(src, tmp)
-    elif mode == "link":
-        try:
-            os.link(src, tmp)
-        except OSError:  # another filesystem, or links not allowed
-            shutil.copy2(src, tmp)
+    elif mode == "hardlink":  # raises where no link can be made
+        os.link(src, tmp)
     else:
         shutil.copy2(src, tmp)
     os.replace(tmp, dest)
@@ -318,7 +315,9 @@ def download_url(url: str, out_dir: str | os.PathLike, video_id: str, options: D
 
 
 def ingest_local(path: str | os.PathLike, out_dir: str | os.PathLike, video_id: str, mode: str = "link") -> dict:
-    """Bring a local video into ``out_dir`` by hard link (``link``) or ``copy``."""
+    """Bring a local video into ``out_dir`` by hard link (``link``) or ``copy``, or read
+    it where it is (``in_place``, and ``link`` where no hard link can be made: another
+    filesystem). An in-place record's ``file`` is the user's path, never moved or removed."""
     src = Path(path)
     record: dict[str, Any] = {"video_id": video_id, "source": "local", "path": src.as_posix(), "title": src.stem}
     started = time.perf_counter()
@@ -326,8 +325,18 @@ def ingest_local(path: str | os.PathLike, out_dir: str | os.PathLike, video_id: 
         record.update(status="failed", reason=f"local file not found: {src}", transient=False)
         return record
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    dest = _place(src, Path(out_dir), video_id, src.suffix, mode)
-    record.update(status="ok", reason=None, file=dest.as_posix(), filesize=dest.stat().st_size)
+    dest = None
+    if mode == "link":
+        try:
+            dest = _place(src, Path(out_dir), video_id, src.suffix, "hardlink")
+        except OSError:  # another filesystem, or links not allowed: read it where it is
+            pass
+    elif mode == "copy":
+        dest = _place(src, Path(out_dir), video_id, src.suffix, "copy")
+    if dest is None:
+        record.update(status="ok", reason=None, file=src.as_posix(), filesize=src.stat().st_size, in_place=True)
+    else:
+        record.update(status="ok", reason=None, file=dest.as_posix(), filesize=dest.stat().st_size)
     record["download_seconds"] = round(time.perf_counter() - started, 3)
     return record
 
@@ -369,6 +378,9 @@ def _adopt_from_nearby_shards(cache, video_ids: list[str], reusable) -> None:
         if (own := cache.load(video_id)) is not None and reusable(own):
             continue
         for record in cache.nearby(video_id):
+            if record.get("status") == "ok" and reusable(record) and record.get("in_place"):
+                cache.save(video_id, record)
+                break
             if record.get("status") == "ok" and reusable(record):
                 target = cache.root / Path(record["file"]).name
                 link_file(record["file"], target)
@@ -468,7 +480,7 @@ def _shard_rows(records: dict[str, dict], out_dir: str | os.PathLike, keep_video
         source, location = where(video_id, record)
         row.update(video_id=video_id, source=source, location=location, kept=record.get("status") == "ok",
                    reason=record.get("reason") or "", seconds=record.get("download_seconds"))
-        if row["kept"]:
+        if row["kept"] and not record.get("in_place"):  # an in-place video stays where it is
             target = Path(out_dir, Path(record["file"]).name)
             if keep_videos:
                 link_file(record["file"], target)
