@@ -104,6 +104,37 @@ def test_a_csv_without_its_columns_says_which(tmp_path):
         read_clip_csv(str(tmp_path / "gone.csv"), {"abc"})
 
 
+def test_archives_are_sources_of_their_own_shard_with_their_csv(tmp_path, monkeypatch):
+    from video_miner.sources import ConfigError, archive_inputs, assign_shards, collect_videos, input_files
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.tar").write_bytes(b"")
+    (tmp_path / "data" / "a.csv").write_text("video_id,start,end,duration\n")
+    (tmp_path / "shards.txt").write_text("# shards\nhf://datasets/org/name/data/shard-000.tar\n"
+                                         "s3://bucket/shard-001.tar\ns3://bucket/shard-001.tar\n")
+    config = {"archives": {"inputs": [{"path": "data/a.tar", "csv": "data/a.csv"}, "data/gone.tar",
+                                      "https://user:pw@host/x.tar"],
+                           "lists": ["shards.txt"], "csv": "s3://bucket/clips.csv"}}
+    collection = collect_videos(config, str(tmp_path))
+    sources = {s.location: s for s in collection.videos.values()}
+    assert list(sources) == ["data/a.tar", "data/gone.tar", "hf://datasets/org/name/data/shard-000.tar",
+                             "s3://bucket/shard-001.tar"]
+    assert {s.kind for s in sources.values()} == {"archive"} and collection.duplicates == 1
+    assert (sources["data/a.tar"].csv, sources["data/gone.tar"].csv) == ("data/a.csv", "s3://bucket/clips.csv")
+    assert sources["s3://bucket/shard-001.tar"].origin == "shards.txt:3"
+    assert collection.rejected == [{"input": "https://user:pw@host/x.tar", "origin": "archives.inputs[2]",
+                                    "reason": "credentials in archive URLs are not accepted (they would end up in "
+                                              "logs): https://host/x.tar; give them in the environment"}]
+    shards = assign_shards(collection, 2)
+    assert sorted(name.rsplit("-", 2)[0] for name in shards) == ["a_tar", "gone_tar", "shard-000_tar", "shard-001_tar"]
+    assert all(len(ids) == 1 and name.endswith("-00000") for name, ids in shards.items())  # one archive, one shard
+    monkeypatch.chdir(tmp_path)  # the workflow runs in its working directory
+    assert archive_inputs(collection, collection.videos) == ["data/a.tar", "data/a.csv"]  # local, existing
+    assert input_files(config, str(tmp_path)) == ["shards.txt"]
+    with pytest.raises(ConfigError, match="archives.lists: cannot read 'nope.txt'"):
+        collect_videos({"archives": {"lists": ["nope.txt"]}}, str(tmp_path))
+
+
 # --- archives built from the session's synthetic videos -------------------------------------
 
 
