@@ -381,3 +381,29 @@ def test_archives_and_shards_through_the_workflow(tmp_path, s3_server, s3_shards
     listed = CliRunner().invoke(main, ["list", "--status", "failed", "-d", str(tmp_path)])
     assert "corrupt archive" in listed.output and "clips/link.mp4" in listed.output
     assert "Nothing to be done" in run_workflow(tmp_path, config, "-n", env=S3_ENV).stdout
+
+
+def test_credentials_in_storage_options_are_refused(tmp_path):
+    from video_miner.config import ConfigValidationError, check_config
+    from video_miner.defaults import SCHEMA_PATH
+
+    with pytest.raises(ConfigValidationError, match="archives.storage_options.s3: 'aws_secret_access_key' is not "
+                                                    "allowed: credentials come from the environment"):
+        check_config({"archives": {"storage_options": {"s3": {"endpoint_url": "http://x",
+                                                               "aws_secret_access_key": "s"}}}}, SCHEMA_PATH, tmp_path)
+
+
+def test_a_failed_runs_summary_counts_an_archives_members(tmp_path):
+    from video_miner.sources import VideoSource
+    from video_miner.summary import archive_members
+
+    archive = archive_video_id("s3://b/shard.tar")
+    sources = {archive: VideoSource(archive, "archive", "s3://b/shard.tar", "archives.inputs[0]", "s3://b/shard.tar"),
+               "url-1": VideoSource("url-1", "url", "https://x/1.mp4", "urls[0]", "urls")}
+    assert archive_members("shard_tar-abcdef-00000", [archive], sources, tmp_path) == [archive]  # not run yet
+    table = tmp_path / "results" / "download" / "shard_tar-abcdef-00000.parquet"
+    table.parent.mkdir(parents=True)
+    members = [member_video_id(archive, n) for n in ("a.mp4", "b.mp4")]
+    VIDEO.write(table, VIDEO.table([{"video_id": v, "kept": True, "reason": ""} for v in members]), {})
+    assert sorted(archive_members("shard_tar-abcdef-00000", [archive], sources, tmp_path)) == sorted(members)
+    assert archive_members("urls-abcdef-00000", ["url-1"], sources, tmp_path) == ["url-1"]
