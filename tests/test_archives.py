@@ -322,7 +322,10 @@ def test_a_shard_is_fetched_over_https_and_flaky_servers_are_retried(tmp_path, h
     assert record["ok"] == 1 and rows.iloc[0]["title"] == "clip (0-2)"
     assert http_server.hits["/flaky/shard-http.tar"] >= 3  # two 503s, then the archive
     missing, _ = run_shard(tmp_path / "b", http_server.url("missing/shard.tar"))
-    assert missing.iloc[0]["reason"].startswith("archive not found")
+    assert missing.iloc[0]["reason"].startswith("archive not found") and not missing.iloc[0]["transient"]
+    refused, _ = run_shard(tmp_path / "c", "http://127.0.0.1:9/shard.tar")  # retried, then recorded as retryable
+    assert refused.iloc[0]["reason"].startswith("cannot fetch the archive: ConnectionRefusedError")
+    assert refused.iloc[0]["transient"]
 
 
 # --- one small run: a clip archive on disk, an S3 shard, an HTTPS shard, a corrupt one ------

@@ -299,14 +299,23 @@ def fetch_archive(location: str, dest: str | os.PathLike, storage_options: dict 
             permanent = _permanent(exc, location)
             if permanent:
                 raise ArchiveError(permanent) from exc
+            # fsspec's HTTP filesystem wraps every error in FileNotFoundError: say the cause.
+            cause = _root_cause(exc) if isinstance(exc, FileNotFoundError) else exc
             if attempt > retries:
-                reason = str(exc) if isinstance(exc, ArchiveError) else f"cannot fetch the archive: {_describe(exc)}"
-                raise ArchiveError(reason) from exc
-            log.warning("%s: fetch attempt %d failed (%s); retrying", redact(location), attempt, _describe(exc))
+                reason = str(exc) if isinstance(exc, ArchiveError) else f"cannot fetch the archive: {_describe(cause)}"
+                raise ArchiveError(printable(reason)) from exc
+            log.warning("%s: fetch attempt %d failed (%s); retrying", redact(location), attempt, _describe(cause))
             sleep(backoff_s * 2 ** (attempt - 1))
 
 
 _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen = [exc]
+    while (cause := seen[-1].__cause__ or seen[-1].__context__) is not None and cause not in seen:
+        seen.append(cause)
+    return seen[-1]
 
 
 def _permanent(exc: BaseException, location: str) -> str | None:
