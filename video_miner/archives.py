@@ -203,8 +203,6 @@ class Member:
     name: str | None  # the cleaned name (safe_member_name)
     video_id: str
     problem: str | None = None  # why it cannot be a video, or None
-    file: str | None = None
-    size: int | None = None
 
 
 def read_members(path: str | os.PathLike, archive_id: str, extensions: Iterable[str],
@@ -274,9 +272,9 @@ def _kind(info: tarfile.TarInfo) -> str:
 def fetch_archive(location: str, dest: str | os.PathLike, storage_options: dict | None = None,
                   retries: int = 0, backoff_s: float = 1.0, sleep: Callable[[float], None] = time.sleep) -> int:
     """Copy the archive at ``location`` (an fsspec URL; ``storage_options`` by protocol,
-    see :func:`protocol_options`) to ``dest`` atomically, retrying
-    transient errors; returns its size. A copy shorter than the size the store reports is
-    a truncated fetch. Raises ArchiveError with the reason."""
+    see :func:`protocol_options`) to ``dest`` atomically, retrying transient errors;
+    returns its size. A copy shorter than the size the store reports is a truncated fetch.
+    Raises ArchiveError with the reason."""
     import fsspec
 
     dest = Path(dest)
@@ -327,7 +325,7 @@ def _permanent(exc: BaseException, location: str) -> str | None:
         causes.append(cause)
         cause = cause.__cause__ or cause.__context__
     if any(getattr(c, "status", None) in _TRANSIENT_STATUS or isinstance(c, (ConnectionError, TimeoutError))
-           for c in causes[1:]) or any(type(c).__name__.startswith("ClientConnect") for c in causes):
+           for c in causes[1:]) or any(type(c).__name__.startswith("ClientConnect") for c in causes):  # aiohttp's
         return None
     if isinstance(exc, FileNotFoundError):
         detail = f" ({printable(_describe(causes[-1]))})" if len(causes) > 1 else ""
@@ -448,8 +446,7 @@ def ingest_archive(source: dict, cache, settings: ArchiveSettings, retries: int 
     csv = source.get("csv")
     if csv and records:
         try:
-            names = {r["video_id"]: r["name"] for r in records}
-            parsed = [parse_member_name(n) for n in names.values()]
+            parsed = [parse_member_name(r["name"]) for r in records]
             spans = read_clip_csv(csv, {p[0] for p in parsed if p}, settings.storage_options)
             for record in records:
                 record.update(match_provenance(record["name"], spans, settings.match_tolerance_s).__dict__)
@@ -458,6 +455,5 @@ def ingest_archive(source: dict, cache, settings: ArchiveSettings, retries: int 
     if problem:
         log.error("%s: %s", redact(location), problem)
         records.append({"video_id": archive_id, "status": "failed", "location": location, "title": None,
-                        "reason": problem,
-                        "transient": problem.startswith("cannot fetch")})
+                        "reason": problem, "transient": problem.startswith("cannot fetch")})
     return records
