@@ -122,7 +122,7 @@ def test_archives_are_sources_of_their_own_shard_with_their_csv(tmp_path, monkey
     assert {s.kind for s in sources.values()} == {"archive"} and collection.duplicates == 1
     assert (sources["data/a.tar"].csv, sources["data/gone.tar"].csv) == ("data/a.csv", "s3://bucket/clips.csv")
     assert sources["s3://bucket/shard-001.tar"].origin == "shards.txt:3"
-    assert collection.rejected == [{"input": "https://user:pw@host/x.tar", "origin": "archives.inputs[2]",
+    assert collection.rejected == [{"input": "https://host/x.tar", "origin": "archives.inputs[2]",
                                     "reason": "credentials in archive URLs are not accepted (they would end up in "
                                               "logs): https://host/x.tar; give them in the environment"}]
     shards = assign_shards(collection, 2)
@@ -131,6 +131,9 @@ def test_archives_are_sources_of_their_own_shard_with_their_csv(tmp_path, monkey
     monkeypatch.chdir(tmp_path)  # the workflow runs in its working directory
     assert archive_inputs(collection, collection.videos) == ["data/a.tar", "data/a.csv"]  # local, existing
     assert input_files(config, str(tmp_path)) == ["shards.txt"]
+    # A rejected input is recorded (in the summary) without its credentials, URLs too.
+    assert collect_videos({"urls": ["https://user:pw@host/a.mp4"]}, str(tmp_path)).rejected[0]["input"] == \
+        "https://host/a.mp4"
     with pytest.raises(ConfigError, match="archives.lists: cannot read 'nope.txt'"):
         collect_videos({"archives": {"lists": ["nope.txt"]}}, str(tmp_path))
 

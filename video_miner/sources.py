@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from video_miner.fsutil import printable, safe_name
+from video_miner.fsutil import printable, redact, safe_name
 from video_miner.ids import InvalidURL, archive_video_id, is_remote, normalize_location, query_slug, normalize_path, normalize_url, video_id_for_path, video_id_for_url, youtube_id
 
 
@@ -51,7 +51,8 @@ class VideoCollection:
             self.videos[source.video_id] = source
 
     def reject(self, text: str, origin: str, reason: str) -> None:
-        self.rejected.append({"input": text, "origin": origin, "reason": reason})
+        # Without a URL's user:password part: the summary records the input.
+        self.rejected.append({"input": redact(text), "origin": origin, "reason": reason})
 
 def read_url_file(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     """(line number, URL) for each URL line: blank lines and ``#`` comments skipped."""
