@@ -378,13 +378,12 @@ def _adopt_from_nearby_shards(cache, video_ids: list[str], reusable) -> None:
         if (own := cache.load(video_id)) is not None and reusable(own):
             continue
         for record in cache.nearby(video_id):
-            if record.get("status") == "ok" and reusable(record) and record.get("in_place"):
-                cache.save(video_id, record)
-                break
             if record.get("status") == "ok" and reusable(record):
-                target = cache.root / Path(record["file"]).name
-                link_file(record["file"], target)
-                cache.save(video_id, {**record, "file": target.as_posix()})
+                if not record.get("in_place"):  # a video read in place has no file of ours
+                    target = cache.root / Path(record["file"]).name
+                    link_file(record["file"], target)
+                    record = {**record, "file": target.as_posix()}
+                cache.save(video_id, record)
                 break
 
 
