@@ -3,6 +3,7 @@ from a local S3 server (moto) and the loopback HTTP server, and the damaged ones
 
 import gzip
 import io
+import os
 import tarfile
 from pathlib import Path
 
@@ -229,6 +230,15 @@ def test_a_rerun_takes_the_members_from_the_cache(tmp_path, clip_archive, monkey
     monkeypatch.setattr(archives, "read_members", lambda *a, **k: pytest.fail("the archive was read again"))
     again, _ = run_shard(tmp_path, str(path), str(csv))
     assert again.drop(columns="seconds").equals(first.drop(columns="seconds"))
+
+
+def test_a_local_archive_replaced_since_is_read_again(tmp_path, videos):
+    archive = build_archive(tmp_path / "a.tar", {"clip.mp4": videos["h264.mp4"].read_bytes()})
+    first, _ = run_shard(tmp_path, str(archive))
+    build_archive(archive, {"clip.mp4": videos["vp9.webm"].read_bytes()})
+    os.utime(archive, ns=(archive.stat().st_atime_ns, archive.stat().st_mtime_ns + 10**9))
+    again, _ = run_shard(tmp_path, str(archive))
+    assert Path(again.iloc[0]["file"]).read_bytes() == videos["vp9.webm"].read_bytes()
 
 
 def damaged(tmp_path, videos):

@@ -365,9 +365,18 @@ def ingest_archive(source: dict, cache, settings: ArchiveSettings, retries: int 
     as ``<id>.<ext>``; a rerun takes the members an earlier run finished and fetches
     the archive again only when a member is missing. A fetched copy is removed at the
     end when ``settings.cleanup`` is on; a local archive is read in place."""
+    from video_miner.shardjob import file_identity
+
     archive_id, location = source["video_id"], source["location"]
     remote = is_remote(location)
+    # A local archive replaced since (Snakemake reruns the job: it is an input) is read
+    # again whole; a remote one is taken to be immutable (a new version, a new name).
+    identity = None if remote else file_identity(location)
     done = cache.load(archive_id)
+    if done is not None and done.get("identity") != identity:
+        for member_id in done["members"]:
+            cache.forget(member_id)
+        done = None
 
     def finished(member_id: str) -> dict | None:
         record = cache.load(member_id)
@@ -436,7 +445,8 @@ def ingest_archive(source: dict, cache, settings: ArchiveSettings, retries: int 
                 problem = f"no videos in the archive ({others} other files; videos end in {', '.join(settings.extensions)})"
             log.info("%s: %d videos, %d other files passed over%s", redact(location), len(members), others,
                      f"; {problem}" if problem else "")
-            cache.save(archive_id, {"members": [m["video_id"] for m in members], "problem": problem})
+            cache.save(archive_id, {"members": [m["video_id"] for m in members], "problem": problem,
+                                    "identity": identity})
             if remote and settings.cleanup:
                 copy.unlink(missing_ok=True)
         except ArchiveError as exc:
