@@ -6,13 +6,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
 
-from video_miner.export import write_dataset
+from video_miner.export import PROVENANCE, write_dataset
 from video_miner.logs import log_to_file
 from video_miner.splits import split_frames
 from video_miner.tables.video import VIDEO
 
 log_to_file(snakemake.log[0])
-videos = VIDEO.read(list(snakemake.input.videos), columns=["location", "title"])
+# Every column, then the ones the dataset carries: tables written before archives were
+# inputs have no provenance columns.
+videos = VIDEO.read(list(snakemake.input.videos)).reindex(columns=["video_id", *PROVENANCE])
 result = write_dataset(snakemake.output[0], split_frames(snakemake.input.frames),
                        videos.set_index("video_id").to_dict("index"))
 logging.info("dataset: %d images %s", result["images"], result["splits"])
