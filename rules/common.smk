@@ -121,6 +121,8 @@ INPUT_KEYS = (
     "url_files",
     "local_videos",
     "local_extensions",
+    "local_images",
+    "image_extensions",
     "video_sheet",
     "search",
 )

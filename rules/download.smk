@@ -21,5 +21,6 @@ rule download:
         local_mode=config["local_mode"],
         keep_videos=KEEP_VIDEOS,
         cache=stage("download").cache(),
+        image_extensions=config["image_extensions"],
     script:
         "../scripts/download.py"

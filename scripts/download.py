@@ -23,6 +23,7 @@ table, record = download_shard(
     snakemake.params.keep_videos,
     workers=snakemake.resources.downloads,
     limits=Limits.from_config(snakemake.params.limits),
+    image_extensions=snakemake.params.image_extensions,
 )
 record["seconds"] = round(time.perf_counter() - started, 3)
 VIDEO.write(snakemake.output.table, table, record)
