@@ -192,11 +192,11 @@ def _profile_path(profile: str) -> Path:
 
 def _snakemake(workdir, config_files, profile, args) -> int:
     """Run the workflow in ``workdir`` in a Snakemake process of its own."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+    # Targets and the user's arguments before --configfile, which takes every word after it.
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args,
            "--profile", str(_profile_path(profile))]
-    for path in config_files:
-        cmd += ["--configfile", str(Path(path).resolve())]
-    cmd += list(args)
+    if config_files:  # one --configfile with every file: a second one would replace the first
+        cmd += ["--configfile", *(str(Path(path).resolve()) for path in config_files)]
     click.echo(" ".join(cmd), err=True)
     return subprocess.call(cmd, env=os.environ.copy())
 

@@ -47,9 +47,10 @@ def output_name(image: str | None, frame_path: str, video_id: str, roots: list[s
 
 
 def collect_kept(workdir: str | os.PathLike, name: str, output: str | os.PathLike, inputs: list[str]) -> dict:
-    """Copy the images stage ``name`` kept into ``output`` and write its table there as
-    ``<stage>.parquet`` (every row, kept or not, with its reason; ``file``: the kept image's
-    path in ``output``). Images a former command put there are replaced."""
+    """Copy the images stage ``name`` kept (as its funnel counts them: detection's, those
+    with detections) into ``output`` and write its table there as ``<stage>.parquet``
+    (every row, kept or not, with its reason; ``file``: the kept image's path in
+    ``output``). Images a former command put there are replaced."""
     from video_miner.registry import run_config
     from video_miner.shardjob import link_file
 
@@ -65,9 +66,11 @@ def collect_kept(workdir: str | os.PathLike, name: str, output: str | os.PathLik
         for old in pq.read_table(table_path, columns=["file"]).column("file").to_pylist():
             if old:
                 Path(output, old).unlink(missing_ok=True)
+    # What the stage keeps as the funnel counts it: detection's frames with detections.
+    counted = stage(name).counted
     files = []
     for frame, video, path, kept in zip(*(table.column(c).to_pylist() for c in ("frame_id", "video_id", "path",
-                                                                                "kept"))):
+                                                                                counted))):
         if not kept:
             files.append(None)
             continue
