@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -151,6 +152,7 @@ def _execute(args, targets: Sequence[str]) -> None:
     from snakemake.settings import types as settings
     from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 
+    _usable_stdout()
     executor = args.executor or "local"
     executor_plugin = ExecutorPluginRegistry().get_plugin(executor)
     with SnakemakeApi(settings.OutputSettings(quiet=args.quiet, printshellcmds=args.printshellcmds,
@@ -176,6 +178,18 @@ def _execute(args, targets: Sequence[str]) -> None:
                                                           latency_wait=args.latency_wait, retries=args.retries),
             executor_settings=executor_plugin.get_settings(args),
         )
+
+
+def _usable_stdout() -> None:
+    """Snakemake hands its jobs the ``sys.stdout`` of its import; one without a file
+    descriptor (a test runner's, a notebook's) fails every job: use the process's own."""
+    import importlib
+
+    shell = importlib.import_module("snakemake.shell")  # the module: ``snakemake.shell`` is its class
+    try:
+        shell.STDOUT.fileno()
+    except (AttributeError, OSError, ValueError):
+        shell.STDOUT = sys.__stdout__
 
 
 def _result(workdir: Path, error: str | None, dry_run: bool) -> RunResult:
