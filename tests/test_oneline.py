@@ -147,93 +147,97 @@ def test_a_bad_flag_value_names_the_flag(tmp_path, videos):
 
 
 @pytest.fixture(scope="module")
-def flag_run(tmp_path_factory, videos):
-    """``video-miner run`` on one local video with flags only: no YAML file."""
-    workdir = tmp_path_factory.mktemp("flags")
-    result = CliRunner().invoke(main, ["run", "-i", str(videos["h264.mp4"]), "-o", str(workdir),
-                                       "--sampling", "time", "--every-seconds", "1", "--stages", "extract",
-                                       "--", "--cores", "2", "--quiet"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return workdir
-
-
-def test_flags_only_run_records_its_flags_in_the_run_config(flag_run, videos):
-    recorded = yaml.safe_load((flag_run / "results" / "run_config.yaml").read_text())
-    assert recorded["local_videos"] == [str(videos["h264.mp4"])]
-    assert recorded["extract"]["strategy"] == "time" and recorded["extract"]["every_seconds"] == 1
-    assert not recorded["dedup"]["enabled"] and not recorded["filter"]["enabled"]
-    status = pd.read_csv(flag_run / "results" / "status.tsv", sep="\t")
-    assert status["status"].tolist() == ["complete"] and status["frames_extracted"].tolist() == [3]
-
-
-def test_api_reruns_a_recorded_config_to_the_same_results_twice_in_one_process(flag_run, tmp_path):
-    from video_miner import api
-
-    cwd, root_handlers = os.getcwd(), list(logging.getLogger().handlers)
-    first = api.run(flag_run / "results" / "run_config.yaml", tmp_path / "again", cores=2)
-    assert first.ok, first.error
-    assert os.getcwd() == cwd and logging.getLogger().handlers == root_handlers
-    assert (first.videos_total, first.videos_ok, first.frames_extracted) == (1, 1, 3)
-    assert first.frames_passed_filter is None  # the filter did not run
-    assert yaml.safe_load(first.outputs["run_config"].read_text()) == yaml.safe_load(
-        (flag_run / "results" / "run_config.yaml").read_text())
-
-    def frames(workdir):
-        table = pd.read_parquet(workdir / "results" / "splits" / "frames.parquet")
-        return table[["video_id", "frame_index", "timestamp_s", "split"]].reset_index(drop=True)
-
-    pd.testing.assert_frame_equal(frames(first.workdir), frames(flag_run))
-    second = api.run(flag_run / "results" / "run_config.yaml", tmp_path / "again", cores=2)  # nothing left to do
-    assert second.ok and second.frames_extracted == 3 and os.getcwd() == cwd
-    assert api.status(tmp_path / "again")["status"].tolist() == ["complete"]
-    with pytest.raises(AttributeError, match="frames_extracted"):
-        second.frames_extracte
-
-
-def test_stage_commands_chain_on_an_image_folder(photos, tmp_path, tiny_models):
-    """filter -> deduplicate -> detect, each on the former's output: the kept images keep
-    their paths (and so their keys), with each stage's table beside them."""
-    runner = CliRunner()
-    cores = ["--", "--cores", "2", "--quiet"]
-    filtered, unique, detected = tmp_path / "filtered", tmp_path / "unique", tmp_path / "detected"
-    steps = [
-        ["filter", "-i", str(photos), "-o", str(filtered), "-k", "cat", "--filter-model", str(tiny_models["siglip2"]),
-         "--threshold", "0", *cores],
-        ["deduplicate", "-i", str(filtered), "-o", str(unique), "--dedup-model", str(tiny_models["dinov2"]),
-         "--threshold", "0.99", *cores],
-    ]
-    detector = tmp_path / "detector.yaml"
+def chain(tmp_path_factory, photos, videos, tiny_models) -> dict[str, Path]:
+    """filter -> deduplicate -> detect, each on the former's output, from flags only (the
+    detector's tiny checkpoint from a -c file): the first on the image folder and a local
+    video."""
+    root = tmp_path_factory.mktemp("chain")
+    out = {name: root / name for name in ("filtered", "unique", "detected")}
+    detector = root / "detector.yaml"
     detector.write_text(yaml.safe_dump({"detection": {"model": str(tiny_models["owlv2"])}}))
-    steps.append(["detect", "-i", str(unique), "-o", str(detected), "-k", "cat", "--detector", "owlv2",
-                  "-c", str(detector), "--threshold", "0", *cores])
+    cores = ["--", "--cores", "2", "--quiet"]
+    steps = [
+        ["filter", "-i", str(photos), "-i", str(videos["h264.mp4"]), "-o", str(out["filtered"]), "-k", "cat",
+         "--filter-model", str(tiny_models["siglip2"]), "--threshold", "0", "--sampling", "time",
+         "--every-seconds", "1", *cores],
+        ["deduplicate", "-i", str(out["filtered"]), "-o", str(out["unique"]), "--dedup-model",
+         str(tiny_models["dinov2"]), "--threshold", "0.99", *cores],
+        ["detect", "-i", str(out["unique"]), "-o", str(out["detected"]), "-k", "cat", "--detector", "owlv2",
+         "-c", str(detector), "--threshold", "0", *cores],
+    ]
     for args in steps:
-        result = runner.invoke(main, args, catch_exceptions=False)
+        result = CliRunner().invoke(main, args, catch_exceptions=False)
         assert result.exit_code == 0, result.output
-    readable = {"astronaut.jpg", "cat.png", "sub/coffee.webp", "sub/rocket.JPG"}
-    assert {p.relative_to(filtered).as_posix() for p in filtered.rglob("*") if p.is_file()
-            and ".video-miner" not in p.parts} == readable | {"filter.parquet"}
+    return out
+
+
+def _outputs(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.suffix != ".parquet"
+            and ".video-miner" not in p.parts}
+
+
+def test_flags_are_recorded_in_the_run_config(chain, photos, videos):
+    recorded = yaml.safe_load((chain["filtered"] / ".video-miner" / "results" / "run_config.yaml").read_text())
+    assert recorded["local_videos"] == [str(videos["h264.mp4"])] and recorded["local_images"] == [str(photos)]
+    assert recorded["extract"]["strategy"] == "time" and recorded["extract"]["every_seconds"] == 1
+    assert recorded["filter"]["classes"] == ["a photo of a cat"] and recorded["filter"]["threshold"] == 0
+    assert not recorded["dedup"]["enabled"] and not recorded["detection"]["enabled"]
+
+
+def test_stage_commands_chain_on_an_image_folder(chain, photos):
+    """The kept images keep their paths (and so their keys), with each stage's table
+    beside them; a video's frames go under its id."""
+    filtered, unique, detected = chain["filtered"], chain["unique"], chain["detected"]
     table = pd.read_parquet(filtered / "filter.parquet")
-    assert set(table["file"].dropna()) == readable and table["kept"].all()
+    video_frames = {f for f in table["file"].dropna() if f.startswith("file-")}
+    readable = {"astronaut.jpg", "cat.png", "sub/coffee.webp", "sub/rocket.JPG"}
+    assert len(video_frames) == 3 and _outputs(filtered) == readable | video_frames and table["kept"].all()
     # the unreadable image is recorded with its reason, in the run's extraction and status
-    extract = pd.concat(pd.read_parquet(p) for p in (filtered / ".video-miner" / "results" / "extract").glob("*.parquet"))
+    work = filtered / ".video-miner" / "results"
+    extract = pd.concat(pd.read_parquet(p) for p in (work / "extract").glob("*.parquet"))
     bad = extract[~extract["kept"]]
     assert bad["image"].str.endswith("sub/broken.jpg").all() and bad["reason"].str.startswith("unreadable image").all()
-    status = pd.read_csv(filtered / ".video-miner" / "results" / "status.tsv", sep="\t")
-    assert sorted(status["decode_errors"]) == [0, 1] and set(status["source"]) == {"images"}
+    status = pd.read_csv(work / "status.tsv", sep="\t")
+    assert sorted(status["decode_errors"]) == [0, 0, 1] and set(status["status"]) == {"complete"}
+    assert sorted(status["source"]) == ["images", "images", "local"]
     # keys survive the chain: the same image has the same frame_index in every table
     keys = {t: dict(zip(pd.read_parquet(d / f"{t}.parquet")["file"], pd.read_parquet(d / f"{t}.parquet")["frame_index"]))
             for t, d in (("filter", filtered), ("dedup", unique), ("detect", detected))}
-    for name, index in keys["dedup"].items():
-        if name:
-            assert keys["filter"][name] == index
+    later = [(name, index) for t in ("dedup", "detect") for name, index in keys[t].items() if name in readable]
+    assert later and all(keys["filter"][name] == index for name, index in later)
     detections = pd.read_parquet(detected / "detect.parquet")
-    assert set(detections.loc[detections["has_detections"], "file"]) == {
-        p.relative_to(detected).as_posix() for p in detected.rglob("*") if p.suffix != ".parquet" and p.is_file()
-        and ".video-miner" not in p.parts}
+    assert set(detections.loc[detections["has_detections"], "file"]) == _outputs(detected)
     from video_miner import api
 
     coco = api.load_coco(detected / ".video-miner")
     assert len(coco["images"]) == len(detections) and {c["name"] for c in coco["categories"]} == {"cat"}
     # grouped by folder: the splits keep each folder's images together
     splits = pd.read_parquet(detected / ".video-miner" / "results" / "splits" / "frames.parquet")
-    assert splits.groupby("video_id")["split"].nunique().max() == 1
+    assert splits.groupby("video_id")["split"].nunique().max() == 1 and splits["video_id"].nunique() == 3
+
+
+def test_api_reruns_a_recorded_config_to_the_same_results_twice_in_one_process(chain, tmp_path):
+    from video_miner import api
+
+    recorded = chain["filtered"] / ".video-miner" / "results" / "run_config.yaml"
+    cwd, root_handlers = os.getcwd(), list(logging.getLogger().handlers)
+    first = api.run(recorded, tmp_path / "again", cores=2)
+    assert first.ok, first.error
+    assert os.getcwd() == cwd and logging.getLogger().handlers == root_handlers
+    assert (first.videos_total, first.videos_ok, first.frames_extracted, first.frames_decode_errors) == (3, 3, 7, 1)
+    assert first.frames_unique is None  # dedup did not run
+    assert yaml.safe_load(first.outputs["run_config"].read_text()) == yaml.safe_load(recorded.read_text())
+
+    def frames(workdir):
+        table = pd.read_parquet(workdir / "results" / "splits" / "frames.parquet")
+        scores = pd.concat(pd.read_parquet(p) for p in (workdir / "results" / "filter").glob("*.parquet"))
+        table = table.merge(scores[["frame_id", "score:a photo of a cat"]], on="frame_id")
+        return table[["video_id", "frame_index", "timestamp_s", "split", "score:a photo of a cat"]].sort_values(
+            ["video_id", "frame_index"]).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(frames(first.workdir), frames(recorded.parents[1]))
+    second = api.run(recorded, tmp_path / "again", cores=2)  # nothing left to do
+    assert second.ok and second.frames_extracted == 7 and os.getcwd() == cwd
+    assert api.status(tmp_path / "again")["status"].tolist() == ["complete"] * 3
+    with pytest.raises(AttributeError, match="frames_extracted"):
+        second.frames_extracte

@@ -67,7 +67,9 @@ def classify_inputs(paths: Iterable[str], video_extensions: Iterable[str], image
         if path.is_file():
             lists["local_videos"].append(entry)
         elif path.is_dir():
-            has_videos = any(p.suffix.lower() in video_exts and p.is_file() for p in path.rglob("*"))
+            # Hidden folders are no input (a stage command's work folder in its output holds videos).
+            has_videos = any(p.suffix.lower() in video_exts and p.is_file() for p in path.rglob("*")
+                             if not any(part.startswith(".") for part in p.relative_to(path).parts))
             has_images = bool(image_folders(path, image_extensions))
             if has_videos:
                 lists["local_videos"].append(entry)
