@@ -225,8 +225,19 @@ def status(workdir: str | os.PathLike = ".", config: dict | str | os.PathLike | 
         config = run_config(workdir)
         if config is None:
             raise FileNotFoundError(f"no results/run_config.yaml in {workdir}: pass the run's config")
-    elif not isinstance(config, dict) or "search" not in config:
-        config = load_config(_config_files(config, Path(workdir).resolve()), workdir)
+    elif isinstance(config, dict):
+        import copy
+
+        from snakemake.utils import validate
+
+        from video_miner.config import check_config
+        from video_miner.defaults import SCHEMA_PATH
+
+        config = copy.deepcopy(config)
+        check_config(config, SCHEMA_PATH, workdir)
+        validate(config, str(SCHEMA_PATH), set_default=True)
+    else:
+        config = load_config([config], workdir)
     return video_statuses(config, workdir)
 
 
