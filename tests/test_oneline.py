@@ -18,7 +18,8 @@ from video_miner.cli import main
 from video_miner.config import load_config
 from video_miner.extract import ExtractOptions
 from video_miner.flags import flags_config, name_flags, stage_switches
-from video_miner.images import extract_images, folder_images, image_folders, image_key
+from video_miner.extract import extract_images
+from video_miner.images import folder_images, image_folders, image_key
 from video_miner.sources import collect_videos
 from video_miner.stages import enabled_stages
 

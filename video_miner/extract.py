@@ -16,18 +16,18 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import av
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from PIL import Image
+from PIL import Image, ImageOps
 
 from video_miner.defaults import section_defaults
 from video_miner.fsutil import atomic_path
 from video_miner.ids import frame_id
-from video_miner.images import KIND, extract_images, folder_identity
+from video_miner.images import KIND, folder_identity, folder_images, image_key
 from video_miner.video import FrameIndex, VideoError, build_frame_index, count_decode_pass, open_video
 from video_miner.workers import Isolation, Limits
 
@@ -365,6 +365,61 @@ def extract_video(path: str | os.PathLike, out_dir: str | os.PathLike, video_id:
         writer.close()
     return ExtractResult(writer.rows, "failed" if reason else "ok", reason, frames_in_video,
                          stats.decoded, stats.errors, round(time.perf_counter() - started, 3))
+
+
+def _normalised(path: Path, max_side: int | None):
+    """The image upright (EXIF orientation applied), in RGB, at most ``max_side`` pixels
+    on its longer side: what extraction writes for a video frame too."""
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image)
+        if image.mode != "RGB":
+            # Transparency over white, not black: a cut-out object stays visible.
+            if image.mode in ("RGBA", "LA", "P"):
+                rgba = image.convert("RGBA")
+                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                image = Image.alpha_composite(background, rgba).convert("RGB")
+            else:
+                image = image.convert("RGB")
+        else:
+            image.load()
+    if max_side and max(image.size) > max_side:
+        scale = max_side / max(image.size)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             Image.Resampling.LANCZOS)
+    return image
+
+
+def extract_images(folder: str | os.PathLike, out_dir: str | os.PathLike, video_id: str, options: ExtractOptions,
+                   extensions: Iterable[str]) -> ExtractResult:
+    """The images of one folder as frames in ``out_dir`` (``options``: the extraction's
+    image format, quality and size). An image that cannot be read is a row that is not
+    kept, with the reason; the folder fails only when no image is readable. Never raises."""
+    started = time.perf_counter()
+    folder, out_dir = Path(folder), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = folder_images(folder, extensions)
+    fmt = IMAGE_FORMATS[options.image_format]
+    kwargs = {"compress_level": 1} if fmt == "PNG" else {"quality": options.quality}
+    rows, unreadable = [], 0
+    for name in names:
+        index = image_key(name)
+        row = {"video_id": video_id, "frame_index": index, "frame_id": frame_id(video_id, index),
+               "timestamp_s": 0.0, "keyframe": True, "clip_id": None, "image": (folder / name).as_posix()}
+        try:
+            image = _normalised(folder / name, options.max_side)
+            path = out_dir / f"{index:08d}.{options.image_format}"
+            with atomic_path(path, suffix=path.suffix) as tmp:
+                image.save(tmp, format=fmt, **kwargs)
+        except Exception as exc:  # Pillow raises many kinds for a broken or odd file
+            unreadable += 1
+            reason = f"unreadable image: {type(exc).__name__}: {exc}"[:300]
+            rows.append({**row, "width": 0, "height": 0, "path": "", "kept": False, "reason": reason})
+            continue
+        rows.append({**row, "width": image.width, "height": image.height, "path": path.as_posix()})
+    readable = len(names) - unreadable
+    reason = None if readable else ("no readable images" if names else "no images in the folder")
+    return ExtractResult(rows, "failed" if reason else "ok", reason, len(names), readable, unreadable,
+                         round(time.perf_counter() - started, 3))
 
 
 def videos_to_extract(downloads: pd.DataFrame, probed: pd.DataFrame) -> pd.DataFrame:
