@@ -108,9 +108,12 @@ def test_images_become_upright_rgb_frames_keyed_by_name_and_unreadable_ones_keep
     rotated.convert("RGB").save(folder / "turned.jpg", exif=exif)
     rotated.save(folder / "clear.png")
     (folder / "bad.png").write_bytes(b"\x89PNG broken")
+    Image.new("RGB", (8, 8)).save(os.fsencode(folder) + b"/name\xff.jpg", format="JPEG")  # not UTF-8
     result = extract_images(folder, tmp_path / "out", "images-x", ExtractOptions(max_side=30), IMAGE_EXTS)
     rows = {Path(r["image"]).name: r for r in result.rows}
-    assert result.status == "ok" and result.decode_errors == 1 and result.frames_in_video == 3
+    assert result.status == "ok" and result.decode_errors == 2 and result.frames_in_video == 4
+    assert [r["reason"] for r in result.rows if "xff" in r["image"]] == [
+        "unreadable image: ValueError: file name is not valid UTF-8"]
     assert (rows["turned.jpg"]["width"], rows["turned.jpg"]["height"]) == (15, 30)
     assert Image.open(rows["clear.png"]["path"]).convert("RGB").getpixel((5, 5)) == (255, 255, 255)
     assert rows["bad.png"]["kept"] is False and rows["bad.png"]["reason"].startswith("unreadable image")
@@ -242,3 +245,11 @@ def test_api_reruns_a_recorded_config_to_the_same_results_twice_in_one_process(c
     assert api.status(tmp_path / "again")["status"].tolist() == ["complete"] * 3
     with pytest.raises(AttributeError, match="frames_extracted"):
         second.frames_extracte
+
+
+def test_a_kept_image_keeps_its_path_under_its_input_folder_and_a_video_frame_goes_under_its_video(tmp_path):
+    from video_miner.stagecommand import output_name
+
+    roots = [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert output_name(str(tmp_path / "b" / "x" / "1.png"), "ignored", "images-1", roots) == "x/1.png"
+    assert output_name(None, "results/extract/s/file-1/00000030.jpg", "file-1", roots) == "file-1/00000030.jpg"

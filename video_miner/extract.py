@@ -403,9 +403,13 @@ def extract_images(folder: str | os.PathLike, out_dir: str | os.PathLike, video_
     rows, unreadable = [], 0
     for name in names:
         index = image_key(name)
+        source = (folder / name).as_posix()
         row = {"video_id": video_id, "frame_index": index, "frame_id": frame_id(video_id, index),
-               "timestamp_s": 0.0, "keyframe": True, "clip_id": None, "image": (folder / name).as_posix()}
+               "timestamp_s": 0.0, "keyframe": True, "clip_id": None,
+               "image": source.encode("utf-8", "backslashreplace").decode("utf-8")}
         try:
+            if row["image"] != source:  # undecodable bytes in the name: no table can hold it
+                raise ValueError("file name is not valid UTF-8")
             image = _normalised(folder / name, options.max_side)
             path = out_dir / f"{index:08d}.{options.image_format}"
             with atomic_path(path, suffix=path.suffix) as tmp:

@@ -93,10 +93,10 @@ def stage_switches(names: Iterable[str]) -> dict:
     if unknown:
         raise ValueError(f"--stages: unknown stage(s) {', '.join(unknown)}; known: {', '.join(BY_NAME)}")
     config: dict = {}
-    for current in STAGES:
-        if current.switch:
-            on = any(s.name in names for s in STAGES if s.switch == current.switch and s.name != "verify")
-            _set(config, (current.switch, "enabled"), on or bool(config.get(current.switch, {}).get("enabled")))
+    for switch in dict.fromkeys(s.switch for s in STAGES if s.switch):
+        # embed and dedup share one switch; verify has detection's and a switch of its own
+        on = any(s.name in names for s in STAGES if s.switch == switch and s.name != "verify")
+        _set(config, (switch, "enabled"), on)
     config["detection"]["verify"] = "verify" in names
     if "verify" in names:
         config["detection"]["enabled"] = True
