@@ -5,6 +5,7 @@ import time
 from snakemake.exceptions import WorkflowError
 
 from video_miner.ids import query_slug
+from video_miner.images import KIND as IMAGES, folder_images
 from video_miner.models import is_local_model, job_gpus
 from video_miner.splits import active_splits, full_ratios
 from video_miner.sources import (
@@ -240,6 +241,18 @@ def get_download_input(wildcards):
         sources[v].location
         for v in shards()[wildcards.shard]
         if sources[v].kind == "local"
+    ] + image_folder_files(wildcards.shard)
+
+
+def image_folder_files(shard):
+    """The images of a shard's image folders: inputs, so an image added, changed or
+    removed reruns the shard (a folder's own time does not see a changed image)."""
+    sources = videos().videos
+    return [
+        os.path.join(sources[v].location, name)
+        for v in shards()[shard]
+        if sources[v].kind == IMAGES
+        for name in folder_images(sources[v].location, config["image_extensions"])
     ]
 
 

@@ -220,7 +220,7 @@ def test_stage_commands_chain_on_an_image_folder(chain, photos):
     assert splits.groupby("video_id")["split"].nunique().max() == 1 and splits["video_id"].nunique() == 3
 
 
-def test_api_reruns_a_recorded_config_to_the_same_results_twice_in_one_process(chain, tmp_path):
+def test_api_reruns_a_recorded_config_to_the_same_results_twice_in_one_process(chain, photos, tmp_path):
     from video_miner import api
 
     recorded = chain["filtered"] / ".video-miner" / "results" / "run_config.yaml"
@@ -239,9 +239,18 @@ def test_api_reruns_a_recorded_config_to_the_same_results_twice_in_one_process(c
         return table[["video_id", "frame_index", "timestamp_s", "split", "score:a photo of a cat"]].sort_values(
             ["video_id", "frame_index"]).reset_index(drop=True)
 
-    pd.testing.assert_frame_equal(frames(first.workdir), frames(recorded.parents[1]))
-    second = api.run(recorded, tmp_path / "again", cores=2)  # nothing left to do
-    assert second.ok and second.frames_extracted == 7 and os.getcwd() == cwd
+    before = frames(first.workdir)
+    pd.testing.assert_frame_equal(before, frames(recorded.parents[1]))
+    # An image added to a folder: the rerun takes it in, and no other image's key moves.
+    Image.new("RGB", (40, 30), (0, 200, 0)).save(photos / "added.png")
+    try:
+        second = api.run(recorded, tmp_path / "again", cores=2)
+    finally:
+        (photos / "added.png").unlink()
+    assert second.ok and second.frames_extracted == 8 and os.getcwd() == cwd
+    after = frames(second.workdir)
+    assert len(after) == 8 and set(map(tuple, before[["video_id", "frame_index"]].values)) < set(
+        map(tuple, after[["video_id", "frame_index"]].values))
     assert api.status(tmp_path / "again")["status"].tolist() == ["complete"] * 3
     with pytest.raises(AttributeError, match="frames_extracted"):
         second.frames_extracte
