@@ -5,6 +5,7 @@ import time
 from snakemake.exceptions import WorkflowError
 
 from video_miner.ids import query_slug
+from video_miner.images import KIND as IMAGES, folder_images
 from video_miner.models import is_local_model, job_gpus
 from video_miner.splits import active_splits, full_ratios
 from video_miner.sources import (
@@ -129,6 +130,8 @@ INPUT_KEYS = (
     "url_files",
     "local_videos",
     "local_extensions",
+    "local_images",
+    "image_extensions",
     "video_sheet",
     "archives",
     "search",
@@ -242,7 +245,7 @@ def frame_stage_input(name, wildcards):
 
 def get_download_input(wildcards):
     """Local videos, archives and their CSVs are inputs, so a rule may produce them (the
-    demo's videos)."""
+    demo's videos); so are the images of the shard's image folders."""
     collection = videos()
     members = shards()[wildcards.shard]
     local = [
@@ -250,7 +253,23 @@ def get_download_input(wildcards):
         for v in members
         if collection.videos[v].kind == "local"
     ]
-    return local + archive_inputs(collection, members)
+    return (
+        local
+        + image_folder_files(wildcards.shard)
+        + archive_inputs(collection, members)
+    )
+
+
+def image_folder_files(shard):
+    """The images of a shard's image folders: inputs, so an image added, changed or
+    removed reruns the shard (a folder's own time does not see a changed image)."""
+    sources = videos().videos
+    return [
+        os.path.join(sources[v].location, name)
+        for v in shards()[shard]
+        if sources[v].kind == IMAGES
+        for name in folder_images(sources[v].location, config["image_extensions"])
+    ]
 
 
 def get_download_sources(wildcards):

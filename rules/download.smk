@@ -22,5 +22,6 @@ rule download:
         archives=get_download_archives,
         keep_videos=KEEP_VIDEOS,
         cache=stage("download").cache(),
+        image_extensions=config["image_extensions"],
     script:
         "../scripts/download.py"

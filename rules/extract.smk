@@ -18,5 +18,6 @@ rule extract:
         options=config["extract"],
         limits=STAGE_LIMITS["extract"],
         cache=stage("extract").cache(),
+        image_extensions=config["image_extensions"],
     script:
         "../scripts/extract.py"

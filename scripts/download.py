@@ -25,6 +25,7 @@ table, record = download_shard(
     workers=snakemake.resources.downloads,
     limits=Limits.from_config(snakemake.params.limits),
     archives=ArchiveSettings.from_params(snakemake.params.archives) if snakemake.params.archives else None,
+    image_extensions=snakemake.params.image_extensions,
 )
 record["seconds"] = round(time.perf_counter() - started, 3)
 VIDEO.write(snakemake.output.table, table, record)

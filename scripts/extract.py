@@ -16,7 +16,7 @@ from video_miner.workers import Limits
 
 log_to_file(snakemake.log[0])
 started = time.perf_counter()
-videos = videos_to_extract(VIDEO.read_kept(snakemake.input.downloads, columns=["file", "location", "filesize"]),
+videos = videos_to_extract(VIDEO.read_kept(snakemake.input.downloads, columns=["source", "file", "location", "filesize"]),
                            VIDEO.read_kept(snakemake.input.videos, columns=["duration_s"]))
 # Videos in parallel, one thread each: on a few cores that beats threads inside one decoder.
 options = ExtractOptions(**snakemake.params.options, threads=1)
@@ -24,7 +24,7 @@ options = ExtractOptions(**snakemake.params.options, threads=1)
 clips = CLIP.read_kept(snakemake.input.clips) if "clips" in snakemake.input.keys() else None
 table, record = extract_shard(videos, snakemake.output.frames, snakemake.params.cache, options,
                               workers=snakemake.threads, limits=Limits.from_config(snakemake.params.limits),
-                              clips=clips)
+                              clips=clips, image_extensions=snakemake.params.image_extensions)
 record["seconds"] = round(time.perf_counter() - started, 3)
 FRAME.write(snakemake.output.table, table, record)
 failed = {v: o["reason"] for v, o in record["video_outcomes"].items() if not o["ok"]}

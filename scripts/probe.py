@@ -14,7 +14,7 @@ from video_miner.workers import Limits
 
 log_to_file(snakemake.log[0])
 started = time.perf_counter()
-videos = VIDEO.read_kept(snakemake.input.videos, columns=["file", "location", "filesize"])
+videos = VIDEO.read_kept(snakemake.input.videos, columns=["source", "file", "location", "filesize"])
 table, record = probe_shard(videos, snakemake.params.cache, ProbeFilters.from_config(snakemake.params.filters),
                             snakemake.params.hash_frames, workers=snakemake.threads,
                             limits=Limits.from_config(snakemake.params.limits))

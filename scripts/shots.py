@@ -8,6 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
 
 from video_miner.extract import videos_to_extract
+from video_miner.images import KIND as IMAGES
 from video_miner.logs import log_to_file
 from video_miner.shots import ShotSettings, make_detector, shots_shard
 from video_miner.tables.clip import CLIP
@@ -16,8 +17,9 @@ from video_miner.workers import Limits
 
 log_to_file(snakemake.log[0])
 started = time.perf_counter()
-videos = videos_to_extract(VIDEO.read_kept(snakemake.input.downloads, columns=["file", "location", "filesize"]),
+videos = videos_to_extract(VIDEO.read_kept(snakemake.input.downloads, columns=["source", "file", "location", "filesize"]),
                            VIDEO.read_kept(snakemake.input.videos, columns=["duration_s"]))
+videos = videos[videos["source"] != IMAGES]  # image folders have no shots
 settings = ShotSettings.from_config(snakemake.params.settings)
 # Videos in parallel, one worker process each; a model's threads share the job's cores.
 # A worker that loads TransNetV2 on a GPU holds that device for its life (claim_gpu), so a

@@ -188,7 +188,7 @@ def test_shard_table_follows_the_contract_and_records_each_video(videos, tmp_pat
     FRAME.write(tmp_path / "t.parquet", table, record)
     written = pq.read_table(tmp_path / "t.parquet")
     assert written.column_names == ["video_id", "frame_index", "frame_id", "timestamp_s", "width", "height", "path",
-                                    "kept", "reason", "keyframe", "clip_id"]
+                                    "kept", "reason", "keyframe", "clip_id", "image"]
     assert written.column("frame_index").to_pylist() == [0, 30, 60]
     assert written.column("frame_id").to_pylist() == ["good/00000000", "good/00000030", "good/00000060"]
     assert all(Path(p).is_file() and Path(p).parent == tmp_path / "frames" / "good" for p in written.column("path").to_pylist())

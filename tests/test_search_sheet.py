@@ -265,3 +265,12 @@ def test_cli_run_calls_snakemake_with_the_projects_snakefile_and_profile(tmp_pat
     assert str(REPO / "Snakefile") in proc.stderr and str(REPO / "profiles" / "default") in proc.stderr
     assert "download" in proc.stdout and "extract" in proc.stdout
     assert not (tmp_path / "results").exists()  # a dry run
+
+
+def test_api_search_returns_the_entries_with_the_download_settings(recorded):
+    from video_miner import api
+
+    entries = api.search("glass door", 5, min_duration_s=10, download={"proxy": "socks5://127.0.0.1:9"})
+    assert [e["url"] for e in entries][:2] == ["https://www.youtube.com/watch?v=aaaaaaaaaaa",
+                                               "https://www.youtube.com/watch?v=bbbbbbbbbbb"]
+    assert recorded.params_seen[-1]["proxy"] == "socks5://127.0.0.1:9"

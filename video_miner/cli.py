@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import click
+import yaml
 
 from video_miner.config import ConfigValidationError, load_config, read_config_files
 from video_miner.fsutil import printable
@@ -188,26 +189,195 @@ def validate_config(config_files, workdir):
         click.echo(f"  rejected {printable(rejected['origin'])}: {printable(rejected['reason'])}")
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.option("--profile", default="default", show_default=True,
-              help="a folder under the project's profiles/ (default, slurm) or a path")
-@config_option
-@workdir_option
-@click.argument("snakemake_args", nargs=-1, type=click.UNPROCESSED)
-def run(profile, config_files, workdir, snakemake_args):
-    """Run the workflow with Snakemake; extra arguments go to snakemake (e.g. -n, --cores 8)."""
+def _profile_path(profile: str) -> Path:
+    return REPO / "profiles" / profile if (REPO / "profiles" / profile).is_dir() else Path(profile)
+
+
+def _snakemake(workdir, config_files, profile, args) -> int:
+    """Run the workflow in ``workdir`` in a Snakemake process of its own."""
+    # Targets and the user's arguments before --configfile, which takes every word after it.
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args,
+           "--profile", str(_profile_path(profile))]
+    if config_files:  # one --configfile with every file: a second one would replace the first
+        cmd += ["--configfile", *(str(Path(path).resolve()) for path in config_files)]
+    click.echo(" ".join(cmd), err=True)
+    return subprocess.call(cmd, env=os.environ.copy())
+
+
+def _multiple(*names, **kwargs):
+    return click.option(*names, multiple=True, **kwargs)
+
+
+# The flags that set the run's configuration (video_miner.flags maps them to config keys).
+input_options = [
+    _multiple("-i", "--input", "inputs", type=click.Path(exists=True),
+              help="a video file, or a folder of videos and/or images (scanned recursively); repeatable"),
+]
+run_input_options = [
+    _multiple("-u", "--url", "urls", help="a video URL; repeatable"),
+    _multiple("-f", "--url-file", "url_files", type=click.Path(exists=True, dir_okay=False),
+              help="a file of URLs, one per line; repeatable"),
+]
+class_options = [
+    _multiple("-k", "--class", "classes", help='an object class: filter prompt "a photo of a CLASS" and detection '
+              "class (turns both stages on); repeatable"),
+    _multiple("--filter-prompt", "filter_prompts", help="a filter prompt (instead of the --class ones); repeatable"),
+    _multiple("--detect-class", "detect_classes", help="a detection class (instead of --class); repeatable"),
+]
+model_options = [
+    click.option("--detector", help="detection backend (grounding_dino, owlv2, florence2, opencv, moondream, dinox)"),
+    click.option("--filter-model", help="filter checkpoint (SigLIP2/SigLIP): hub id or folder"),
+    click.option("--dedup-model", help='dedup embedding checkpoint; "filter" reuses the filter\'s (low memory)'),
+    click.option("--batch-size", type=int, help="images per model batch"),
+    click.option("--device", help="auto, cpu, cuda, cuda:N"),
+]
+sampling_options = [
+    click.option("--sampling", help="frame sampling: interval, time, keyframe, scene"),
+    click.option("--interval", type=int, help="every Nth frame (--sampling interval)"),
+    click.option("--every-seconds", type=float, help="one frame per this many seconds (--sampling time)"),
+]
+threshold_options = [
+    click.option("--filter-threshold", type=float, help="filter score a frame needs"),
+    click.option("--dedup-threshold", type=float, help="cosine similarity above which frames are duplicates"),
+    click.option("--detection-threshold", type=float, help="box score a detection needs"),
+]
+common_run_options = [
+    config_option,
+    click.option("--profile", default="default", show_default=True,
+                 help="a folder under the project's profiles/ (default, slurm) or a path"),
+    click.option("-n", "--dry-run", is_flag=True, help="show what would run"),
+]
+
+
+def _options(*groups):
+    def decorate(command):
+        for group in reversed(groups):
+            for option in reversed(group):
+                command = option(command)
+        return command
+    return decorate
+
+
+def _flag_values(params: dict) -> dict:
+    """The click parameters under their flags' names (video_miner.flags' keys)."""
+    names = {"inputs": "--input", "urls": "--url", "url_files": "--url-file", "classes": "--class",
+             "filter_prompts": "--filter-prompt", "detect_classes": "--detect-class", "stages": "--stages"}
+    values = {}
+    for key, value in params.items():
+        flag = names.get(key, "--" + key.replace("_", "-"))
+        values[flag] = [os.path.abspath(v) for v in value] if key in ("inputs", "url_files") else value
+    return values
+
+
+def _prepare(config_files, workdir, values: dict) -> list[str]:
+    """Check the ``-c`` files and the flags together, write the flags' settings into the
+    working directory, and return the config files the run reads (the flags' last)."""
+    from video_miner.defaults import default
+    from video_miner.flags import FLAGS_FILE, flags_config, name_flags
+
     try:  # Snakemake parses the files before the workflow's checks run, and names no line
-        read_config_files(config_files, workdir)
+        base = read_config_files(config_files, workdir)
     except ConfigValidationError as exc:
         raise click.ClickException(str(exc))
-    profile_path = REPO / "profiles" / profile if (REPO / "profiles" / profile).is_dir() else Path(profile)
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--profile", str(profile_path)]
-    for path in config_files:
-        cmd += ["--configfile", str(Path(path).resolve())]
-    cmd += list(snakemake_args)
-    click.echo(" ".join(cmd), err=True)
-    sys.exit(subprocess.call(cmd, env=os.environ.copy()))
+    exts = base.get("local_extensions", default("local_extensions"))
+    image_exts = base.get("image_extensions", default("image_extensions"))
+    flags, problems = flags_config(values, exts, image_exts)
+    if problems:
+        raise click.ClickException("\n".join(problems))
+    flags_path = Path(workdir, FLAGS_FILE)
+    files = list(config_files)
+    if flags:
+        from video_miner.fsutil import write_text_atomic
+
+        flags_path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(flags_path, yaml.safe_dump(flags, sort_keys=False))
+        files.append(str(flags_path))
+    else:
+        flags_path.unlink(missing_ok=True)  # a former run's flags are not this run's settings
+    try:
+        config = load_config(files, workdir)
+    except ConfigValidationError as exc:
+        raise click.ClickException(name_flags(str(exc), flags))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc))
+    _require_inputs(config, workdir)
+    return files
+
+
+def _require_inputs(config: dict, workdir) -> None:
+    from video_miner.sources import collect_videos
+
+    try:
+        collection = collect_videos(config, str(workdir))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc))
+    if not (collection.videos or config["search"]["queries"] or collection.rejected):
+        raise click.ClickException("no input: give videos or images with -i PATH, URLs with -u URL or -f FILE, "
+                                   "or a config file (-c) that lists some")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@_options(run_input_options, input_options, class_options, model_options, sampling_options, threshold_options)
+@click.option("--stages", multiple=True, help="the stages to run, comma-separated (e.g. filter,embed,dedup,detect): "
+              "the others off; download, probe and extract always run")
+@click.option("-o", "--output-dir", "-d", "--directory", "workdir", default=".", type=click.Path(file_okay=False),
+              help="the run's working directory (results/ is made there)")
+@_options(common_run_options)
+@click.argument("snakemake_args", nargs=-1, type=click.UNPROCESSED)
+def run(workdir, config_files, profile, dry_run, snakemake_args, **flags):
+    """Run the workflow with Snakemake, from flags, config files (-c) or both; arguments
+    after -- go to snakemake (e.g. -- --cores 8)."""
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    files = _prepare(config_files, workdir, _flag_values(flags))
+    sys.exit(_snakemake(workdir, files, profile, [*(["-n"] if dry_run else []), *snakemake_args]))
+
+
+# Stage commands: the workflow up to one frame stage on an image folder (or a former
+# stage command's output), then the kept images into the output folder.
+STAGE_COMMANDS = {
+    "filter": ("filter", "--filter-threshold", ["filter"]),
+    "deduplicate": ("dedup", "--dedup-threshold", ["embed", "dedup"]),
+    "detect": ("detect", "--detection-threshold", ["detect"]),
+}
+
+
+def _stage_command(name: str, help_text: str):
+    stage_name, threshold_flag, stages = STAGE_COMMANDS[name]
+
+    @main.command(name=name, help=help_text, context_settings={"ignore_unknown_options": True,
+                                                               "allow_extra_args": True})
+    @click.option("-i", "--input", "inputs", multiple=True, required=True, type=click.Path(exists=True),
+                  help="a folder of images (or of videos), e.g. a former stage command's output; repeatable")
+    @click.option("-o", "--output-dir", "output", required=True, type=click.Path(file_okay=False),
+                  help="where the kept images go, with the stage's table")
+    @click.option("--threshold", type=float, help=f"the stage's threshold ({threshold_flag})")
+    @click.option("--work-dir", type=click.Path(file_okay=False),
+                  help="the run's working directory (default: OUTPUT/.video-miner, kept so a rerun resumes)")
+    @_options(class_options, model_options, sampling_options, common_run_options)
+    @click.argument("snakemake_args", nargs=-1, type=click.UNPROCESSED)
+    def command(inputs, output, threshold, work_dir, config_files, profile, dry_run, snakemake_args, **flags):
+        from video_miner.stagecommand import TARGETS, collect_kept
+
+        workdir = Path(work_dir or Path(output, ".video-miner"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        values = _flag_values({"inputs": inputs, **flags, "stages": (",".join(stages),)})
+        if threshold is not None:
+            values[threshold_flag] = threshold
+        files = _prepare(config_files, workdir, values)
+        code = _snakemake(workdir, files, profile, [*(["-n"] if dry_run else []), *TARGETS[stage_name],
+                                                    *snakemake_args])
+        if code or dry_run:
+            sys.exit(code)
+        kept = collect_kept(workdir, stage_name, output, [os.path.abspath(p) for p in inputs])
+        click.echo(f"{kept['kept']} of {kept['images']} images kept in {output} ({kept['table']})")
+
+    return command
+
+
+_stage_command("filter", "Keep the images that match text prompts (-k CLASS or --filter-prompt).")
+_stage_command("deduplicate", "Keep one image of each group of near-duplicates.")
+_stage_command("detect", "Detect objects (-k CLASS) in the images: the images with detections, their boxes and "
+               "results/detections/annotations.json (COCO) in the work folder.")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -27,6 +27,7 @@ from video_miner.archives import ArchiveSettings
 from video_miner.defaults import section_defaults
 from video_miner.fsutil import safe_name
 from video_miner.ids import youtube_id
+from video_miner.images import KIND as IMAGES, folder_bytes
 from video_miner.workers import Isolation, Limits
 
 log = logging.getLogger(__name__)
@@ -341,6 +342,21 @@ def ingest_local(path: str | os.PathLike, out_dir: str | os.PathLike, video_id: 
     return record
 
 
+def ingest_image_folder(folder: str, video_id: str, extensions: Sequence[str]) -> dict:
+    """An image folder is not copied: its row records the folder (``file``) and the bytes
+    of its images; extraction reads them there."""
+    from video_miner.images import folder_images
+
+    src = Path(folder)
+    record: dict[str, Any] = {"video_id": video_id, "source": IMAGES, "title": src.name}
+    if not src.is_dir():
+        return {**record, "status": "failed", "reason": f"image folder not found: {folder}", "transient": False}
+    if not folder_images(src, extensions):
+        return {**record, "status": "failed", "reason": f"no images in {folder}", "transient": False}
+    return {**record, "status": "ok", "reason": None, "file": src.as_posix(),
+            "filesize": folder_bytes(src, extensions), "download_seconds": 0.0}
+
+
 # What the site said and the file that arrived; what the file is (codec, size, duration,
 # ...) is the probe stage's (video_miner.probe.PROBE_FIELDS).
 DOWNLOAD_FIELDS = (
@@ -403,7 +419,8 @@ def _bytes_under(folder: Path) -> int:
 def download_shard(sources: list[dict], out_dir: str | os.PathLike, cache_dir: str | os.PathLike,
                    options: DownloadOptions, local_mode: str = "link", keep_videos: bool = True,
                    workers: int = 1, limits: Limits | None = None,
-                   archives: ArchiveSettings | None = None) -> tuple[pa.Table, dict]:
+                   archives: ArchiveSettings | None = None,
+                   image_extensions: Sequence[str] = ()) -> tuple[pa.Table, dict]:
     """Fetch a shard's videos (``sources``: video_id, kind, location), ``workers`` at a
     time in worker processes under ``limits`` (default: the config's), into ``out_dir``:
     one row per video, failures with their reason. Each video is first fetched into the
@@ -428,12 +445,16 @@ def download_shard(sources: list[dict], out_dir: str | os.PathLike, cache_dir: s
         source = by_id[record["video_id"]]
         if source["kind"] == "local" and record.get("source_file") != file_identity(source["location"]):
             return False  # the user's file changed
+        if source["kind"] == IMAGES:
+            return False  # recording a folder costs a listing: done every run
         if record.get("status") != "ok":
             return not record.get("transient") and record.get("options") == all_options
         return Path(record["file"]).is_file()  # keep_videos false moved it on: fetch again
 
     def fetch(video_id: str) -> dict:
         source = by_id[video_id]
+        if source["kind"] == IMAGES:
+            return ingest_image_folder(source["location"], video_id, image_extensions)
         if source["kind"] == "local":
             record = ingest_local(source["location"], cache.root, video_id, local_mode)
             return {**record, "source_file": file_identity(source["location"])}
@@ -479,7 +500,8 @@ def _shard_rows(records: dict[str, dict], out_dir: str | os.PathLike, keep_video
         source, location = where(video_id, record)
         row.update(video_id=video_id, source=source, location=location, kept=record.get("status") == "ok",
                    reason=record.get("reason") or "", seconds=record.get("download_seconds"))
-        if row["kept"] and not record.get("in_place"):  # an in-place video stays where it is
+        # an in-place video or an image folder stays where it is
+        if row["kept"] and not record.get("in_place") and source != IMAGES:
             target = Path(out_dir, Path(record["file"]).name)
             if keep_videos:
                 link_file(record["file"], target)

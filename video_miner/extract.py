@@ -16,17 +16,18 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import av
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from PIL import Image
+from PIL import Image, ImageOps
 
 from video_miner.defaults import section_defaults
 from video_miner.fsutil import atomic_path
 from video_miner.ids import frame_id
+from video_miner.images import KIND, folder_identity, folder_images, image_key
 from video_miner.video import FrameIndex, VideoError, build_frame_index, count_decode_pass, open_video
 from video_miner.workers import Isolation, Limits
 
@@ -40,7 +41,9 @@ _NONREF_MARGIN = 8
 _DEFAULTS = section_defaults("extract")
 # The extract table's own columns, after the frame level's shared ones; ``clip_id``: the
 # clip a frame was taken for (strategy scene), else null.
-EXTRACT_FIELDS = (pa.field("keyframe", pa.bool_(), nullable=False), pa.field("clip_id", pa.string()))
+# ``image``: the source image a frame of an image folder was read from, else null.
+EXTRACT_FIELDS = (pa.field("keyframe", pa.bool_(), nullable=False), pa.field("clip_id", pa.string()),
+                  pa.field("image", pa.string()))
 
 
 @dataclass(frozen=True)
@@ -364,6 +367,65 @@ def extract_video(path: str | os.PathLike, out_dir: str | os.PathLike, video_id:
                          stats.decoded, stats.errors, round(time.perf_counter() - started, 3))
 
 
+def _normalised(path: Path, max_side: int | None):
+    """The image upright (EXIF orientation applied), in RGB, at most ``max_side`` pixels
+    on its longer side: what extraction writes for a video frame too."""
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image)
+        if image.mode != "RGB":
+            # Transparency over white, not black: a cut-out object stays visible.
+            if image.mode in ("RGBA", "LA", "P"):
+                rgba = image.convert("RGBA")
+                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                image = Image.alpha_composite(background, rgba).convert("RGB")
+            else:
+                image = image.convert("RGB")
+        else:
+            image.load()
+    if max_side and max(image.size) > max_side:
+        scale = max_side / max(image.size)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             Image.Resampling.LANCZOS)
+    return image
+
+
+def extract_images(folder: str | os.PathLike, out_dir: str | os.PathLike, video_id: str, options: ExtractOptions,
+                   extensions: Iterable[str]) -> ExtractResult:
+    """The images of one folder as frames in ``out_dir`` (``options``: the extraction's
+    image format, quality and size). An image that cannot be read is a row that is not
+    kept, with the reason; the folder fails only when no image is readable. Never raises."""
+    started = time.perf_counter()
+    folder, out_dir = Path(folder), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = folder_images(folder, extensions)
+    fmt = IMAGE_FORMATS[options.image_format]
+    kwargs = {"compress_level": 1} if fmt == "PNG" else {"quality": options.quality}
+    rows, unreadable = [], 0
+    for name in names:
+        index = image_key(name)
+        source = (folder / name).as_posix()
+        row = {"video_id": video_id, "frame_index": index, "frame_id": frame_id(video_id, index),
+               "timestamp_s": 0.0, "keyframe": True, "clip_id": None,
+               "image": source.encode("utf-8", "backslashreplace").decode("utf-8")}
+        try:
+            if row["image"] != source:  # undecodable bytes in the name: no table can hold it
+                raise ValueError("file name is not valid UTF-8")
+            image = _normalised(folder / name, options.max_side)
+            path = out_dir / f"{index:08d}.{options.image_format}"
+            with atomic_path(path, suffix=path.suffix) as tmp:
+                image.save(tmp, format=fmt, **kwargs)
+        except Exception as exc:  # Pillow raises many kinds for a broken or odd file
+            unreadable += 1
+            reason = f"unreadable image: {type(exc).__name__}: {exc}"[:300]
+            rows.append({**row, "width": 0, "height": 0, "path": "", "kept": False, "reason": reason})
+            continue
+        rows.append({**row, "width": image.width, "height": image.height, "path": path.as_posix()})
+    readable = len(names) - unreadable
+    reason = None if readable else ("no readable images" if names else "no images in the folder")
+    return ExtractResult(rows, "failed" if reason else "ok", reason, len(names), readable, unreadable,
+                         round(time.perf_counter() - started, 3))
+
+
 def videos_to_extract(downloads: pd.DataFrame, probed: pd.DataFrame) -> pd.DataFrame:
     """The videos the probe kept, with their file and origin (the download's) and their
     duration (the probe's), in id order."""
@@ -372,14 +434,16 @@ def videos_to_extract(downloads: pd.DataFrame, probed: pd.DataFrame) -> pd.DataF
 
 def extract_shard(videos: pd.DataFrame, out_dir: str | os.PathLike, cache_dir: str | os.PathLike,
                   options: ExtractOptions, workers: int = 1, limits: Limits | None = None,
-                  clips: pd.DataFrame | None = None) -> tuple[pa.Table, dict]:
+                  clips: pd.DataFrame | None = None, image_extensions: Sequence[str] = ()) -> tuple[pa.Table, dict]:
     """Sample frames of a shard's videos (``videos``: :func:`videos_to_extract`, with
     ``video_id``, ``file``, ``location``, ``filesize`` and ``duration_s``), ``workers``
     videos at a time in worker processes under ``limits`` (default: the config's), into
     ``out_dir/<video_id>/``. One row per frame; a video that cannot be decoded, hangs,
     crashes its decoder or runs out of memory has no rows and its reason in the record's
     per-video outcomes. Frames are written to the shard's cache first (a killed job keeps
-    the videos it finished) and hard-linked into ``out_dir`` at the end."""
+    the videos it finished) and hard-linked into ``out_dir`` at the end. Rows whose
+    ``source`` is ``images`` are image folders: their images are read instead (an
+    unreadable one is a row not kept, with its reason)."""
     from video_miner.shardjob import VideoCache, cached_map, link_file
     from video_miner.tables.frame import FRAME
 
@@ -402,13 +466,19 @@ def extract_shard(videos: pd.DataFrame, out_dir: str | os.PathLike, cache_dir: s
     # re-fetch of it (keep_videos: false) reuses its frames.
     sources = {v: [loc, int(size)] + ([spans[v]] if options.strategy == "scene" else []) for v, loc, size in
                zip(videos["video_id"], videos["location"], videos["filesize"])}
+    folders = set(videos.loc[videos["source"] == KIND, "video_id"]) if "source" in videos else set()
+    for video_id in folders:  # an image folder is the same when every image is
+        sources[video_id] = [sources[video_id][0], folder_identity(files[video_id], image_extensions)]
     cache = VideoCache(cache_dir, settings)
     cache.prune(files)
 
     def work(video_id: str) -> dict:
         frames_dir = cache.path(video_id)
         shutil.rmtree(frames_dir, ignore_errors=True)  # a killed attempt's partial frames
-        result = extract_video(files[video_id], frames_dir, video_id, options, [tuple(c) for c in spans[video_id]])
+        if video_id in folders:
+            result = extract_images(files[video_id], frames_dir, video_id, options, image_extensions)
+        else:
+            result = extract_video(files[video_id], frames_dir, video_id, options, [tuple(c) for c in spans[video_id]])
         outcome = {k: v for k, v in asdict(result).items() if k != "rows"}
         rows = [{**row, "path": Path(row["path"]).name} for row in result.rows]
         return {**outcome, "video_id": video_id, "source": sources[video_id], "ok": result.status == "ok", "rows": rows}
@@ -426,10 +496,12 @@ def extract_shard(videos: pd.DataFrame, out_dir: str | os.PathLike, cache_dir: s
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     for video_id, record in records.items():
         target = Path(out_dir, video_id)
-        for row in record["rows"]:
+        readable = [row for row in record["rows"] if row.get("kept", True)]
+        for row in readable:
             link_file(cache.path(video_id) / row["path"], target / row["path"])
-        rows += [{**row, "path": (target / row["path"]).as_posix(), "kept": True} for row in record["rows"]]
+        rows += [{**row, "path": (target / row["path"]).as_posix(), "kept": True} for row in readable]
+        rows += [row for row in record["rows"] if not row.get("kept", True)]  # unreadable images, with the reason
         outcomes[video_id] = {k: v for k, v in record.items() if k not in ("rows", "video_id", "source")} | {
-            "frames_extracted": len(record["rows"])}
+            "frames_extracted": len(readable)}
     table = FRAME.table(rows, *EXTRACT_FIELDS)
-    return table, {"video_outcomes": outcomes, "frames": len(rows), "options": settings}
+    return table, {"video_outcomes": outcomes, "frames": sum(r["kept"] for r in rows), "options": settings}

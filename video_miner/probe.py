@@ -21,6 +21,7 @@ import pyarrow as pa
 from PIL import Image
 
 from video_miner.defaults import section_defaults
+from video_miner.images import KIND as IMAGES
 from video_miner.tables.video import REJECTED
 from video_miner.video import VideoError, open_video
 from video_miner.workers import Isolation, Limits
@@ -244,11 +245,14 @@ def probe_shard(videos: pd.DataFrame, cache_dir: str | os.PathLike, filters: Pro
     ``file``, ``location``, ``filesize``), ``workers`` at a time in worker processes under
     ``limits``: one row per video, kept unless it cannot be probed (its reason) or
     ``filters`` reject it. Probes are cached per video; the filters apply afterwards, so
-    changing them probes nothing again."""
+    changing them probes nothing again. Image folders (``source`` ``images``) have
+    nothing to probe: kept as they are, outside the filters."""
     from video_miner.shardjob import VideoCache, cached_map
     from video_miner.tables.video import VIDEO
 
     limits = limits or Limits.from_config({})
+    folders = set(videos.loc[videos["source"] == IMAGES, "video_id"]) if "source" in videos else set()
+    videos = videos[~videos["video_id"].isin(folders)]
     files = dict(zip(videos["video_id"], videos["file"]))
     # The same video: from the same place with the same size (a re-fetch reuses its probe).
     sources = {v: [loc, int(size)] for v, loc, size in zip(videos["video_id"], videos["location"], videos["filesize"])}
@@ -283,6 +287,8 @@ def probe_shard(videos: pd.DataFrame, cache_dir: str | os.PathLike, filters: Pro
         reason = record["reason"] or rejected
         rows.append({"video_id": video_id, **row, "kept": reason is None, "reason": reason or "",
                      "rejected": rejected is not None})
+    rows += [{"video_id": v, **dict.fromkeys(PROBE_COLUMNS), "kept": True, "reason": "", "rejected": False}
+             for v in sorted(folders)]
     kept = sum(r["kept"] for r in rows)
     errors = sum(1 for r in records.values() if r["reason"])
     record = {"videos": len(rows), "kept": kept, "failed": errors, "rejected": len(rows) - kept - errors,

@@ -31,7 +31,9 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class VideoSource:
     video_id: str
-    kind: str  # "url", "local" or "archive" (a tar archive: one shard, its members its videos)
+    # "url", "local", "images" (a folder of images) or "archive" (a tar archive: one shard,
+    # its members its videos)
+    kind: str
     location: str  # normalised URL, path relative to the working directory, or an archive's fsspec URL
     origin: str  # where it was listed, e.g. "urls[3]" or "lists/a.txt:12"
     group: str  # the list it belongs to ("urls", a url file, a local_videos entry, an archive)
@@ -98,7 +100,38 @@ def input_problems(config: dict, root: str = ".") -> list[str]:
         # A listed video file that does not exist yet may be made by a rule (the demo's are).
         if not (path.is_dir() or path.is_file() or path.suffix.lower() in exts):
             problems.append(f"local_videos: {entry!r} is neither a folder nor a video file ({', '.join(sorted(exts))})")
+    return problems + image_folder_problems(config, root)
+
+
+def image_folder_problems(config: dict, root: str = ".") -> list[str]:
+    """Every ``local_images`` entry that is not a folder holding images."""
+    from video_miner.defaults import default
+    from video_miner.images import image_folders
+
+    exts = _strings(config.get("image_extensions", default("image_extensions")))
+    problems = []
+    for entry in _strings(config.get("local_images")):
+        if not Path(root, entry).is_dir():
+            problems.append(f"local_images: {entry!r} is not a folder")
+        elif not image_folders(Path(root, entry), exts):
+            problems.append(f"local_images: no images ({', '.join(sorted(exts))}) in {entry!r}")
     return problems
+
+
+def _add_image_folders(collection: VideoCollection, entry: str, root: str, extensions: Iterable[str]) -> None:
+    """A ``local_images`` entry: each folder in it (itself included) that holds images is
+    one input of kind ``images``, all in one list named after the entry."""
+    from video_miner.images import KIND, image_folders
+
+    for folder in image_folders(Path(root, entry), extensions):
+        location = normalize_path(os.path.relpath(folder, root), root)
+        try:
+            location.encode("utf-8")
+        except UnicodeEncodeError:
+            collection.reject(printable(location), entry, f"folder name is not valid UTF-8: {location!r}")
+            continue
+        video_id = "images-" + video_id_for_path(location, root).removeprefix("file-")
+        collection.add(VideoSource(video_id, KIND, location, entry, entry))
 
 
 def _unusable(path: Path, location: str) -> str | None:
@@ -158,6 +191,8 @@ def collect_videos(config: dict, root: str = ".") -> VideoCollection:
             _add_url(collection, url, f"{list_file}:{lineno}", list_file)
     for entry in config.get("local_videos") or []:
         _add_local(collection, entry, root, config.get("local_extensions") or [])
+    for entry in config.get("local_images") or []:
+        _add_image_folders(collection, entry, root, config.get("image_extensions") or [])
     _add_sheet(collection, config.get("video_sheet"), root)
     _add_archives(collection, config.get("archives") or {}, root)
     for query in (config.get("search") or {}).get("queries") or []:
