@@ -17,7 +17,7 @@ def defaults():
 
 def test_defaults_live_only_in_the_schema():
     """config/config.yaml lists the inputs to fill in, nothing the schema already sets."""
-    assert set(defaults()) == {"urls", "url_files", "local_videos"}
+    assert set(defaults()) == {"urls", "url_files", "local_videos", "local_images"}
     assert all(value == [] for value in defaults().values())
 
 
