@@ -40,6 +40,8 @@ from video_miner.apiclient import (MESSAGE_CHARS, ApiError, Malformed, RetryPoli
                                    api_key, as_api_error, call_with_retries, http_error, jpeg_data_url)
 from video_miner.defaults import section_defaults
 
+log = logging.getLogger(__name__)
+
 _API_DEFAULTS = section_defaults("detection", "api")
 _MOONDREAM_DEFAULTS = section_defaults("detection", "moondream")
 _DINOX_DEFAULTS = section_defaults("detection", "dinox")
