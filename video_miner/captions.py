@@ -286,9 +286,9 @@ class SpendLedger:
         self.path = Path(path)
         self.max_items = max_items
         self.max_total_tokens = max_total_tokens
-        self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def _update(self, change: Callable[[dict], Any]) -> Any:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_suffix(".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
@@ -557,3 +557,51 @@ def _record(items: Sequence[Item], results: dict[int, tuple[Caption, bool]]) -> 
             tokens["completion"] += caption.completion_tokens or 0
     return {**counts, "failed": failed, "tokens": {**tokens, "total": tokens["prompt"] + tokens["completion"]},
             "video_outcomes": outcomes}
+
+
+# --- what a run would send ----------------------------------------------------------------
+
+
+def _kept_count(path: str, shard: str | None = None) -> int:
+    """Kept rows of a table; of a run-wide one (with a ``shard`` column), of ``shard``."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    filters = [("shard", "==", shard)] if shard is not None and "shard" in pq.read_schema(path).names else None
+    return int(pc.sum(pq.read_table(path, columns=["kept"], filters=filters)["kept"]).as_py() or 0)
+
+
+def plan_to_send(settings: CaptionSettings, shards: dict[str, tuple[str | None, str | None, str]],
+                 cache_pattern: str) -> str:
+    """How many items the captions jobs would send, for ``snakemake -n``: per shard, its
+    (final frame table, final clip table, captions table). A shard whose captions table is
+    newer than its inputs and made with these settings sends nothing (Snakemake does not
+    run it again); otherwise every kept frame and clip it has not captioned with these
+    settings is counted (an upper bound: copies of videos are left out only when the job
+    runs). Shards whose tables do not exist yet are counted once they do."""
+    from video_miner.shardjob import fingerprint
+    from video_miner.tables import read_metadata
+
+    key = fingerprint(settings.cache_key())
+    to_send = done = unknown = 0
+    for shard, (frames, clips, captions) in shards.items():
+        sources = [p for p in (frames, clips) if p]
+        if not all(os.path.exists(p) for p in sources):
+            unknown += 1
+            continue
+        items = sum(_kept_count(p, shard) for p in sources)
+        captioned = 0
+        if os.path.exists(captions) and read_metadata(captions).get("settings_key") == key:
+            captioned = _kept_count(captions)
+            if all(os.path.getmtime(captions) >= os.path.getmtime(p) for p in sources):
+                done += captioned
+                continue
+        done += min(captioned, items)
+        to_send += max(0, items - captioned)
+    message = f"at most {to_send} items would be sent ({settings.backend}: {settings.model}); {done} captioned already"
+    if unknown:
+        message += f"; {unknown} shard(s) counted once their frames or clips exist"
+    if settings.max_items is not None:
+        ledger = SpendLedger(ledger_path(cache_pattern.replace("{shard}", "x"), settings), settings.max_items, None)
+        message += f"; captions.max_items lets {ledger.items_left()} more go out"
+    return message
