@@ -3,7 +3,7 @@ rule audio:
         unpack(get_audio_input),
     output:
         table=stage("audio").table(),
-        segments="results/audio/segments/{shard}.parquet",
+        segments=AUDIO_SEGMENTS,
     log:
         stage("audio").log(),
     benchmark:

@@ -114,10 +114,14 @@ SCORE_GPUS = MODEL_GPUS if AESTHETIC["enabled"] else 0
 CALIBRATION = config["calibration"]
 CAPTIONS = config["captions"]
 # clips is dropped (with a warning below) while the clip branch is off.
-CAPTION_TARGETS = [t for t in CAPTIONS["targets"] if t != "clips" or SHOTS]
+CAPTION_TARGETS = [
+    t for t in CAPTIONS["targets"] if CAPTIONS["enabled"] and (t != "clips" or SHOTS)
+]
 CAPTION_API = CAPTIONS["enabled"] and CAPTIONS["backend"] == "api"
 # What captions depend on and how they are sent; the key is never here, only key_env.
-CAPTION_SETTINGS = {k: v for k, v in CAPTIONS.items() if k not in ("enabled", "targets")}
+CAPTION_SETTINGS = {
+    k: v for k, v in CAPTIONS.items() if k not in ("enabled", "targets")
+}
 CAPTION_MODELS = config["models"] if not CAPTION_API else {}
 CAPTION_GPUS = 0 if CAPTION_API else MODEL_GPUS
 # Requests in flight: each job asks for max_workers of the global api_requests (a
@@ -126,6 +130,7 @@ CAPTION_GPUS = 0 if CAPTION_API else MODEL_GPUS
 CAPTION_API_REQUESTS = CAPTIONS["api"]["max_workers"] if CAPTION_API else 0
 AUDIO = config["audio"]
 AUDIO_SETTINGS = {k: v for k, v in AUDIO.items() if k != "enabled"}
+AUDIO_SEGMENTS = "results/audio/segments/{shard}.parquet"
 RUN_STARTED = time.time()  # a job log written since then belongs to this run
 UPLOAD_TARGETS = config["upload"]
 KEEP_VIDEOS = config["keep_videos"]
@@ -382,6 +387,7 @@ def get_clips_input(wildcards):
     inputs["cut"] = all_shards("results/cut/{shard}.parquet") if CLIPS["cut"] else []
     inputs["cut_files"] = all_shards("results/cut/{shard}") if CLIPS["cut"] else []
     inputs["keep"] = gate_tables()
+    inputs.update(clip_text_input())
     return inputs
 
 
@@ -433,7 +439,14 @@ def get_captions_input(wildcards):
     """The final frames and their images, and the kept clips with their videos' files,
     as the targets say."""
     shard = wildcards.shard
-    inputs = {"frames": [], "images": [], "clips": [], "probes": [], "downloads": [], "files": []}
+    inputs = {
+        "frames": [],
+        "images": [],
+        "clips": [],
+        "probes": [],
+        "downloads": [],
+        "files": [],
+    }
     if "frames" in CAPTION_TARGETS:
         inputs["frames"] = final_stage("frame", config).table(shard)
         inputs["images"] = stage("extract").files(shard)
@@ -452,7 +465,8 @@ def get_captions_input(wildcards):
 @functools.lru_cache(maxsize=1)
 def captions_plan():
     """Logged once while the DAG is built (so `snakemake -n` shows it): how many items
-    the captions jobs would send, from the tables that exist (two small reads per shard)."""
+    the captions jobs would send, from the tables that exist (two small reads per shard).
+    """
     from video_miner.captions import CaptionSettings, plan_to_send
 
     frames = final_stage("frame", config) if "frames" in CAPTION_TARGETS else None
@@ -484,8 +498,24 @@ def get_splits_input(wildcards):
     }
 
 
+def frame_text_input():
+    """The captions and audio segments the frame exports carry, when those stages run."""
+    return {
+        "captions": stage_tables("captions") if "frames" in CAPTION_TARGETS else [],
+        "segments": all_shards(AUDIO_SEGMENTS) if AUDIO["enabled"] else [],
+    }
+
+
+def clip_text_input():
+    """The captions and audio segments the clip export carries, when those stages run."""
+    return {
+        "captions": stage_tables("captions") if "clips" in CAPTION_TARGETS else [],
+        "segments": all_shards(AUDIO_SEGMENTS) if AUDIO["enabled"] else [],
+    }
+
+
 def get_coco_input(wildcards):
-    return SPLIT_FRAMES
+    return {"frames": SPLIT_FRAMES, **frame_text_input()}
 
 
 def get_visualize_input(wildcards):
@@ -501,6 +531,7 @@ def get_dataset_input(wildcards):
         "frames": SPLIT_FRAMES,
         "images": all_shards(stage("extract").files()),
         "videos": stage_tables("download"),
+        **frame_text_input(),
     }
 
 

@@ -605,3 +605,17 @@ def plan_to_send(settings: CaptionSettings, shards: dict[str, tuple[str | None, 
         ledger = SpendLedger(ledger_path(cache_pattern.replace("{shard}", "x"), settings), settings.max_items, None)
         message += f"; captions.max_items lets {ledger.items_left()} more go out"
     return message
+
+
+def read_captions(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """The rows of captions tables (frames and clips)."""
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(p, schema=CAPTION_SCHEMA) for p in paths]
+    return (pa.concat_tables(tables) if tables else CAPTION_SCHEMA.empty_table()).to_pandas()
+
+
+def clip_captions(captions: pd.DataFrame) -> dict[str, str]:
+    """Each captioned clip's caption, by clip id."""
+    made = captions[(captions["target"] == "clip") & captions["kept"].astype(bool)]
+    return dict(zip(made["clip_id"], made["caption"]))
