@@ -52,7 +52,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 
 # Model folders a rule of the workflow builds (the demo's tiny checkpoints).
-_BUILT_MODELS = re.compile(r"^(\./)?resources/models/(siglip2|siglip|dinov2|grounding_dino|owlv2|florence2|sam|clip)/?$")
+_BUILT_MODELS = re.compile(r"^(\./)?resources/models/(siglip2|siglip|dinov2|grounding_dino|owlv2|florence2|sam|clip|whisper)/?$")
 
 
 def _model_problem(key: str, model: str) -> list[str]:

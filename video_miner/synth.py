@@ -175,6 +175,7 @@ DEMO_CLIPS: dict[str, dict] = {
             Scene("chelsea", 2.0, (0.45, 0.45, 1.0), (0.4, 0.4, 1.6)),
         ),
         "seed": 2,
+        "tone_hz": 440,  # a soundtrack (a tone, no speech) for the audio stage's wiring
     },
     "street_camera": {
         "scenes": (
