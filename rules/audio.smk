@@ -2,10 +2,10 @@ rule audio:
     input:
         unpack(get_audio_input),
     output:
-        table=stage("audio").table(),
-        segments=AUDIO_SEGMENTS,
+        table="results/audio/{shard}.parquet",
+        segments="results/audio/segments/{shard}.parquet",
     log:
-        stage("audio").log(),
+        "logs/audio/{shard}.log",
     benchmark:
         "logs/benchmarks/audio/{shard}.tsv"
     conda:

@@ -2,9 +2,9 @@ rule captions:
     input:
         unpack(get_captions_input),
     output:
-        stage("captions").table(),
+        "results/captions/{shard}.parquet",
     log:
-        stage("captions").log(),
+        "logs/captions/{shard}.log",
     benchmark:
         "logs/benchmarks/captions/{shard}.tsv"
     conda:

@@ -7,11 +7,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
 
-from video_miner.audio import AudioSettings, WhisperTranscriber, transcribe_videos, write_segments
+from video_miner.audio import AudioSettings, WhisperTranscriber, transcribe_videos
 from video_miner.extract import videos_to_extract
 from video_miner.logs import log_to_file
 from video_miner.models import ModelSettings
 from video_miner.tables.video import VIDEO, kept_videos
+from video_miner.texts import write_segments
 
 log_to_file(snakemake.log[0])
 started = time.perf_counter()

@@ -6,8 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
 
-from video_miner.audio import clip_transcripts, read_segments
-from video_miner.captions import clip_captions, read_captions
+from video_miner.texts import clip_captions, clip_transcripts, read_captions, read_segments
 from video_miner.clips import clip_export, write_clip_export
 from video_miner.logs import log_to_file
 from video_miner.tables.clip import CLIP

@@ -6,9 +6,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
 
-from video_miner.audio import read_segments
-from video_miner.captions import read_captions
 from video_miner.export import with_text, write_dataset
+from video_miner.texts import read_captions, read_segments
 from video_miner.logs import log_to_file
 from video_miner.splits import split_frames
 from video_miner.tables.video import VIDEO

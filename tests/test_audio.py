@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from conftest import pattern_frames
-from video_miner.audio import (SAMPLE_RATE, AudioSettings, WhisperTranscriber, clip_transcripts, decode_audio,
-                               frame_transcripts, read_segments, transcribe_videos, windows, write_segments)
+from video_miner.audio import SAMPLE_RATE, AudioSettings, WhisperTranscriber, decode_audio, transcribe_videos, windows
+from video_miner.texts import clip_transcripts, frame_transcripts, read_segments, write_segments
 from video_miner.models import ModelSettings
 from video_miner.synth import encode_video
 

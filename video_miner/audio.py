@@ -12,27 +12,19 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from video_miner.defaults import section_defaults
-from video_miner.tables import read_metadata, write_parquet
+from video_miner.texts import SEGMENT_SCHEMA  # noqa: F401 - the segments' columns, with the stage
 from video_miner.tables.video import VIDEO
 
 log = logging.getLogger(__name__)
 
 _DEFAULTS = section_defaults("audio")
 SAMPLE_RATE = 16000
-SEGMENT_SCHEMA = pa.schema([
-    pa.field("video_id", pa.string(), nullable=False),
-    pa.field("start_s", pa.float64(), nullable=False),
-    pa.field("end_s", pa.float64(), nullable=False),
-    pa.field("text", pa.string(), nullable=False),
-    pa.field("language", pa.string()),
-])
 # The audio stage's own columns in its video table.
 AUDIO_FIELDS = (
     pa.field("has_audio", pa.bool_()),
@@ -174,52 +166,3 @@ def transcribe_videos(files: dict[str, str], cache_dir: str | os.PathLike, setti
                "no_audio": sum(r.get("has_audio") is False for r in rows),
                "failed": sum(not r["kept"] for r in rows), "segments": len(segments)}
     return table, pd.DataFrame(segments, columns=SEGMENT_SCHEMA.names), summary
-
-
-def write_segments(path: str | os.PathLike, segments: pd.DataFrame) -> None:
-    write_parquet(path, pa.Table.from_pandas(segments[SEGMENT_SCHEMA.names], schema=SEGMENT_SCHEMA,
-                                             preserve_index=False), {"segments": len(segments)})
-
-
-def read_segments(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
-    import pyarrow.parquet as pq
-
-    tables = [pq.read_table(p, schema=SEGMENT_SCHEMA) for p in paths]
-    return pa.concat_tables(tables).to_pandas() if tables else SEGMENT_SCHEMA.empty_table().to_pandas()
-
-
-def clip_transcripts(segments: pd.DataFrame, clips: pd.DataFrame) -> dict[str, str]:
-    """Each clip's transcript (``clips``: ``video_id``, ``clip_id``, ``start_s``,
-    ``end_s``): the texts of the segments of its video that overlap it (a segment that
-    only touches its start or end does not), in time order. Clips without speech get none."""
-    by_video = {v: part.sort_values("start_s") for v, part in segments.groupby("video_id", sort=False)}
-    out = {}
-    for video_id, clip, start, end in zip(clips["video_id"], clips["clip_id"], clips["start_s"], clips["end_s"]):
-        part = by_video.get(video_id)
-        if part is None:
-            continue
-        hit = part[(part["start_s"] < end) & (part["end_s"] > start)]
-        if len(hit):
-            out[clip] = " ".join(hit["text"])
-    return out
-
-
-def frame_transcripts(segments: pd.DataFrame, frames: pd.DataFrame) -> list[str | None]:
-    """Each frame's transcript (``frames``: ``video_id``, ``timestamp_s``): the text of
-    the segment covering its time (``start_s <= t < end_s``), or None."""
-    by_video = {v: part.sort_values("start_s") for v, part in segments.groupby("video_id", sort=False)}
-    out: list[str | None] = []
-    for video_id, t in zip(frames["video_id"], frames["timestamp_s"]):
-        part = by_video.get(video_id)
-        hit = None if part is None else part[(part["start_s"] <= t) & (part["end_s"] > t)]
-        out.append(" ".join(hit["text"]) if hit is not None and len(hit) else None)
-    return out
-
-
-def audio_record(paths: Sequence[str | os.PathLike]) -> dict:
-    """The summary's ``audio``: videos, transcribed, without audio, failed, segments."""
-    total: dict[str, int] = {}
-    for path in paths:
-        for key, value in read_metadata(path).get("audio", {}).items():
-            total[key] = total.get(key, 0) + value
-    return total

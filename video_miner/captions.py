@@ -38,6 +38,7 @@ from video_miner.apiclient import ApiError, Malformed, RetryPolicy, api_key, cal
 from video_miner.defaults import section_defaults
 from video_miner.devices import Registry
 from video_miner.fsutil import write_json_atomic
+from video_miner.texts import CAPTION_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +48,6 @@ _FLORENCE_DEFAULTS = section_defaults("captions", "florence2")
 TASKS = {"caption": "<CAPTION>", "detailed": "<DETAILED_CAPTION>", "more_detailed": "<MORE_DETAILED_CAPTION>"}
 CAPTIONERS = Registry("caption backend")
 CACHE_FORMAT = 1
-# The captions table: one row per item (a frame or a clip) the job was asked to caption.
-CAPTION_SCHEMA = pa.schema([
-    pa.field("video_id", pa.string(), nullable=False),
-    pa.field("target", pa.string(), nullable=False),  # frame | clip
-    pa.field("frame_index", pa.int64()),  # frames
-    pa.field("clip_id", pa.string()),  # clips
-    pa.field("kept", pa.bool_(), nullable=False),  # captioned
-    pa.field("reason", pa.string(), nullable=False),  # why not
-    pa.field("caption", pa.string()),
-    pa.field("model", pa.string()),
-    pa.field("prompt_tokens", pa.int64()),
-    pa.field("completion_tokens", pa.int64()),
-    pa.field("cached", pa.bool_(), nullable=False),
-])
 NOT_SENT = "not sent"  # the reasons of items the spend guard or a refused key held back start so
 
 
@@ -605,17 +592,3 @@ def plan_to_send(settings: CaptionSettings, shards: dict[str, tuple[str | None, 
         ledger = SpendLedger(ledger_path(cache_pattern.replace("{shard}", "x"), settings), settings.max_items, None)
         message += f"; captions.max_items lets {ledger.items_left()} more go out"
     return message
-
-
-def read_captions(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
-    """The rows of captions tables (frames and clips)."""
-    import pyarrow.parquet as pq
-
-    tables = [pq.read_table(p, schema=CAPTION_SCHEMA) for p in paths]
-    return (pa.concat_tables(tables) if tables else CAPTION_SCHEMA.empty_table()).to_pandas()
-
-
-def clip_captions(captions: pd.DataFrame) -> dict[str, str]:
-    """Each captioned clip's caption, by clip id."""
-    made = captions[(captions["target"] == "clip") & captions["kept"].astype(bool)]
-    return dict(zip(made["clip_id"], made["caption"]))

@@ -52,7 +52,7 @@ def with_text(frames: pd.DataFrame, captions: pd.DataFrame | None = None,
         text = {(v, int(i)): t for v, i, t in zip(made["video_id"], made["frame_index"], made["caption"])}
         frames["caption"] = [text.get((v, int(i))) for v, i in zip(frames["video_id"], frames["frame_index"])]
     if segments is not None:
-        from video_miner.audio import frame_transcripts
+        from video_miner.texts import frame_transcripts
 
         frames["transcript"] = frame_transcripts(segments, frames)
     return frames
