@@ -1,6 +1,7 @@
 """The demo config end to end, as `make demo` runs it (in a temporary folder)."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -177,7 +178,7 @@ def test_demo_coco_loads_and_evaluates_in_pycocotools(demo_run):
     segm.summarize()
     assert segm.stats[0] > 0.5
     summary = json.loads((demo_run / "results" / "pipeline_result.json").read_text())
-    assert summary["stages"][-3:] == ["detect", "verify", "segment"]
+    assert summary["stages"][-5:] == ["detect", "verify", "segment", "audio", "captions"]
     assert sum(summary["boxes_dropped_by_verify"].values()) == 0  # random SigLIP2: every crop near 0.45
 
 
@@ -466,7 +467,8 @@ def test_demo_captions_are_not_sent_twice_and_again_after_a_prompt_change(demo_r
     summary = json.loads((demo_run / "results" / "pipeline_result.json").read_text())
     items = summary["captions"]["captioned"]
     # every item again: the cache key covers both prompts
-    assert f"captions: at most {items} items would be sent" in dry.stdout + dry.stderr
+    said = re.search(r"captions: at most (\d+) items would be sent", dry.stdout + dry.stderr)
+    assert said and int(said.group(1)) >= items  # an upper bound: copies are left out when the job runs
     run_workflow(demo_run, changed, env=env)
     assert len(caption_server.requests) == sent + items
     assert "Name what you see." in {r["body"]["messages"][1]["content"][0]["text"]
