@@ -72,3 +72,54 @@ def test_whisper_transcribes_in_windows_and_caches(tiny_models, tone_video, vide
     # A rerun hears nothing again (the broken file is tried again, cheaply).
     transcribe_videos(files, tmp_path / "cache", settings, make)
     assert len(made) == 1
+
+
+def test_the_exports_carry_captions_and_transcripts(tmp_path):
+    """The clip export gets each clip's caption and transcript; the dataset and COCO get
+    each frame's (with_text), null where there is none."""
+    import json
+
+    from video_miner.clips import clip_export, write_clip_export
+    from video_miner.export import build_coco, with_text, write_dataset
+    from video_miner.texts import CAPTION_SCHEMA, clip_captions
+
+    segments = pd.DataFrame({"video_id": ["a"], "start_s": [0.0], "end_s": [1.0], "text": ["hello"],
+                             "language": ["en"]})
+    shots = pd.DataFrame({"video_id": ["a", "a"], "clip_id": ["a1", "a2"], "start_frame": [0, 25],
+                          "end_frame": [25, 50], "start_s": [0.0, 1.0], "end_s": [1.0, 2.0], "kept": [True, True],
+                          "reason": ["", ""]})
+    captions = pd.DataFrame([
+        {"video_id": "a", "target": "clip", "frame_index": None, "clip_id": "a1", "kept": True, "reason": "",
+         "caption": "a clip", "model": "m", "prompt_tokens": 1, "completion_tokens": 1, "cached": False},
+        {"video_id": "a", "target": "clip", "frame_index": None, "clip_id": "a2", "kept": False,
+         "reason": "captions API: HTTP 400: bad", "caption": None, "model": "m", "prompt_tokens": None,
+         "completion_tokens": None, "cached": False},
+        {"video_id": "a", "target": "frame", "frame_index": 0, "clip_id": None, "kept": True, "reason": "",
+         "caption": "a frame", "model": "m", "prompt_tokens": 1, "completion_tokens": 1, "cached": False},
+    ], columns=CAPTION_SCHEMA.names)
+    rows = clip_export({"shots": shots}, {}, {}, None, clip_captions(captions))
+    rows["transcript"] = rows["clip_id"].map(clip_transcripts(segments, rows))
+    write_clip_export(tmp_path / "clips", rows, None)
+    lines = [json.loads(line) for line in (tmp_path / "clips" / "metadata.jsonl").read_text().splitlines()]
+    assert [(r["caption"], r["transcript"]) for r in lines] == [("a clip", "hello"), (None, None)]
+    transcripts = pd.read_parquet(tmp_path / "clips" / "metadata.parquet")["transcript"]
+    assert transcripts[0] == "hello" and pd.isna(transcripts[1])
+
+    image = tmp_path / "f.jpg"
+    from PIL import Image
+
+    Image.new("RGB", (8, 6)).save(image)
+    frames = pd.DataFrame({"video_id": ["a", "a"], "frame_index": [0, 50], "frame_id": ["a/0", "a/50"],
+                           "timestamp_s": [0.5, 2.0], "width": [8, 8], "height": [6, 6], "path": [str(image)] * 2,
+                           "split": ["train", "train"]})
+    texts = with_text(frames, captions, segments)
+    assert texts.loc[0, ["caption", "transcript"]].tolist() == ["a frame", "hello"]
+    assert texts.loc[1, ["caption", "transcript"]].isna().all()
+    write_dataset(tmp_path / "dataset", texts, {})
+    metadata = pd.read_parquet(tmp_path / "dataset" / "train" / "metadata.parquet")
+    assert metadata.loc[0, ["caption", "transcript"]].tolist() == ["a frame", "hello"]
+    assert metadata.loc[1, ["caption", "transcript"]].isna().all()
+    assert "caption" not in pd.read_parquet(write_dataset(tmp_path / "plain", frames, {}) and
+                                            tmp_path / "plain" / "train" / "metadata.parquet")
+    images = build_coco(texts.assign(bbox=[[]] * 2, category=[[]] * 2, score=[[]] * 2), ["cat"])["images"]
+    assert [(i["caption"], i["transcript"]) for i in images] == [("a frame", "hello"), (None, None)]
