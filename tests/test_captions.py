@@ -14,7 +14,7 @@ from PIL import Image
 
 from conftest import FakeApi
 from video_miner.captions import (CaptionSettings, ItemCache, SpendLedger, caption_items, clip_items, clip_times,
-                                  count_to_send, frame_items, frames_at, ledger_path, make_captioner, parse_answer)
+                                  frame_items, frames_at, ledger_path, make_captioner, parse_answer)
 
 KEY = "sk-caption-test-5e4d3c2b1a-never-write-me"
 PATH = "/v1/chat/completions"
@@ -150,15 +150,10 @@ def test_spend_guard_stops_sending(api, frames, tmp_path):
     assert len(api.requests) == 5 and table["kept"].sum() == 2
 
 
-def test_counts_to_send_and_missing_key(api, frames, tmp_path, monkeypatch):
-    s = settings(api.url)
-    cache = ItemCache(tmp_path / "shard-000000-00000", s)
-    assert count_to_send(frame_items(frames), cache) == 4
-    run(s, frames.iloc[:2], tmp_path)
-    assert count_to_send(frame_items(frames), ItemCache(tmp_path / "shard-000000-00000", s)) == 2
+def test_a_missing_key_stops_the_job_with_the_variable_named(api, frames, monkeypatch):
     monkeypatch.delenv("TEST_CAPTION_KEY")
     with pytest.raises(ValueError, match=r"\$TEST_CAPTION_KEY"):
-        make_captioner(s)
+        make_captioner(settings(api.url))
 
 
 def test_clip_items_send_their_frames_in_order(api, videos, tmp_path):

@@ -442,11 +442,6 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def count_to_send(items: Sequence[Item], cache: ItemCache) -> int:
-    """Items without a cached caption: what a run would send (before the spend guard)."""
-    return sum(cache.get(item) is None for item in items)
-
-
 def caption_items(items: Sequence[Item], make: Callable[[], Captioner], cache: ItemCache, ledger: SpendLedger,
                   load: Callable[[Item], list[Image.Image]] = load_item_images,
                   workers: int = 1, model: str | None = None) -> tuple[pa.Table, dict]:
