@@ -189,3 +189,37 @@ def test_florence2_captions_through_the_shared_loader(tiny_models, frames, tmp_p
     assert caption.error is None or caption.error == "florence2: the caption is empty"
     assert caption.completion_tokens is None or caption.completion_tokens >= 1
     assert time.perf_counter() - started < 30
+
+
+def test_the_dry_run_plan_counts_what_is_not_captioned_with_these_settings(api, frames, tmp_path):
+    """`snakemake -n` reads two small tables per shard: the kept items, and the captions
+    table when it was made with the same settings (newer than its inputs: nothing is sent)."""
+    import os
+
+    import pyarrow as pa
+
+    from video_miner.captions import plan_to_send
+    from video_miner.shardjob import fingerprint
+    from video_miner.tables import write_parquet
+    from video_miner.tables.frame import FRAME
+    from video_miner.texts import CAPTION_SCHEMA
+
+    s = settings(api.url, max_items=10)
+    rows = [{**r, "frame_id": f"{r['video_id']}/{r['frame_index']}", "timestamp_s": 0.0, "width": 64, "height": 48,
+             "kept": True} for r in frames.to_dict("records")]
+    FRAME.write(tmp_path / "frames.parquet", FRAME.table(rows), {})
+    shards = {"s-aaaaaa-00000": (str(tmp_path / "frames.parquet"), None, str(tmp_path / "captions.parquet")),
+              "s-aaaaaa-00001": (str(tmp_path / "later.parquet"), None, str(tmp_path / "c1.parquet"))}
+    cache = str(tmp_path / "cache" / "{shard}")
+    assert plan_to_send(s, shards, cache) == ("about 4 items would be sent (api: test/vlm); 0 captioned already; "
+                                              "1 of 2 shard(s) not counted yet (their frames or clips do not exist "
+                                              "yet); captions.max_items lets 10 more go out")
+    table, _ = run(s, frames.iloc[:3], tmp_path / "cache")
+    write_parquet(tmp_path / "captions.parquet", pa.Table.from_pandas(table, schema=CAPTION_SCHEMA,
+                                                                      preserve_index=False),
+                  {"settings_key": fingerprint(s.cache_key())})
+    later = tmp_path / "frames.parquet"  # the frames table changed since: the job reruns, 1 item is new
+    os.utime(later, (later.stat().st_atime, later.stat().st_mtime + 10))
+    assert plan_to_send(s, shards, cache).startswith("about 1 items would be sent (api: test/vlm); 3 captioned")
+    assert "lets 7 more go out" in plan_to_send(s, shards, cache)
+    assert plan_to_send(settings(api.url, prompt="Other."), shards, cache).startswith("about 4 items")

@@ -555,12 +555,14 @@ def _kept_count(path: str, shard: str | None = None) -> int:
 
 def plan_to_send(settings: CaptionSettings, shards: dict[str, tuple[str | None, str | None, str]],
                  cache_pattern: str) -> str:
-    """How many items the captions jobs would send, for ``snakemake -n``: per shard, its
-    (final frame table, final clip table, captions table). A shard whose captions table is
-    newer than its inputs and made with these settings sends nothing (Snakemake does not
-    run it again); otherwise every kept frame and clip it has not captioned with these
-    settings is counted (an upper bound: copies of videos are left out only when the job
-    runs). Shards whose tables do not exist yet are counted once they do."""
+    """About how many items the captions jobs would send, for ``snakemake -n``: per
+    shard, its (final frame table, final clip table, captions table). A shard whose
+    captions table is newer than its inputs and made with these settings sends nothing
+    (Snakemake does not run it again); otherwise its kept frames and clips minus those its
+    captions table holds with these settings. Approximate both ways, to stay two small
+    reads per shard: copies of videos are left out only when the job runs, and an item
+    whose frame file was made again is captioned again. Shards whose tables do not exist
+    yet are counted once they do."""
     from video_miner.shardjob import fingerprint
     from video_miner.tables import read_metadata
 
@@ -580,9 +582,9 @@ def plan_to_send(settings: CaptionSettings, shards: dict[str, tuple[str | None, 
                 continue
         done += min(captioned, items)
         to_send += max(0, items - captioned)
-    message = f"at most {to_send} items would be sent ({settings.backend}: {settings.model}); {done} captioned already"
+    message = f"about {to_send} items would be sent ({settings.backend}: {settings.model}); {done} captioned already"
     if unknown:
-        message += f"; {unknown} shard(s) counted once their frames or clips exist"
+        message += f"; {unknown} of {len(shards)} shard(s) not counted yet (their frames or clips do not exist yet)"
     if settings.max_items is not None:
         ledger = SpendLedger(ledger_path(cache_pattern.replace("{shard}", "x"), settings), settings.max_items, None)
         message += f"; captions.max_items lets {ledger.items_left()} more go out"
