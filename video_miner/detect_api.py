@@ -2,7 +2,8 @@
 Moondream (the official ``moondream`` client, cloud API or a local Moondream server) and
 DINO-X (its vendor's REST API, the requests ``dds-cloudapi-sdk`` makes).
 
-What they share is the HTTP boundary:
+What they share is the HTTP boundary (:mod:`video_miner.apiclient`, which the captions
+stage's API backend uses too):
 
 - the key comes only from the environment variable named by ``key_env``; it is sent in a
   header and never written to a file, a log line or a recorded error (any echo of it in
