@@ -223,3 +223,17 @@ def test_the_dry_run_plan_counts_what_is_not_captioned_with_these_settings(api, 
     assert plan_to_send(s, shards, cache).startswith("about 1 items would be sent (api: test/vlm); 3 captioned")
     assert "lets 7 more go out" in plan_to_send(s, shards, cache)
     assert plan_to_send(settings(api.url, prompt="Other."), shards, cache).startswith("about 4 items")
+
+
+def test_parallel_jobs_share_one_api_requests_budget():
+    """Each captions job asks for max_workers of the global resource api_requests, which
+    both profiles cap; the job sends as many at once as it got (see the workers test)."""
+    import yaml
+
+    from conftest import REPO
+
+    rule = (REPO / "rules" / "captions.smk").read_text()
+    assert "api_requests=CAPTION_API_REQUESTS" in rule
+    for profile in ("default", "slurm"):
+        caps = yaml.safe_load((REPO / "profiles" / profile / "config.yaml").read_text())["resources"]
+        assert any(c.startswith("api_requests=") for c in caps), profile
