@@ -9,6 +9,7 @@ from video_miner.models import is_local_model, job_gpus
 from video_miner.splits import active_splits, full_ratios
 from video_miner.sources import (
     ConfigError,
+    archive_inputs,
     assign_shards,
     collect_videos,
     input_files,
@@ -52,6 +53,11 @@ STAGE_LIMITS = {
         if k == "memory_gb" or k.startswith(f"{name}_")
     }
     for name in ("download", "probe", "clips", "extract")
+}
+# What an archive shard's members depend on (its list files and CSV default are not:
+# each archive's own CSV is in its source).
+ARCHIVES = {
+    k: v for k, v in config["archives"].items() if k not in ("inputs", "lists", "csv")
 }
 VIDEO_DEDUP = config["video_dedup"]
 # Hash frames are computed with the probe only when video_dedup will group them.
@@ -111,6 +117,8 @@ SCORE_SETTINGS = {name: config[name] for name in SCORED}
 AESTHETIC = config["aesthetic"]
 SCORE_MODELS = config["models"] if AESTHETIC["enabled"] else {}
 SCORE_GPUS = MODEL_GPUS if AESTHETIC["enabled"] else 0
+# TransNetV2 is the one shot detector with a model; the others decode on the CPU only.
+SHOTS_GPUS = MODEL_GPUS if config["shots"]["backend"] == "transnetv2" else 0
 CALIBRATION = config["calibration"]
 CAPTIONS = config["captions"]
 # clips is dropped (with a warning below) while the clip branch is off.
@@ -141,6 +149,7 @@ INPUT_KEYS = (
     "local_videos",
     "local_extensions",
     "video_sheet",
+    "archives",
     "search",
 )
 
@@ -256,13 +265,16 @@ def frame_stage_input(name, wildcards):
 
 
 def get_download_input(wildcards):
-    """Local videos are inputs, so a rule may produce them (the demo's)."""
-    sources = videos().videos
-    return [
-        sources[v].location
-        for v in shards()[wildcards.shard]
-        if sources[v].kind == "local"
+    """Local videos, archives and their CSVs are inputs, so a rule may produce them (the
+    demo's videos)."""
+    collection = videos()
+    members = shards()[wildcards.shard]
+    local = [
+        collection.videos[v].location
+        for v in members
+        if collection.videos[v].kind == "local"
     ]
+    return local + archive_inputs(collection, members)
 
 
 def get_download_sources(wildcards):
@@ -273,8 +285,18 @@ def get_download_sources(wildcards):
     sources = videos().videos
     return [
         {"video_id": v, "kind": sources[v].kind, "location": sources[v].location}
+        | ({"csv": sources[v].csv} if sources[v].kind == "archive" else {})
         for v in shards()[wildcards.shard]
     ]
+
+
+def get_download_archives(wildcards):
+    """An archive shard's settings (and the extensions that make a member a video); none
+    for the other shards, so changing them reruns only the archives' jobs."""
+    sources = videos().videos
+    if not any(sources[v].kind == "archive" for v in shards()[wildcards.shard]):
+        return {}
+    return {**ARCHIVES, "extensions": config["local_extensions"]}
 
 
 def get_download_slots(wildcards):

@@ -19,6 +19,7 @@ rule download:
         options=DOWNLOAD_OPTIONS,
         limits=STAGE_LIMITS["download"],
         local_mode=config["local_mode"],
+        archives=get_download_archives,
         keep_videos=KEEP_VIDEOS,
         cache=stage("download").cache(),
     script:

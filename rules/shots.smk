@@ -11,6 +11,7 @@ rule shots:
         "../envs/shots.yaml"
     threads: 2
     resources:
+        gpu=SHOTS_GPUS,
         mem_mb=4000,
         runtime=240,
     params:

@@ -6,14 +6,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
 
-from video_miner.export import with_text, write_dataset
-from video_miner.texts import read_captions, read_segments
+from video_miner.export import PROVENANCE, with_text, write_dataset
 from video_miner.logs import log_to_file
 from video_miner.splits import split_frames
 from video_miner.tables.video import VIDEO
+from video_miner.texts import read_captions, read_segments
 
 log_to_file(snakemake.log[0])
-videos = VIDEO.read(list(snakemake.input.videos), columns=["location", "title"])
+# Every column, then the ones the dataset carries: tables written before archives were
+# inputs have no provenance columns.
+videos = VIDEO.read(list(snakemake.input.videos)).reindex(columns=["video_id", *PROVENANCE])
 frames = with_text(split_frames(snakemake.input.frames),
                    read_captions(snakemake.input.captions) if snakemake.input.captions else None,
                    read_segments(snakemake.input.segments) if snakemake.input.segments else None)

@@ -20,7 +20,9 @@ videos = videos_to_extract(VIDEO.read_kept(snakemake.input.downloads, columns=["
                            VIDEO.read_kept(snakemake.input.videos, columns=["duration_s"]))
 settings = ShotSettings.from_config(snakemake.params.settings)
 # Videos in parallel, one worker process each; a model's threads share the job's cores.
-workers = max(1, min(snakemake.threads, len(videos)))
+# A worker that loads TransNetV2 on a GPU holds that device for its life (claim_gpu), so a
+# job given a GPU runs one worker: a second would wait on the device until timed out.
+workers = 1 if snakemake.resources.get("gpu") else max(1, min(snakemake.threads, len(videos)))
 threads = max(1, snakemake.threads // workers)
 table, record = shots_shard(videos, snakemake.params.cache, settings, workers=workers,
                             limits=Limits.from_config(snakemake.params.limits),

@@ -163,6 +163,25 @@ def http_server(videos) -> Server:
     server.shutdown()
 
 
+@pytest.fixture(scope="session")
+def s3_server():
+    """A local S3-compatible server (moto) on 127.0.0.1: its URL."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
 def run_workflow(workdir: Path, config: dict, *args: str, check: bool = True,
                  timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real workflow in ``workdir`` with ``config`` layered over the defaults."""

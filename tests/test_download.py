@@ -92,6 +92,30 @@ def test_local_ingest_links_and_records(videos, tmp_path):
     assert missing["status"] == "failed" and "not found" in missing["reason"]
 
 
+@pytest.mark.parametrize("mode", ["in_place", "link across filesystems"])
+def test_local_videos_are_read_in_place_never_copied_moved_or_removed(videos, tmp_path, monkeypatch, mode):
+    from video_miner.download import DownloadOptions, download_shard
+
+    mine = tmp_path / "mine" / "clip.webm"
+    mine.parent.mkdir()
+    mine.write_bytes(videos["vp9.webm"].read_bytes())
+    if mode != "in_place":
+        def no_links(*args, **kwargs):
+            raise OSError(18, "Invalid cross-device link")
+
+        monkeypatch.setattr("video_miner.download.os.link", no_links)
+    source = {"video_id": "file-1", "kind": "local", "location": str(mine)}
+    for keep_videos in (True, False):  # false moves a shard's videos on: never the user's own
+        table, record = download_shard([source], tmp_path / f"out{keep_videos}", tmp_path / "cache",
+                                       DownloadOptions(), "in_place" if mode == "in_place" else "link",
+                                       keep_videos=keep_videos)
+        row = table.to_pylist()[0]
+        assert row["kept"] and row["file"] == str(mine) and record["ok"] == 1
+        assert list((tmp_path / f"out{keep_videos}").iterdir()) == []
+    assert mine.read_bytes() == videos["vp9.webm"].read_bytes()
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.suffix == ".webm"]  # no copy anywhere
+
+
 @pytest.mark.parametrize("url,key", [
     ("https://www.youtube.com/watch?v=dQw4w9WgXcQ", "Youtube"),
     ("https://youtu.be/dQw4w9WgXcQ", "Youtube"),

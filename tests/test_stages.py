@@ -150,7 +150,10 @@ def test_dry_run_wires_each_rule_to_the_previous_enabled_stage(tmp_path):
     def planned_inputs(settings):
         proc = run_workflow(tmp_path, {"urls": ["https://example.com/a.mp4"], **settings}, "-n")
         jobs = re.findall(r"rule (\w+):\n(.*?)(?:\n\n|\Z)", proc.stdout, re.S)
+        gpus.update({name: re.search(r"\bgpu=(\d+)", body).group(1) for name, body in jobs if "gpu=" in body})
         return {name: re.search(r"input: (.*)", body).group(1) for name, body in jobs if "input:" in body}
+
+    gpus = {}
 
     plain = planned_inputs({})
     assert re.fullmatch(r"results/extract/urls-[0-9a-f]{6}-00000\.parquet, results/extract/urls-[0-9a-f]{6}-00000, "
@@ -167,7 +170,9 @@ def test_dry_run_wires_each_rule_to_the_previous_enabled_stage(tmp_path):
     assert filtered["embed"].startswith("results/filter/urls-")
     assert filtered["filter"].startswith("results/extract/urls-")
     # strategy scene: extraction also reads its shard's clip table
-    scenes = planned_inputs({"shots": {"enabled": True}, "extract": {"strategy": "scene"}})
+    # (on a GPU: TransNetV2's shots jobs ask for one like the other model stages)
+    scenes = planned_inputs({"shots": {"enabled": True}, "extract": {"strategy": "scene"}, "models": {"device": "cuda"}})
+    assert gpus["shots"] == "1" and "extract" not in gpus
     assert re.fullmatch(r"results/probe/(urls-[0-9a-f]{6}-00000)\.parquet, results/download/\1\.parquet, "
                         r"results/download/\1, results/shots/\1\.parquet", scenes["extract"])
     assert "shots" not in plain and "clips" not in plain

@@ -3,7 +3,6 @@ interrupted upload that resumes, and the marker written last."""
 
 import hashlib
 import json
-import socket
 
 import pytest
 
@@ -130,19 +129,6 @@ def test_a_corrupted_remote_copy_fails_verification(results, tmp_path, monkeypat
     with pytest.raises(OSError, match="sha256 differs"):
         upload(target, sources(results), tmp_path / "m.done", tmp_path / ".j.jsonl")
     assert not (tmp_path / "m.done").exists()
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 def test_upload_to_a_local_s3_server(results, tmp_path, s3_server, monkeypatch):

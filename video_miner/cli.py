@@ -179,7 +179,10 @@ def validate_config(config_files, workdir):
         collection = collect_videos(config, workdir)
     except ConfigError as exc:
         raise click.ClickException(str(exc))
-    click.echo(f"configuration OK: {len(collection.videos)} videos, {collection.duplicates} duplicates, "
+    archives = sum(s.kind == "archive" for s in collection.videos.values())
+    counted = f"{len(collection.videos) - archives} videos" + (
+        f" and {archives} archives (their members are read when they run)" if archives else "")
+    click.echo(f"configuration OK: {counted}, {collection.duplicates} duplicates, "
                f"{len(collection.rejected)} rejected inputs")
     for rejected in collection.rejected:
         click.echo(f"  rejected {printable(rejected['origin'])}: {printable(rejected['reason'])}")

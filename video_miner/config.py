@@ -45,6 +45,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         prefix = "" if where == "(top level)" else f"{where}: "
         return f"{prefix}{'; '.join(parts)}; allowed keys: {', '.join(allowed)}"
     expected = error.schema.get("description")
+    if error.validator == "not" and expected:  # a value the schema refuses, and why
+        return f"{where}: {error.instance!r} is not allowed: {expected}"
     if error.validator == "required":  # say what the missing key must hold
         missing = error.message.split("'")[1] if "'" in error.message else ""
         expected = error.schema.get("properties", {}).get(missing, {}).get("description", expected)

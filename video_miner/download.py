@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 
+from video_miner.archives import ArchiveSettings
 from video_miner.defaults import section_defaults
 from video_miner.fsutil import safe_name
 from video_miner.ids import youtube_id
@@ -249,8 +250,8 @@ def _private_cookies(cookies_file: str | None) -> Iterator[str | None]:
 
 
 def _place(src: Path, out_dir: Path, video_id: str, ext: str, mode: str) -> Path:
-    """Put ``src`` at ``out_dir/<id>.<ext>`` by ``mode`` (move, link or copy), removing
-    earlier copies of any extension. ``link`` falls back to a copy across filesystems."""
+    """Put ``src`` at ``out_dir/<id>.<ext>`` by ``mode`` (move, hardlink or copy),
+    removing earlier copies of any extension."""
     ext = safe_name(ext.lstrip(".").lower() or "video", 10)
     dest = out_dir / f"{video_id}.{ext}"
     for old in out_dir.glob(f"{video_id}.*"):
@@ -260,11 +261,8 @@ def _place(src: Path, out_dir: Path, video_id: str, ext: str, mode: str) -> Path
     tmp.unlink(missing_ok=True)
     if mode == "move":
         os.replace(src, tmp)
-    elif mode == "link":
-        try:
-            os.link(src, tmp)
-        except OSError:  # another filesystem, or links not allowed
-            shutil.copy2(src, tmp)
+    elif mode == "hardlink":  # raises where no link can be made
+        os.link(src, tmp)
     else:
         shutil.copy2(src, tmp)
     os.replace(tmp, dest)
@@ -317,7 +315,9 @@ def download_url(url: str, out_dir: str | os.PathLike, video_id: str, options: D
 
 
 def ingest_local(path: str | os.PathLike, out_dir: str | os.PathLike, video_id: str, mode: str = "link") -> dict:
-    """Bring a local video into ``out_dir`` by hard link (``link``) or ``copy``."""
+    """Bring a local video into ``out_dir`` by hard link (``link``) or ``copy``, or read
+    it where it is (``in_place``, and ``link`` where no hard link can be made: another
+    filesystem). An in-place record's ``file`` is the user's path, never moved or removed."""
     src = Path(path)
     record: dict[str, Any] = {"video_id": video_id, "source": "local", "path": src.as_posix(), "title": src.stem}
     started = time.perf_counter()
@@ -325,8 +325,18 @@ def ingest_local(path: str | os.PathLike, out_dir: str | os.PathLike, video_id: 
         record.update(status="failed", reason=f"local file not found: {src}", transient=False)
         return record
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    dest = _place(src, Path(out_dir), video_id, src.suffix, mode)
-    record.update(status="ok", reason=None, file=dest.as_posix(), filesize=dest.stat().st_size)
+    dest = None
+    if mode == "link":
+        try:
+            dest = _place(src, Path(out_dir), video_id, src.suffix, "hardlink")
+        except OSError:  # another filesystem, or links not allowed: read it where it is
+            pass
+    elif mode == "copy":
+        dest = _place(src, Path(out_dir), video_id, src.suffix, "copy")
+    if dest is None:
+        record.update(status="ok", reason=None, file=src.as_posix(), filesize=src.stat().st_size, in_place=True)
+    else:
+        record.update(status="ok", reason=None, file=dest.as_posix(), filesize=dest.stat().st_size)
     record["download_seconds"] = round(time.perf_counter() - started, 3)
     return record
 
@@ -346,6 +356,12 @@ DOWNLOAD_FIELDS = (
     pa.field("transient", pa.bool_()),  # the failure may go away on a later run
     pa.field("attempts", pa.int32()),
     pa.field("seconds", pa.float64()),
+    # A member of a tar archive (source "archive"): the archive it came from and, when
+    # the archive's CSV describes the clip, the source video and the span it was cut from.
+    pa.field("archive", pa.string()),
+    pa.field("source_video_id", pa.string()),
+    pa.field("source_start_s", pa.float64()),
+    pa.field("source_end_s", pa.float64()),
 )
 
 
@@ -363,9 +379,11 @@ def _adopt_from_nearby_shards(cache, video_ids: list[str], reusable) -> None:
             continue
         for record in cache.nearby(video_id):
             if record.get("status") == "ok" and reusable(record):
-                target = cache.root / Path(record["file"]).name
-                link_file(record["file"], target)
-                cache.save(video_id, {**record, "file": target.as_posix()})
+                if not record.get("in_place"):  # a video read in place has no file of ours
+                    target = cache.root / Path(record["file"]).name
+                    link_file(record["file"], target)
+                    record = {**record, "file": target.as_posix()}
+                cache.save(video_id, record)
                 break
 
 
@@ -384,16 +402,19 @@ def _bytes_under(folder: Path) -> int:
 
 def download_shard(sources: list[dict], out_dir: str | os.PathLike, cache_dir: str | os.PathLike,
                    options: DownloadOptions, local_mode: str = "link", keep_videos: bool = True,
-                   workers: int = 1, limits: Limits | None = None) -> tuple[pa.Table, dict]:
+                   workers: int = 1, limits: Limits | None = None,
+                   archives: ArchiveSettings | None = None) -> tuple[pa.Table, dict]:
     """Fetch a shard's videos (``sources``: video_id, kind, location), ``workers`` at a
     time in worker processes under ``limits`` (default: the config's), into ``out_dir``:
     one row per video, failures with their reason. Each video is first fetched into the
     shard's cache, so a killed job keeps what it finished; the cache keeps a hard link to
-    the file unless ``keep_videos`` is false."""
-    from video_miner.shardjob import VideoCache, cached_map, file_identity, fingerprint, link_file
-    from video_miner.tables.video import VIDEO
+    the file unless ``keep_videos`` is false. A shard of a tar archive (one ``archive``
+    source, ``archives`` its settings) has a row per video member instead."""
+    from video_miner.shardjob import VideoCache, cached_map, file_identity, fingerprint
 
     limits = limits or Limits.from_config({})
+    if any(s["kind"] == "archive" for s in sources):
+        return _archive_shard(sources, out_dir, cache_dir, options, keep_videos, limits, archives)
 
     by_id = {s["video_id"]: s for s in sources}
     # What decides which file arrives keys the cache: a new timeout or proxy reruns the job
@@ -439,14 +460,26 @@ def download_shard(sources: list[dict], out_dir: str | os.PathLike, cache_dir: s
     _adopt_from_nearby_shards(cache, list(by_id), reusable)
     records = cached_map(cache, list(by_id), fetch, workers, "downloads", reusable=reusable, failed=failed,
                          isolation=isolation)
+    return _shard_rows(records, out_dir, keep_videos,
+                       lambda video_id, record: (by_id[video_id]["kind"], by_id[video_id]["location"]))
+
+
+def _shard_rows(records: dict[str, dict], out_dir: str | os.PathLike, keep_videos: bool,
+                where: Callable[[str, dict], tuple[str, str]]) -> tuple[pa.Table, dict]:
+    """The shard's table from its records, the kept videos linked (or, with
+    ``keep_videos`` false, moved) from the cache into ``out_dir``; ``where(video_id,
+    record)``: its source kind and location."""
+    from video_miner.shardjob import link_file
+    from video_miner.tables.video import VIDEO
+
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     rows = []
     for video_id, record in records.items():
         row = {key: record.get(key) for key in VIDEO.schema(*DOWNLOAD_FIELDS).names}
-        row.update(video_id=video_id, source=by_id[video_id]["kind"], location=by_id[video_id]["location"],
-                   kept=record.get("status") == "ok", reason=record.get("reason") or "",
-                   seconds=record.get("download_seconds"))
-        if row["kept"]:
+        source, location = where(video_id, record)
+        row.update(video_id=video_id, source=source, location=location, kept=record.get("status") == "ok",
+                   reason=record.get("reason") or "", seconds=record.get("download_seconds"))
+        if row["kept"] and not record.get("in_place"):  # an in-place video stays where it is
             target = Path(out_dir, Path(record["file"]).name)
             if keep_videos:
                 link_file(record["file"], target)
@@ -456,3 +489,25 @@ def download_shard(sources: list[dict], out_dir: str | os.PathLike, cache_dir: s
         rows.append(row)
     ok = sum(r["kept"] for r in rows)
     return VIDEO.table(rows, *DOWNLOAD_FIELDS), {"videos": len(rows), "ok": ok, "failed": len(rows) - ok}
+
+
+def _archive_shard(sources: list[dict], out_dir: str | os.PathLike, cache_dir: str | os.PathLike,
+                   options: DownloadOptions, keep_videos: bool, limits: Limits,
+                   settings: ArchiveSettings | None) -> tuple[pa.Table, dict]:
+    """A tar archive's shard: its video members (see :mod:`video_miner.archives`)."""
+    from video_miner.archives import ingest_archive
+    from video_miner.shardjob import VideoCache
+
+    if len(sources) != 1 or settings is None:
+        raise ValueError("an archive shard holds one archive, and needs the archives settings")
+    source = sources[0]
+    max_bytes = int(limits.download_gb * 2**30) if limits.download_gb else None
+    # What decides which members arrive as which files keys the cache.
+    cache = VideoCache(cache_dir, {"extensions": sorted(settings.extensions), "max_member_bytes": max_bytes})
+    started = time.perf_counter()
+    records = ingest_archive(source, cache, settings, options.retries, options.retry_backoff_s, max_bytes)
+    seconds = round(time.perf_counter() - started, 3)
+    for record in records:
+        record.update(archive=source["location"], download_seconds=seconds if record is records[0] else None)
+    return _shard_rows({r["video_id"]: r for r in records}, out_dir, keep_videos,
+                       lambda video_id, record: ("archive", record["location"]))

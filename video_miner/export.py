@@ -159,7 +159,13 @@ METADATA_FIELDS = [
     pa.field("timestamp_s", pa.float64(), nullable=False),
     pa.field("source", pa.string()),
     pa.field("title", pa.string()),
+    # A clip from an archive: the video it was cut from and where (its CSV's), else empty.
+    pa.field("source_video_id", pa.string()),
+    pa.field("source_start_s", pa.float64()),
+    pa.field("source_end_s", pa.float64()),
 ]
+# The download table's columns a frame's metadata carries.
+PROVENANCE = ["location", "title", "source_video_id", "source_start_s", "source_end_s"]
 OBJECTS_FIELD = pa.field("objects", pa.struct([
     pa.field("bbox", pa.list_(pa.list_(pa.float32(), 4))),
     pa.field("category", pa.list_(pa.string())),
@@ -198,6 +204,9 @@ def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict
                     "timestamp_s": float(row.timestamp_s),
                     "source": _text(video.get("location")),
                     "title": _text(video.get("title")),
+                    "source_video_id": _text(video.get("source_video_id")),
+                    "source_start_s": _number(video.get("source_start_s")),
+                    "source_end_s": _number(video.get("source_end_s")),
                     **{c: _text(getattr(row, c)) for c in texts},
                 }
                 if with_boxes:
@@ -217,6 +226,10 @@ def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict
 
 def _text(value) -> str | None:
     return None if value is None or pd.isna(value) else str(value)
+
+
+def _number(value) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def _colour(index: int) -> tuple[int, int, int]:

@@ -2,7 +2,8 @@
 
 YouTube URLs (every common form) map to their 11-character video id, so the same video
 listed as ``watch?v=``, ``youtu.be/`` or ``shorts/`` is one video. Anything else gets a
-stable hash of its normalised URL (``url-``) or path (``file-``). Ids are safe as path
+stable hash of its normalised URL (``url-``) or path (``file-``); a tar archive and its
+members ``tar-``. Ids are safe as path
 components by construction: ``[A-Za-z0-9_-]``.
 """
 
@@ -102,8 +103,44 @@ def normalize_path(path: str | os.PathLike, root: str | os.PathLike = ".") -> st
         return absolute.as_posix()
 
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_remote(location: str) -> bool:
+    """Whether an archive's location is an fsspec URL (``s3://``, ``https://``, ``hf://``)."""
+    return bool(_SCHEME.match(location)) and not location.startswith("file://")
+
+
+def normalize_location(entry: str, root: str | os.PathLike = ".") -> str:
+    """An archive's location as recorded: a URL as given (without surrounding spaces), a
+    local path as :func:`normalize_path` makes it. Raises ValueError for credentials in a
+    URL (they would reach the logs)."""
+    entry = entry.strip()
+    if is_remote(entry):
+        without = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\1", entry)
+        if without != entry:
+            raise ValueError("credentials in archive URLs are not accepted (they would end up in logs): "
+                             f"{without}; give them in the environment")
+        return entry
+    return normalize_path(entry.removeprefix("file://"), root)
+
+
 def video_id_for_path(path: str | os.PathLike, root: str | os.PathLike = ".") -> str:
     return "file-" + _short_hash(normalize_path(path, root))
+
+
+def archive_video_id(location: str) -> str:
+    """The id of a tar archive itself (its row when it cannot be read): ``tar-<hash of
+    its location>``."""
+    return "tar-" + _short_hash(location)
+
+
+def member_video_id(archive_id: str, raw_name: str) -> str:
+    """An archive member's id: the archive's id and a hash of the member's raw name (two
+    members whose names clean to the same text stay two videos; a name never becomes a
+    path)."""
+    digest = hashlib.sha256(raw_name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return f"{archive_id}-{digest}"
 
 
 def frame_id(video_id: str, frame_index: int) -> str:

@@ -89,8 +89,20 @@ def video_statuses(config: dict, root: str | Path = ".") -> pd.DataFrame:
                 break
             paths = [str(root / current.table(shard))]
             if current is stages[0]:
-                titles = VIDEO.read(paths, columns=["title"]).set_index("video_id")["title"]
+                read = VIDEO.read(paths, columns=["title", "source", "location"]).set_index("video_id")
+                titles = read["title"]
                 covered = [v for v in members if v in titles.index]
+                if any(collection.videos[v].kind == "archive" for v in members):
+                    # An archive's members are known from its download table: they are its videos.
+                    origin = collection.videos[members[0]].origin
+                    covered = list(titles.index)
+                    if members[0] not in titles.index:  # read whole: no row of its own
+                        rows.pop(members[0], None)
+                    for video_id in covered:
+                        rows.setdefault(video_id, {"video_id": video_id, "status": "pending", "failed_stage": None,
+                                                   "reason": None, "kind": read.at[video_id, "source"],
+                                                   "location": read.at[video_id, "location"], "origin": origin,
+                                                   "title": None})
                 for video_id in covered:
                     rows[video_id]["title"] = titles.get(video_id)
             if current.per_shard:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from video_miner.fsutil import printable, safe_name
-from video_miner.ids import InvalidURL, query_slug, normalize_path, normalize_url, video_id_for_path, video_id_for_url, youtube_id
+from video_miner.fsutil import printable, redact, safe_name
+from video_miner.ids import InvalidURL, archive_video_id, is_remote, normalize_location, query_slug, normalize_path, normalize_url, video_id_for_path, video_id_for_url, youtube_id
 
 
 # A comment starts a line or follows white space; a '#' inside a URL is its fragment.
@@ -31,10 +31,11 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class VideoSource:
     video_id: str
-    kind: str  # "url" or "local"
-    location: str  # normalised URL, or path relative to the working directory
+    kind: str  # "url", "local" or "archive" (a tar archive: one shard, its members its videos)
+    location: str  # normalised URL, path relative to the working directory, or an archive's fsspec URL
     origin: str  # where it was listed, e.g. "urls[3]" or "lists/a.txt:12"
-    group: str  # the list it belongs to ("urls", a url file, a local_videos entry)
+    group: str  # the list it belongs to ("urls", a url file, a local_videos entry, an archive)
+    csv: str | None = None  # an archive's CSV, describing its members
 
 
 @dataclass
@@ -50,7 +51,8 @@ class VideoCollection:
             self.videos[source.video_id] = source
 
     def reject(self, text: str, origin: str, reason: str) -> None:
-        self.rejected.append({"input": text, "origin": origin, "reason": reason})
+        # Without a URL's user:password part: the summary records the input.
+        self.rejected.append({"input": redact(text), "origin": origin, "reason": reason})
 
 def read_url_file(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     """(line number, URL) for each URL line: blank lines and ``#`` comments skipped."""
@@ -84,11 +86,12 @@ def input_problems(config: dict, root: str = ".") -> list[str]:
     from video_miner.defaults import default
 
     problems = []
-    for list_file in _strings(config.get("url_files")):
+    for list_file in [*_strings(config.get("url_files")), *_strings((config.get("archives") or {}).get("lists"))]:
         try:
             open(Path(root, list_file), encoding="utf-8").close()
         except OSError as exc:
-            problems.append(f"url_files: cannot read {list_file!r}: {exc.strerror or exc}")
+            key = "url_files" if list_file in _strings(config.get("url_files")) else "archives.lists"
+            problems.append(f"{key}: cannot read {list_file!r}: {exc.strerror or exc}")
     exts = {e.lower() for e in _strings(config.get("local_extensions", default("local_extensions")))}
     for entry in _strings(config.get("local_videos")):
         path = Path(root, entry)
@@ -136,8 +139,9 @@ def _add_local(collection: VideoCollection, entry: str, root: str, extensions: I
 
 
 def collect_videos(config: dict, root: str = ".") -> VideoCollection:
-    """All videos named by ``urls``, ``url_files``, ``local_videos``, the video sheet and
-    the cached results of ``search.queries``, in that order."""
+    """All videos named by ``urls``, ``url_files``, ``local_videos``, the video sheet,
+    ``archives`` (one source per archive) and the cached results of ``search.queries``,
+    in that order."""
     problems = input_problems(config, root)
     if problems:
         raise ConfigError("\n".join(problems))
@@ -155,6 +159,7 @@ def collect_videos(config: dict, root: str = ".") -> VideoCollection:
     for entry in config.get("local_videos") or []:
         _add_local(collection, entry, root, config.get("local_extensions") or [])
     _add_sheet(collection, config.get("video_sheet"), root)
+    _add_archives(collection, config.get("archives") or {}, root)
     for query in (config.get("search") or {}).get("queries") or []:
         for i, url in enumerate(cached_search_urls(query, root)):
             _add_url(collection, url, f"search {query!r}[{i}]", f"search:{query}")
@@ -172,6 +177,41 @@ def _add_sheet(collection: VideoCollection, sheet_path: str | None, root: str) -
         raise ConfigError(f"video_sheet: cannot read {sheet_path!r}: {exc}") from exc
     for row, url in enumerate(sheet["url"], start=2):  # line 1 is the header
         _add_url(collection, url, f"{sheet_path}:{row}", sheet_path)
+
+
+def _add_archives(collection: VideoCollection, section: dict, root: str) -> None:
+    """Each archive of ``archives.inputs`` and ``archives.lists``: one source, its own
+    shard (its group is its location). Its members are read by its download job, never
+    here: listing them would mean fetching every archive for a dry run."""
+
+    entries = [(e, f"archives.inputs[{i}]") for i, e in enumerate(section.get("inputs") or [])]
+    for list_file in section.get("lists") or []:
+        try:
+            lines = list(read_url_file(Path(root, list_file)))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"archives.lists: cannot read {list_file!r}: not UTF-8 text") from exc
+        entries += [(text, f"{list_file}:{lineno}") for lineno, text in lines]
+    for entry, origin in entries:
+        path, csv = (entry, None) if isinstance(entry, str) else (entry["path"], entry.get("csv"))
+        csv = csv or section.get("csv")
+        try:
+            location = normalize_location(path, root)
+            csv = normalize_location(csv, root) if csv else None
+        except ValueError as exc:
+            collection.reject(printable(path), origin, str(exc))
+            continue
+        collection.add(VideoSource(archive_video_id(location), "archive", location, origin, location, csv))
+
+
+def archive_inputs(collection: VideoCollection, video_ids: Iterable[str]) -> list[str]:
+    """The local archives and CSVs of these videos that exist: inputs of their download
+    job (a rule may make them; one not there is recorded failed by the job)."""
+    paths = []
+    for video_id in video_ids:
+        source = collection.videos[video_id]
+        if source.kind == "archive":
+            paths += [p for p in (source.location, source.csv) if p and not is_remote(p) and Path(p).is_file()]
+    return list(dict.fromkeys(paths))
 
 
 def search_result_path(query: str) -> str:
@@ -205,7 +245,7 @@ def assign_shards(collection: VideoCollection, shard_size: int) -> dict[str, lis
 def input_files(config: dict, root: str = ".") -> list[str]:
     """The files that list videos (URL lists, the video sheet when it exists): inputs of
     the jobs that read where each video was listed."""
-    files = list(config.get("url_files") or [])
+    files = [*(config.get("url_files") or []), *((config.get("archives") or {}).get("lists") or [])]
     sheet = config.get("video_sheet")
     if sheet and Path(root, sheet).is_file():
         files.append(sheet)

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from video_miner.ids import archive_video_id
 from video_miner.fsutil import atomic_path, write_json_atomic, write_tsv
 from video_miner.probe import PROBE_FIELDS
 from video_miner.stages import BOX_STAGES, RESULTS_FORMAT_VERSION, STAGES, Stage, stage
@@ -33,11 +34,13 @@ STATUS_COLUMNS = [
 INTEGER_COLUMNS = ["width", "height", "frames_in_video", "decode_errors", *COUNT_COLUMNS]
 # What each video table column comes from: the download's, the probe's, video_dedup's.
 _DOWNLOAD_COLUMNS = ["source", "location", "title", "channel", "upload_date", "filesize"]
+# A tar archive's member: the archive, and the clip's source video and span (from its CSV).
+_ARCHIVE_COLUMNS = ["archive", "source_video_id", "source_start_s", "source_end_s"]
 _PROBE_COLUMNS = [f.name for f in PROBE_FIELDS if f.name != "phash"]
 _DEDUP_COLUMNS = {"duplicate_of": "duplicate_of", "distance": "duplicate_distance"}
 VIDEO_TABLE_COLUMNS = [
     "video_id", "status", "failed_stage", "reason", "source", "location", "origin", "title", "channel",
-    "upload_date", "filesize", *_PROBE_COLUMNS, *_DEDUP_COLUMNS.values(), "frames_in_video", "decode_errors",
+    "upload_date", "filesize", *_ARCHIVE_COLUMNS, *_PROBE_COLUMNS, *_DEDUP_COLUMNS.values(), "frames_in_video", "decode_errors",
     *COUNT_COLUMNS,
 ]
 VIDEO_TABLE_INTEGERS = [
@@ -106,11 +109,17 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
             video_id=not_downloaded)], ignore_index=True)
     status = pd.DataFrame({"video_id": downloads["video_id"], "status": "complete", "failed_stage": None,
                            "reason": None})
-    for column in _DOWNLOAD_COLUMNS:
+    for column in _DOWNLOAD_COLUMNS + _ARCHIVE_COLUMNS:
         status[column] = downloads[column] if column in downloads else None
     status = _joined(status, tables.get("probe", []), {c: c for c in _PROBE_COLUMNS})
     status = _joined(status, tables.get("video_dedup", []), _DEDUP_COLUMNS)
     status["origin"] = status["video_id"].map(origins or {})
+    # An archive's members were listed where the archive was.
+    members = status["origin"].isna() & status["archive"].notna()
+    if members.any():
+        status["origin"] = status["origin"].astype(object)
+        status.loc[members, "origin"] = status.loc[members, "archive"].map(
+            lambda location: (origins or {}).get(archive_video_id(location)))
     transient = set(downloads.loc[downloads["transient"].fillna(False).astype(bool), "video_id"]) \
         if "transient" in downloads else set()  # no shards at all: a run with no videos
     outcomes = {v: o for p in tables.get("extract", []) for v, o in video_outcomes(p).items()}
@@ -236,10 +245,11 @@ def write_video_table(folder: str | os.PathLike, table: pd.DataFrame) -> None:
         table[column] = pd.to_numeric(table[column], errors="coerce").astype("Int64")
     for column in ("is_vfr", "has_audio"):
         table[column] = table[column].astype("boolean")
-    for column in ("fps", "fps_nominal", "duration_s", "duplicate_distance"):
+    for column in ("fps", "fps_nominal", "duration_s", "duplicate_distance", "source_start_s", "source_end_s"):
         table[column] = pd.to_numeric(table[column], errors="coerce").astype("float64")
     text = [c for c in table.columns if c not in (*VIDEO_TABLE_INTEGERS, "is_vfr", "has_audio", "fps", "fps_nominal",
-                                                  "duration_s", "duplicate_distance")]
+                                                  "duration_s", "duplicate_distance", "source_start_s",
+                                                  "source_end_s")]
     table[text] = table[text].astype("string")
     with atomic_path(folder / "videos.parquet", suffix=".parquet") as tmp:
         table.to_parquet(tmp, index=False)
@@ -285,6 +295,7 @@ def summarize_failed_run(stage_names: Sequence[str], shards: dict[str, list[str]
     finished jobs wrote (``sources``: video id -> :class:`~video_miner.sources.VideoSource`).
     Snakemake's ``onerror`` calls it, so every run ends with its summary."""
     root = Path(root)
+    shards = {shard: archive_members(shard, ids, sources, root) for shard, ids in shards.items()}
     tables, unfinished = split_finished(stage_names, shards, since, root)
     tables = {name: [(root / p).as_posix() for p in paths] for name, paths in tables.items()}
     # The splits' last finished table (written atomically), as for every other stage; a
@@ -296,6 +307,15 @@ def summarize_failed_run(stage_names: Sequence[str], shards: dict[str, list[str]
         search_paths=[p for p in (root / q for q in search_paths) if p.is_file()],
         unfinished=unfinished, locations={v: (s.kind, s.location) for v, s in sources.items()},
         splits_path=splits if splits.is_file() else None)
+
+
+def archive_members(shard: str, video_ids: list[str], sources: dict, root: str | os.PathLike = ".") -> list[str]:
+    """The videos of a shard: an archive's shard holds the members its download table
+    lists (known once it ran), every other shard the videos it was given."""
+    table = Path(root, stage("download").table(shard))
+    if not any(sources[v].kind == "archive" for v in video_ids if v in sources) or not table.is_file():
+        return video_ids
+    return VIDEO.read([table], columns=[])["video_id"].tolist()
 
 
 def _search_record(path: str) -> dict:
