@@ -121,6 +121,25 @@ SCORE_GPUS = MODEL_GPUS if AESTHETIC["enabled"] else 0
 # TransNetV2 is the one shot detector with a model; the others decode on the CPU only.
 SHOTS_GPUS = MODEL_GPUS if config["shots"]["backend"] == "transnetv2" else 0
 CALIBRATION = config["calibration"]
+CAPTIONS = config["captions"]
+# clips is dropped (with a warning below) while the clip branch is off.
+CAPTION_TARGETS = [
+    t for t in CAPTIONS["targets"] if CAPTIONS["enabled"] and (t != "clips" or SHOTS)
+]
+CAPTION_API = CAPTIONS["enabled"] and CAPTIONS["backend"] == "api"
+# What captions depend on and how they are sent; the key is never here, only key_env.
+CAPTION_SETTINGS = {
+    k: v for k, v in CAPTIONS.items() if k not in ("enabled", "targets")
+}
+CAPTION_MODELS = config["models"] if not CAPTION_API else {}
+CAPTION_GPUS = 0 if CAPTION_API else MODEL_GPUS
+# Requests in flight: each job asks for max_workers of the global api_requests (a
+# profile caps the total; Snakemake lowers a larger request to the cap) and sends as
+# many at once as it got.
+CAPTION_API_REQUESTS = CAPTIONS["api"]["max_workers"] if CAPTION_API else 0
+AUDIO = config["audio"]
+AUDIO_SETTINGS = {k: v for k, v in AUDIO.items() if k != "enabled"}
+AUDIO_SEGMENTS = "results/audio/segments/{shard}.parquet"
 RUN_STARTED = time.time()  # a job log written since then belongs to this run
 UPLOAD_TARGETS = config["upload"]
 KEEP_VIDEOS = config["keep_videos"]
@@ -176,6 +195,11 @@ def shards():
     videos()  # waits for the searches
     return _shards(_search_state())
 
+
+if CAPTIONS["enabled"] and "clips" in CAPTIONS["targets"] and not SHOTS:
+    logger.warning(
+        "captions.targets: clips is ignored while shots.enabled is false (there are no clips)"
+    )
 
 for rejected in _collect(_search_state()).rejected:
     logger.warning(f"skipping {rejected['origin']}: {rejected['reason']}")
@@ -404,6 +428,7 @@ def get_clips_input(wildcards):
     inputs["cut"] = all_shards("results/cut/{shard}.parquet") if CLIPS["cut"] else []
     inputs["cut_files"] = all_shards("results/cut/{shard}") if CLIPS["cut"] else []
     inputs["keep"] = gate_tables()
+    inputs.update(clip_text_input())
     return inputs
 
 
@@ -439,6 +464,70 @@ def get_segment_input(wildcards):
     }
 
 
+def get_audio_input(wildcards):
+    """The shard's kept videos (the probe's, without the copies video_dedup drops) and
+    their files."""
+    return {
+        "videos": upstream("shots", config).table(wildcards.shard),
+        "downloads": stage("download").table(wildcards.shard),
+        "files": stage("download").files(wildcards.shard),
+        "keep": gate_tables(),
+        "model": local_model(AUDIO["model"]),
+    }
+
+
+def get_captions_input(wildcards):
+    """The final frames and their images, and the kept clips with their videos' files,
+    as the targets say."""
+    shard = wildcards.shard
+    inputs = {
+        "frames": [],
+        "images": [],
+        "clips": [],
+        "probes": [],
+        "downloads": [],
+        "files": [],
+    }
+    if "frames" in CAPTION_TARGETS:
+        inputs["frames"] = final_stage("frame", config).table(shard)
+        inputs["images"] = stage("extract").files(shard)
+    if "clips" in CAPTION_TARGETS:
+        inputs["clips"] = final_stage("clip", config).table(shard)
+        inputs["probes"] = upstream("shots", config).table(shard)
+        inputs["downloads"] = stage("download").table(shard)
+        inputs["files"] = stage("download").files(shard)
+    inputs["keep"] = gate_tables()
+    if not CAPTION_API:
+        inputs["model"] = local_model(CAPTIONS["florence2"]["model"])
+    captions_plan()
+    return inputs
+
+
+@functools.lru_cache(maxsize=1)
+def captions_plan():
+    """Logged once while the DAG is built (so `snakemake -n` shows it): how many items
+    the captions jobs would send, from the tables that exist (two small reads per shard).
+    """
+    from video_miner.captions import CaptionSettings, plan_to_send
+
+    frames = final_stage("frame", config) if "frames" in CAPTION_TARGETS else None
+    clips = final_stage("clip", config) if "clips" in CAPTION_TARGETS else None
+    plan = plan_to_send(
+        CaptionSettings.from_config(CAPTION_SETTINGS),
+        {
+            shard: (
+                frames.table(shard) if frames else None,
+                clips.table(shard) if clips else None,
+                stage("captions").table(shard),
+            )
+            for shard in shards()
+        },
+        stage("captions").cache(),
+    )
+    logger.info(f"captions: {plan}")
+    return plan
+
+
 def get_splits_input(wildcards):
     """The final frames, the run-wide video table (the videos the exports keep to, and
     which are copies of which) and the cross-video dedup table (videos that share
@@ -450,8 +539,24 @@ def get_splits_input(wildcards):
     }
 
 
+def frame_text_input():
+    """The captions and audio segments the frame exports carry, when those stages run."""
+    return {
+        "captions": stage_tables("captions") if "frames" in CAPTION_TARGETS else [],
+        "segments": all_shards(AUDIO_SEGMENTS) if AUDIO["enabled"] else [],
+    }
+
+
+def clip_text_input():
+    """The captions and audio segments the clip export carries, when those stages run."""
+    return {
+        "captions": stage_tables("captions") if "clips" in CAPTION_TARGETS else [],
+        "segments": all_shards(AUDIO_SEGMENTS) if AUDIO["enabled"] else [],
+    }
+
+
 def get_coco_input(wildcards):
-    return SPLIT_FRAMES
+    return {"frames": SPLIT_FRAMES, **frame_text_input()}
 
 
 def get_visualize_input(wildcards):
@@ -467,6 +572,7 @@ def get_dataset_input(wildcards):
         "frames": SPLIT_FRAMES,
         "images": all_shards(stage("extract").files()),
         "videos": stage_tables("download"),
+        **frame_text_input(),
     }
 
 

@@ -24,7 +24,7 @@ rule demo_model:
     log:
         "logs/demo/model_{name}.log",
     wildcard_constraints:
-        name="siglip2|siglip|dinov2|grounding_dino|owlv2|florence2|sam|clip",
+        name="siglip2|siglip|dinov2|grounding_dino|owlv2|florence2|sam|clip|whisper",
     conda:
         "../envs/models.yaml"
     resources:

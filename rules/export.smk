@@ -10,7 +10,7 @@ localrules:
 
 rule coco:
     input:
-        get_coco_input,
+        unpack(get_coco_input),
     output:
         combined="results/detections/annotations.json",
         splits=expand("results/detections/annotations_{split}.json", split=SPLIT_NAMES),

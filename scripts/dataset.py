@@ -6,17 +6,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
 
-from video_miner.export import PROVENANCE, write_dataset
+from video_miner.export import PROVENANCE, with_text, write_dataset
 from video_miner.logs import log_to_file
 from video_miner.splits import split_frames
 from video_miner.tables.video import VIDEO
+from video_miner.texts import read_captions, read_segments
 
 log_to_file(snakemake.log[0])
 # Every column, then the ones the dataset carries: tables written before archives were
 # inputs have no provenance columns.
 videos = VIDEO.read(list(snakemake.input.videos)).reindex(columns=["video_id", *PROVENANCE])
-result = write_dataset(snakemake.output[0], split_frames(snakemake.input.frames),
-                       videos.set_index("video_id").to_dict("index"))
+frames = with_text(split_frames(snakemake.input.frames),
+                   read_captions(snakemake.input.captions) if snakemake.input.captions else None,
+                   read_segments(snakemake.input.segments) if snakemake.input.segments else None)
+result = write_dataset(snakemake.output[0], frames, videos.set_index("video_id").to_dict("index"))
 logging.info("dataset: %d images %s", result["images"], result["splits"])
 if result["missing"]:
     logging.warning("%d frames are missing from results/extract and are not in the dataset, e.g. %s",

@@ -3,6 +3,7 @@ them (and misbehaves on purpose), and a helper that runs the real workflow."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +224,45 @@ def scene_videos(videos) -> TestVideos:
     render_scenes(root / "rocket_zoom.mp4", [Scene("rocket", 2.0, (0.5, 0.5, 1.0), (0.5, 0.4, 2.0))],
                   width=160, height=96, fps=10, seed=2)
     return TestVideos(root)
+
+
+class FakeApi:
+    """A server that answers each path from a plan: a list of answers used in turn (the
+    last one repeats), each ``(status, body, headers, delay_s)``; every request is kept."""
+
+    def __init__(self):
+        self.plan: dict[str, list] = {}
+        self.requests: list[dict] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                fake.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
+                                      "body": json.loads(raw) if raw else None})
+                answers = fake.plan.get(self.path) or [(404, {"error": "no such path"}, {}, 0)]
+                status, body, headers, delay = answers.pop(0) if len(answers) > 1 else answers[0]
+                time.sleep(delay)
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                try:
+                    self.send_response(status)
+                    for name, value in {"Content-Type": "application/json", **headers}.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the client gave up (a timeout)
+                    pass
+
+            do_GET = do_POST = _answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def paths(self) -> list[str]:
+        return [r["path"] for r in self.requests]

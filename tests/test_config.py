@@ -139,6 +139,11 @@ def test_lint_and_format_are_clean():
         ({"shots": {"enabled": True}, "aesthetic": {"enabled": True, "head": "/no/such/head.pth"}},
          "aesthetic.head: '/no/such/head.pth' is not a file"),
         ({"motion": {"backend": "raft"}}, "motion.backend: 'raft' is not one of ['motion_vectors', 'dis']"),
+        ({"audio": {"enabled": True}}, "audio.enabled: downloads are video-only unless download.audio is true"),
+        ({"captions": {"enabled": True, "backend": "florence2", "florence2": {"model": "./no/such/model"}}},
+         "captions.florence2.model: './no/such/model' is not an existing folder"),
+        ({"captions": {"targets": []}}, "captions.targets"),
+        ({"captions": {"api": {"key_env": "my key"}}}, "captions.api.key_env"),
     ],
 )
 def test_model_stage_settings_are_checked(change, expected):
@@ -151,7 +156,8 @@ def test_model_stage_settings_are_checked(change, expected):
 
 
 def test_require_audio_is_accepted_with_audio_downloads():
-    config = {**defaults(), "probe": {"filters": {"require_audio": True}}, "download": {"audio": True}}
+    config = {**defaults(), "probe": {"filters": {"require_audio": True}}, "download": {"audio": True},
+              "audio": {"enabled": True, "model": "resources/models/whisper"}}
     check_config(config, SCHEMA)
 
 

@@ -1,6 +1,7 @@
 """The demo config end to end, as `make demo` runs it (in a temporary folder)."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,18 +10,46 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import REPO, run_workflow
+from conftest import REPO, FakeApi, run_workflow
 from export_checks import check_yolo
 from video_miner.tables.frame import FRAME
 
 pytestmark = pytest.mark.slow
 
 
+CAPTION_KEY = "sk-demo-caption-0a1b2c3d4e-never-write-me"
+CAPTION_PATH = "/v1/chat/completions"
+
+
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
+def caption_server():
+    """An OpenAI-compatible fake on 127.0.0.1 that answers every caption request."""
+    server = FakeApi()
+    server.plan[CAPTION_PATH] = [(200, {"choices": [{"message": {"content": "A test caption."}}],
+                                        "usage": {"prompt_tokens": 100, "completion_tokens": 5}}, {}, 0)]
+    yield server
+    server.server.shutdown()
+
+
+def with_captions_and_audio(config: dict, server, **captions) -> dict:
+    """The demo config with captions (the api backend against the fake server, frames
+    and clips) and audio (a tiny random Whisper the demo_model rule builds) on: the demo
+    itself keeps them off, as random-weight text would pass for real captions."""
+    return {**config, "download": {**config.get("download", {}), "audio": True},
+            "audio": {"enabled": True, "model": "resources/models/whisper", "chunk_s": 5, "max_new_tokens": 4},
+            "captions": {"enabled": True, "backend": "api", "targets": ["frames", "clips"], "frames_per_clip": 2,
+                         "api": {"base_url": server.url + "/v1", "model": "test/vlm", "key_env": "DEMO_CAPTION_KEY",
+                                 "max_workers": 2, "retries": 0}, **captions}}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, caption_server):
     workdir = tmp_path_factory.mktemp("demo")
     # A few minutes; twice that on a 2-core machine busy with other work (the clip scores added 37 s at load 2).
-    run_workflow(workdir, yaml.safe_load((REPO / "config" / "demo.yaml").read_text()), timeout=900)
+    # Captions and audio ride along on this run (the cheapest with frames and clips).
+    run_workflow(workdir, with_captions_and_audio(yaml.safe_load((REPO / "config" / "demo.yaml").read_text()),
+                                                  caption_server),
+                 timeout=900, env={"DEMO_CAPTION_KEY": CAPTION_KEY})
     return workdir
 
 
@@ -149,7 +178,7 @@ def test_demo_coco_loads_and_evaluates_in_pycocotools(demo_run):
     segm.summarize()
     assert segm.stats[0] > 0.5
     summary = json.loads((demo_run / "results" / "pipeline_result.json").read_text())
-    assert summary["stages"][-3:] == ["detect", "verify", "segment"]
+    assert summary["stages"][-5:] == ["detect", "verify", "segment", "audio", "captions"]
     assert sum(summary["boxes_dropped_by_verify"].values()) == 0  # random SigLIP2: every crop near 0.45
 
 
@@ -386,3 +415,61 @@ def test_demo_scores_its_clips_from_one_decode_pass_and_calibrates(demo_run):
     progress = status.output.split("clip scores:", 1)[1].splitlines()
     assert [line.split() for line in progress if line.strip().startswith(("flash ", "motion "))] == [
         ["flash", "9", "9"], ["motion", "8", "4"]]
+
+
+def test_demo_captions_frames_and_clips_and_transcribes_the_soundtrack(demo_run, caption_server):
+    summary = json.loads((demo_run / "results" / "pipeline_result.json").read_text())
+    clips = pd.read_json(demo_run / "results" / "clips" / "metadata.jsonl", lines=True)
+    captions = summary["captions"]
+    # every final frame and every clip that passed the clip stages, one request each
+    assert captions["frames"] > 0
+    assert captions["captioned"] == captions["frames"] + captions["clips"] == captions["sent"]
+    assert captions["failed"] == {} and captions["tokens"] == {"prompt": 100 * captions["sent"],
+                                                               "completion": 5 * captions["sent"],
+                                                               "total": 105 * captions["sent"]}
+    assert len(caption_server.requests) == captions["sent"]
+    clip_requests = [r for r in caption_server.requests if len(r["body"]["messages"][1]["content"]) == 3]
+    assert len(clip_requests) == captions["clips"] > 0  # the prompt and frames_per_clip (2) frames
+    assert summary["funnel"][-1]["stage"] == "captions" and summary["funnel"][-1]["count"] == captions["captioned"]
+    # the clip export: captions where the clip was captioned, the soundtrack's (random) text
+    # on the clips of the one video with audio, none elsewhere
+    titles = pd.read_csv(demo_run / "results" / "status.tsv", sep="\t").set_index("video_id")["title"]
+    clips["title"] = clips["video_id"].map(titles)
+    assert set(clips["caption"].dropna()) == {"A test caption."}
+    assert clips.loc[clips["title"] == "cat_and_rocket", "transcript"].notna().all()
+    assert clips.loc[clips["title"] != "cat_and_rocket", "transcript"].isna().all()
+    assert summary["audio"] == {"videos": 3, "transcribed": 1, "no_audio": 2, "failed": 0,
+                                "segments": summary["audio"]["segments"]} and summary["audio"]["segments"] >= 2
+    segments = pd.concat(pd.read_parquet(p) for p in (demo_run / "results" / "audio" / "segments").glob("*.parquet"))
+    assert list(segments.columns) == ["video_id", "start_s", "end_s", "text", "language"]
+    # the dataset and COCO carry both on every frame
+    metadata = pd.concat(pd.read_parquet(p) for p in (demo_run / "results" / "dataset").glob("*/metadata.parquet"))
+    assert (metadata["caption"] == "A test caption.").all()
+    cat = metadata["video_id"].map(titles) == "cat_and_rocket"
+    assert metadata.loc[cat, "transcript"].notna().all() and metadata.loc[~cat, "transcript"].isna().all()
+    coco = json.loads((demo_run / "results" / "detections" / "annotations.json").read_text())
+    assert all(image["caption"] == "A test caption." and "transcript" in image for image in coco["images"])
+    # the key went out in the header only: no file of the run holds it
+    for folder in ("results", "logs", ".snakemake"):
+        for path in (demo_run / folder).rglob("*"):
+            if path.is_file():
+                assert CAPTION_KEY.encode() not in path.read_bytes(), path
+
+
+def test_demo_captions_are_not_sent_twice_and_again_after_a_prompt_change(demo_run, caption_server):
+    config = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    env = {"DEMO_CAPTION_KEY": CAPTION_KEY}
+    sent = len(caption_server.requests)
+    run_workflow(demo_run, with_captions_and_audio(config, caption_server), env=env)
+    assert len(caption_server.requests) == sent
+    changed = with_captions_and_audio(config, caption_server, prompt="Name what you see.")
+    dry = run_workflow(demo_run, changed, "-n", env=env)
+    summary = json.loads((demo_run / "results" / "pipeline_result.json").read_text())
+    items = summary["captions"]["captioned"]
+    # every item again: the cache key covers both prompts
+    said = re.search(r"captions: about (\d+) items would be sent", dry.stdout + dry.stderr)
+    assert said and int(said.group(1)) >= items  # copies of videos are left out only when the job runs
+    run_workflow(demo_run, changed, env=env)
+    assert len(caption_server.requests) == sent + items
+    assert "Name what you see." in {r["body"]["messages"][1]["content"][0]["text"]
+                                    for r in caption_server.requests[sent:]}

@@ -4,12 +4,9 @@ auth error recorded, a malformed answer recorded, a timeout), and the key never 
 
 from __future__ import annotations
 
-import json
 import runpy
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, FakeApi
 from video_miner.detect_api import ApiError, RetryPolicy, call_with_retries, http_error
 from video_miner.detection import DetectionSettings, make_detector
 from video_miner.models import ModelSettings
@@ -26,48 +23,6 @@ from video_miner.tables.frame import FRAME
 
 KEY = "sk-test-9f8e7d6c5b4a-never-write-me"
 CPU = ModelSettings(device="cpu", num_workers=1)
-
-
-class FakeApi:
-    """A server that answers each path from a plan: a list of answers used in turn (the
-    last one repeats), each ``(status, body, headers, delay_s)``; every request is kept."""
-
-    def __init__(self):
-        self.plan: dict[str, list] = {}
-        self.requests: list[dict] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _answer(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                fake.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
-                                      "body": json.loads(raw) if raw else None})
-                answers = fake.plan.get(self.path) or [(404, {"error": "no such path"}, {}, 0)]
-                status, body, headers, delay = answers.pop(0) if len(answers) > 1 else answers[0]
-                time.sleep(delay)
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                try:
-                    self.send_response(status)
-                    for name, value in {"Content-Type": "application/json", **headers}.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except OSError:  # the client gave up (a timeout)
-                    pass
-
-            do_GET = do_POST = _answer
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def paths(self) -> list[str]:
-        return [r["path"] for r in self.requests]
 
 
 @pytest.fixture

@@ -67,6 +67,19 @@ def test_extraction_reads_the_clip_level_only_for_strategy_scene():
     assert final_stage("clip", config(shots=True)).name == "shots" and final_stage("clip", config()) is None
 
 
+def test_captions_and_audio_annotate_the_final_rows_and_are_read_by_no_stage():
+    """They decide nothing: the final frames and clips, the video gate and every stage's
+    input stay what they were with them off."""
+    on = {**config(shots=True, detection=True, segment=True), "captions": {"enabled": True},
+          "audio": {"enabled": True}}
+    off = config(shots=True, detection=True, segment=True)
+    for level in ("video", "clip", "frame"):
+        assert final_stage(level, on) == final_stage(level, off)
+    assert video_gate(on) == video_gate(off)
+    assert [upstream(s.name, on).name for s in STAGES[1:-2]] == [upstream(s.name, off).name for s in STAGES[1:-2]]
+    assert upstream("captions", on).name == "segment" and stage("audio").level == "video"
+
+
 def test_a_new_stage_is_one_registry_entry():
     shots = Stage("blur", "frame", "blur-checked", "sharp frames", "sharp", switch="blur")
     after = [s.name for s in STAGES].index("extract") + 1

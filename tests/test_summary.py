@@ -218,3 +218,44 @@ def test_clips_are_counted_and_a_failed_shots_job_ends_with_the_summary(tmp_path
     assert table.loc["a", ["status", "clips_shots"]].tolist() == ["complete", 2]
     assert table.loc["b", ["status", "failed_stage", "reason"]].tolist() == ["failed", "shots", "empty file"]
     assert table.loc["c", ["status", "failed_stage"]].tolist() == ["failed", "shots"]
+
+
+def test_captions_and_audio_sections_add_up_their_jobs_and_fail_videos_with_the_reason(tmp_path):
+    """Two captions jobs' records add up (made, failed by reason, tokens); a video with a
+    failed request is failed at captions, one the spend guard held back is not; audio
+    counts its videos. The report's funnel says what the captions cost."""
+    import pyarrow as pa
+
+    from video_miner.report import plot_report
+    from video_miner.tables import write_parquet
+    from video_miner.texts import CAPTION_SCHEMA
+
+    downloads = [{"video_id": v, "source": "url", "location": f"https://x/{v}.mp4", "kept": True} for v in "abc"]
+    VIDEO.write(tmp_path / "download.parquet", VIDEO.table(downloads, *DOWNLOAD_FIELDS), {})
+    for n, (record, outcomes) in enumerate([
+        ({"frames": 3, "clips": 1, "captioned": 3, "sent": 4, "cached": 0, "failed": {"captions API: HTTP 400: bad": 1},
+          "tokens": {"prompt": 30, "completion": 6, "total": 36}},
+         {"a": {"ok": False, "reason": "captions API: HTTP 400: bad"}, "b": {"ok": True, "reason": None}}),
+        ({"frames": 2, "clips": 0, "captioned": 1, "sent": 1, "cached": 0,
+          "failed": {"not sent: captions.max_items (5) reached": 1}, "tokens": {"prompt": 10, "completion": 2, "total": 12}},
+         {"c": {"ok": True, "reason": None}}),
+    ]):
+        write_parquet(tmp_path / f"captions{n}.parquet", CAPTION_SCHEMA.empty_table(),
+                      {"captions": record, "video_outcomes": outcomes, "seconds": 1.0})
+    VIDEO.write(tmp_path / "audio.parquet", VIDEO.table([{"video_id": v, "kept": True} for v in "abc"]),
+                {"audio": {"videos": 3, "transcribed": 1, "no_audio": 2, "failed": 0, "segments": 4}})
+    tables = {"download": [tmp_path / "download.parquet"], "audio": [tmp_path / "audio.parquet"],
+              "captions": [tmp_path / "captions0.parquet", tmp_path / "captions1.parquet"]}
+    summary = summarize_files(tables, [], 0, tmp_path / "s.json", tmp_path / "s.tsv")
+    assert summary["captions"] == {"frames": 5, "clips": 1, "captioned": 4, "sent": 5, "cached": 0,
+                                   "failed": {"captions API: HTTP 400: bad": 1,
+                                              "not sent: captions.max_items (5) reached": 1},
+                                   "tokens": {"prompt": 40, "completion": 8, "total": 48}}
+    assert summary["audio"] == {"videos": 3, "transcribed": 1, "no_audio": 2, "failed": 0, "segments": 4}
+    assert [(s["stage"], s["count"]) for s in summary["funnel"]] == [("download", 3), ("audio", 3), ("captions", 4)]
+    status = pd.read_csv(tmp_path / "s.tsv", sep="\t").set_index("video_id")
+    assert status.loc["a", ["status", "failed_stage", "reason"]].tolist() == ["failed", "captions",
+                                                                             "captions API: HTTP 400: bad"]
+    assert status.loc["b", "status"] == status.loc["c", "status"] == "complete"
+    plot_report({k: str(tmp_path / f"{k}.png") for k in ("funnel", "scores", "detections")}, summary, None, [], [])
+    assert (tmp_path / "funnel.png").stat().st_size > 0

@@ -163,5 +163,7 @@ def test_credentials_in_a_target_url_never_reach_the_marker(results, tmp_path):
 def test_tokens_come_from_the_environment_and_never_reach_the_marker(monkeypatch):
     monkeypatch.setenv("MY_HF_TOKEN", "hf_secret_value")
     target = UploadTarget.from_config("hub", {"url": "hf://datasets/org/name", "token_env": "MY_HF_TOKEN"})
-    assert target.token_env == "MY_HF_TOKEN" and "hf_secret_value" not in repr(target)
-    assert UploadTarget.from_config("hub", "hf://datasets/org/name").token_env == "HF_TOKEN"
+    assert target.key_env == "MY_HF_TOKEN" and "hf_secret_value" not in repr(target)
+    assert UploadTarget.from_config("hub", "hf://datasets/org/name").key_env == "HF_TOKEN"
+    # key_env is the project-wide name; token_env (the former one) still works
+    assert UploadTarget.from_config("hub", {"url": "hf://datasets/org/name", "key_env": "K"}).key_env == "K"

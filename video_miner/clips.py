@@ -52,6 +52,7 @@ EXPORT_SCHEMA = pa.schema([
     pa.field("reasons", pa.list_(pa.string()), nullable=False),
     pa.field("scores", pa.map_(pa.string(), pa.float64()), nullable=False),
     pa.field("caption", pa.string()),
+    pa.field("transcript", pa.string()),
     pa.field("path", pa.string()),
 ])
 
@@ -298,20 +299,21 @@ def cut_shard(clips: pd.DataFrame, videos: pd.DataFrame, out_dir: str | os.PathL
 
 
 def clip_export(stage_tables: dict[str, pd.DataFrame], scores: dict[str, str], duplicates: dict[str, str],
-                cut: pd.DataFrame | None) -> pd.DataFrame:
+                cut: pd.DataFrame | None, captions: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per clip of the first clip stage (every shot or window): ``kept`` when
     every clip stage kept it, its video is no duplicate and (with ``cut``) its file was
     made; ``reasons``: ``"<stage>: <reason>"`` for each that dropped it; ``scores``: the
     value of each score stage that scored it, keyed by its score column (``scores``: stage
     name -> column; e.g. ``{"flash": 0.0, "text_area": 0.12}``); ``path`` of the cut
-    file (relative to the export folder)."""
+    file (relative to the export folder); ``caption``: the captions stage's, by clip id
+    (``transcript``, the audio stage's, is added by the caller: null here)."""
     names = list(stage_tables)
     base = stage_tables[names[0]]
     columns = ["video_id", "clip_id", "start_frame", "end_frame", "start_s", "end_s"]
     rows = base[columns].copy().reset_index(drop=True)
     reasons: dict[str, list[str]] = {c: [] for c in rows["clip_id"]}
     clip_scores: dict[str, dict] = {c: {} for c in rows["clip_id"]}
-    captions: dict[str, str] = {}
+    captions = dict(captions or {})
     for name in names:
         table = stage_tables[name]
         for clip, kept, reason in zip(table["clip_id"], table["kept"], table["reason"]):
@@ -321,8 +323,6 @@ def clip_export(stage_tables: dict[str, pd.DataFrame], scores: dict[str, str], d
             for clip, value in zip(table["clip_id"], table[scores[name]]):
                 if clip in clip_scores and value is not None and not pd.isna(value):
                     clip_scores[clip][scores[name]] = float(value)
-        if "caption" in table:
-            captions.update({c: t for c, t in zip(table["clip_id"], table["caption"]) if isinstance(t, str)})
     # A clip reaches a later stage only if the earlier ones kept it: one that is absent
     # from a later table was dropped before it, and says so already.
     for clip, video in zip(rows["clip_id"], rows["video_id"]):
@@ -339,6 +339,7 @@ def clip_export(stage_tables: dict[str, pd.DataFrame], scores: dict[str, str], d
     rows["reasons"] = [reasons[c] for c in rows["clip_id"]]
     rows["scores"] = [clip_scores[c] for c in rows["clip_id"]]
     rows["caption"] = [captions.get(c) for c in rows["clip_id"]]
+    rows["transcript"] = None
     rows["path"] = [paths.get(c) if k else None for c, k in zip(rows["clip_id"], rows["kept"])]
     return rows
 
@@ -381,7 +382,7 @@ def _jsonable(record: dict) -> dict:
             value = value.item()
         elif isinstance(value, np.ndarray):
             value = value.tolist()
-        if key in ("caption", "path") and not isinstance(value, str):
+        if key in ("caption", "transcript", "path") and not isinstance(value, str):
             value = None
         out[key] = value
     return out

@@ -54,7 +54,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 
 # Model folders a rule of the workflow builds (the demo's tiny checkpoints).
-_BUILT_MODELS = re.compile(r"^(\./)?resources/models/(siglip2|siglip|dinov2|grounding_dino|owlv2|florence2|sam|clip)/?$")
+_BUILT_MODELS = re.compile(r"^(\./)?resources/models/(siglip2|siglip|dinov2|grounding_dino|owlv2|florence2|sam|clip|whisper)/?$")
 
 
 def _model_problem(key: str, model: str) -> list[str]:
@@ -83,7 +83,21 @@ def _cross_key_problems(config: dict) -> list[str]:
     if config["probe"]["filters"]["require_audio"] and not config["download"]["audio"]:
         problems.append("probe.filters.require_audio: downloads are video-only unless download.audio is true, "
                         "so every downloaded video would be rejected")
-    return problems + _split_problems(config)
+    return problems + _text_problems(config) + _split_problems(config)
+
+
+def _text_problems(config: dict) -> list[str]:
+    """Audio needs downloads with audio; local models must exist."""
+    problems = []
+    if config["audio"]["enabled"]:
+        if not config["download"]["audio"]:
+            problems.append("audio.enabled: downloads are video-only unless download.audio is true, so there "
+                            "would be nothing to hear")
+        problems += _model_problem("audio.model", config["audio"]["model"])
+    captions = config["captions"]
+    if captions["enabled"] and captions["backend"] == "florence2":
+        problems += _model_problem("captions.florence2.model", captions["florence2"]["model"])
+    return problems
 
 
 def _split_problems(config: dict) -> list[str]:

@@ -36,7 +36,30 @@ def dataset_file_name(split: str, video_id: str, frame_index: int, path: str) ->
     return f"{safe_name(split)}/{image_name(video_id, frame_index, path)}"
 
 
+# Text the captions and audio stages add to a frame: in the dataset's metadata and as
+# extra fields of COCO images, when the stage ran.
+TEXT_COLUMNS = ("caption", "transcript")
+
+
+def with_text(frames: pd.DataFrame, captions: pd.DataFrame | None = None,
+              segments: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``frames`` with a ``caption`` column (``captions``: the captions tables' rows) and a
+    ``transcript`` column (``segments``: the audio segments; the segment covering each
+    frame's time), each only when given; None where a frame has none."""
+    frames = frames.copy()
+    if captions is not None:
+        made = captions[(captions["target"] == "frame") & captions["kept"].astype(bool)]
+        text = {(v, int(i)): t for v, i, t in zip(made["video_id"], made["frame_index"], made["caption"])}
+        frames["caption"] = [text.get((v, int(i))) for v, i in zip(frames["video_id"], frames["frame_index"])]
+    if segments is not None:
+        from video_miner.texts import frame_transcripts
+
+        frames["transcript"] = frame_transcripts(segments, frames)
+    return frames
+
+
 def _coco_image(image_id: int, row) -> dict:
+    text = {c: _text(getattr(row, c)) for c in TEXT_COLUMNS if hasattr(row, c)}
     return {
         "id": image_id,
         "file_name": dataset_file_name(row.split, row.video_id, row.frame_index, row.path),
@@ -46,6 +69,7 @@ def _coco_image(image_id: int, row) -> dict:
         "video_id": row.video_id,
         "frame_index": int(row.frame_index),
         "timestamp_s": float(row.timestamp_s),
+        **text,
     }
 
 
@@ -152,12 +176,15 @@ OBJECTS_FIELD = pa.field("objects", pa.struct([
 def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict[str, dict]) -> dict:
     """``out_dir`` as a Hugging Face imagefolder with split folders: ``<split>/images/
     <video>/<frame>.<ext>`` (hard links to the frames, copies where links cannot be made)
-    and ``<split>/metadata.parquet`` with the source video, timestamp and (when ``frames``
-    have boxes) the objects (bbox xywh, category, score). ``frames``: the kept rows of the
+    and ``<split>/metadata.parquet`` with the source video, timestamp, the ``caption`` and
+    ``transcript`` when ``frames`` have them (:func:`with_text`) and (when ``frames`` have
+    boxes) the objects (bbox xywh, category, score). ``frames``: the kept rows of the
     split table. A split without frames has no folder (``datasets`` cannot load an empty
     one). ``videos``: download rows by id."""
     with_boxes = "category" in frames.columns
-    schema = pa.schema(METADATA_FIELDS + ([OBJECTS_FIELD] if with_boxes else []))
+    texts = [c for c in TEXT_COLUMNS if c in frames.columns]
+    schema = pa.schema(METADATA_FIELDS + [pa.field(c, pa.string()) for c in texts]
+                       + ([OBJECTS_FIELD] if with_boxes else []))
     written, missing, per_split = 0, [], {}
     with atomic_dir(out_dir) as tmp:
         for split, rows in frames.groupby("split", sort=True):
@@ -180,6 +207,7 @@ def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict
                     "source_video_id": _text(video.get("source_video_id")),
                     "source_start_s": _number(video.get("source_start_s")),
                     "source_end_s": _number(video.get("source_end_s")),
+                    **{c: _text(getattr(row, c)) for c in texts},
                 }
                 if with_boxes:
                     line["objects"] = {

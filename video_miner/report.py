@@ -33,7 +33,12 @@ def plot_report(out: dict[str, str], summary: dict, coco: dict | None, filter_ta
         for i, step in enumerate(steps):
             ax.text(step["count"], i, f" {step['count']}", va="center")
         ax.set_xlabel(f"{level}s")
-    axes[0, 0].set_title("What each stage kept")
+    title = "What each stage kept"
+    if summary.get("captions"):  # the captions stage's own line: what it made, what failed, what it cost
+        made = summary["captions"]
+        title += (f"\ncaptions: {made.get('captioned', 0)} made, {sum(made.get('failed', {}).values())} not,"
+                  f" {made.get('tokens', {}).get('total', 0)} tokens")
+    axes[0, 0].set_title(title)
     save(fig, out["funnel"])
 
     fig, ax = plt.subplots(figsize=(6, 3))

@@ -38,6 +38,9 @@ class Stage:
     # The rule whose one job writes this stage's table with others' (the clip score stages
     # share one decode pass per video): its rule file, log and cache are named after it.
     job: str | None = None
+    # Adds text to its level's final rows without deciding which survive (captions,
+    # transcripts): no stage reads it as the stage before, the exports join it.
+    annotates: bool = False
 
     def enabled(self, config: dict) -> bool:
         switched = self.switch is None or bool(config.get(self.switch, {}).get("enabled", False))
@@ -100,6 +103,13 @@ STAGES: tuple[Stage, ...] = (
           switch="detection", counted="has_detections", when=lambda config: verify_enabled(config)),
     Stage("segment", "frame", "segmented", "frames with masks", "with_masks", switch="segment",
           counted="has_detections", when=lambda config: bool(config["detection"]["enabled"])),
+    # Annotations of the final rows, last: speech to text per video, then captions of the
+    # final frames and kept clips (both targets in one table per shard; the funnel counts
+    # items captioned).
+    Stage("audio", "video", "transcribed", "videos transcribed (or without an audio track)", "transcribed",
+          switch="audio", annotates=True),
+    Stage("captions", "frame", "captioned", "frames and clips captioned", "captioned", switch="captions",
+          counted="captioned", annotates=True),
 )
 BY_NAME = {stage.name: stage for stage in STAGES}
 # The frame stages whose tables carry boxes (and points, masks): detection and what refines it.
@@ -142,7 +152,8 @@ def upstream(name: str, config: dict, stages: Sequence[Stage] = STAGES) -> Stage
     shards: the later frame stages read it instead, see :func:`video_gate`)."""
     names = [s.name for s in stages]
     current = stages[names.index(name)]
-    before = [s for s in enabled_stages(config, stages) if names.index(s.name) < names.index(current.name)]
+    before = [s for s in enabled_stages(config, stages)
+              if names.index(s.name) < names.index(current.name) and not s.annotates]
     same_level = [s for s in before if s.level == current.level]
     if same_level:
         return same_level[-1]
@@ -161,7 +172,7 @@ def cross_upstream(name: str, level: str, config: dict, stages: Sequence[Stage] 
     if not any(lvl == level and when(config) for lvl, when in current.cross_reads):
         return None
     before = [s for s in enabled_stages(config, stages)
-              if names.index(s.name) < names.index(name) and s.level == level and s.per_shard]
+              if names.index(s.name) < names.index(name) and s.level == level and s.per_shard and not s.annotates]
     if not before:
         raise ValueError(f"stage {name!r} reads the {level} level, but no {level} stage is enabled")
     return before[-1]
@@ -176,6 +187,7 @@ def video_gate(config: dict, stages: Sequence[Stage] = STAGES) -> Stage | None:
 
 
 def final_stage(level: str, config: dict, stages: Sequence[Stage] = STAGES) -> Stage | None:
-    """The last enabled stage of a level: its kept rows are the level's final set."""
-    at_level = [s for s in enabled_stages(config, stages) if s.level == level]
+    """The last enabled stage of a level that decides which rows survive: its kept rows
+    are the level's final set (annotating stages only add to them)."""
+    at_level = [s for s in enabled_stages(config, stages) if s.level == level and not s.annotates]
     return at_level[-1] if at_level else None

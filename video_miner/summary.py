@@ -22,8 +22,8 @@ from video_miner.tables.clip import CLIP
 from video_miner.tables.frame import FRAME
 from video_miner.tables.video import VIDEO, rejected_videos
 
-FRAME_STAGES = [s for s in STAGES if s.level == "frame"]
-CLIP_STAGES = [s for s in STAGES if s.level == "clip"]
+FRAME_STAGES = [s for s in STAGES if s.level == "frame" and not s.annotates]
+CLIP_STAGES = [s for s in STAGES if s.level == "clip" and not s.annotates]
 # Per-video counts of each clip and frame stage: clips_<count>, frames_<count>.
 COUNT_COLUMNS = [*(f"clips_{s.count}" for s in CLIP_STAGES), *(f"frames_{s.count}" for s in FRAME_STAGES)]
 STATUS_COLUMNS = [
@@ -127,6 +127,7 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
     status["decode_errors"] = status["video_id"].map(lambda v: outcomes.get(v, {}).get("decode_errors", 0))
     frames = {"in_videos": int(status["frames_in_video"].sum()), "decode_errors": int(status["decode_errors"].sum())}
     clips: dict = {}
+    annotations: dict = {}
     funnel, seconds = [], {}
     status = status.set_index("video_id", drop=False)
     for current in enabled:
@@ -147,7 +148,13 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
                 if video_id in status.index and status.at[video_id, "status"] not in ("failed", "rejected"):
                     status.loc[video_id, ["status", "failed_stage", "reason"]] = ["rejected", current.name, reason]
         seconds[current.name] = round(_stage_seconds(paths), 3)
-        if current.level == "video":
+        if current.annotates:
+            # Its own section (captions: made, failed by reason, tokens; audio: videos,
+            # segments); the funnel counts what it annotated.
+            annotations[current.name] = annotation_totals(current.name, paths)
+            count = annotations[current.name].get(current.counted, 0) if current.level != "video" else \
+                int(VIDEO.read(paths, columns=[])["kept"].astype(bool).sum())
+        elif current.level == "video":
             count = int(VIDEO.read(paths, columns=[])["kept"].astype(bool).sum())
         else:
             level, counts = (CLIP, clips) if current.level == "clip" else (FRAME, frames)
@@ -198,9 +205,26 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
         # The final boxes: those of the last stage that writes boxes (verify drops some).
         "detections_per_class": _detections_per_class(tables[boxes[-1]]) if boxes else None,
         "boxes_dropped_by_verify": _detections_per_class(tables["verify"], "dropped") if "verify" in tables else None,
+        "captions": annotations.get("captions"),
+        "audio": annotations.get("audio"),
         "stage_seconds": {**seconds, "total": round(sum(seconds.values()), 3)},
     }
     return summary, status
+
+
+def annotation_totals(name: str, paths: Sequence[str]) -> dict:
+    """An annotating stage's job records (``<name>`` in each table's metadata) added up:
+    numbers, and dicts of numbers (failures by reason, tokens) key by key."""
+    total: dict = {}
+    for path in paths:
+        for key, value in read_metadata(path).get(name, {}).items():
+            if isinstance(value, dict):
+                part = total.setdefault(key, {})
+                for k, v in value.items():
+                    part[k] = part.get(k, 0) + v
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+    return total
 
 
 def _joined(status: pd.DataFrame, paths: Sequence[str], columns: dict[str, str]) -> pd.DataFrame:

@@ -87,12 +87,14 @@ def burn_in(frame: np.ndarray, text: str, height_share: float = 0.2) -> np.ndarr
 def encode_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 25, codec: str = "libx264",
                  gop: int | None = None, options: dict | None = None, rotation: int = 0,
                  times: Sequence[float] | None = None, container_format: str | None = None,
-                 container_options: dict | None = None, pix_fmt: str = "yuv420p") -> None:
+                 container_options: dict | None = None, pix_fmt: str = "yuv420p",
+                 tone_hz: float | None = None) -> None:
     """Encode RGB frames to a video file (atomically).
 
     ``gop`` is the keyframe interval in frames (default 2 s); ``rotation`` writes a display
     matrix as phones do; ``times`` gives per-frame timestamps in seconds for a variable
-    frame rate; ``container_options`` such as ``{"movflags": "faststart"}`` go to the muxer.
+    frame rate; ``container_options`` such as ``{"movflags": "faststart"}`` go to the muxer;
+    ``tone_hz`` adds an AAC audio track (16 kHz mono) of a sine tone as long as the video.
     """
     frames = iter(frames)
     first = next(frames)
@@ -114,6 +116,8 @@ def encode_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: flo
                 stream.codec_context.time_base = Fraction(1, 1000)
             if rotation:
                 stream.set_display_rotation(rotation)
+            # Every stream is added before the first packet is muxed.
+            audio = container.add_stream("aac", rate=16000) if tone_hz else None
             for i, rgb in enumerate(_chain(first, frames)):
                 frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
                 if times is not None:
@@ -123,6 +127,20 @@ def encode_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: flo
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
+            if audio is not None:
+                _write_tone(container, audio, tone_hz, (i + 1) / fps if times is None else times[-1] + 1 / fps)
+
+
+def _write_tone(container, audio, hz: float, seconds: float, rate: int = 16000) -> None:
+    samples = (0.3 * np.sin(2 * np.pi * hz * np.arange(int(seconds * rate)) / rate)).astype(np.float32)
+    for start in range(0, len(samples), 1024):
+        block = samples[start:start + 1024]
+        frame = av.AudioFrame.from_ndarray(np.pad(block, (0, 1024 - len(block)))[None], format="fltp", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+        for packet in audio.encode(frame):
+            container.mux(packet)
+    for packet in audio.encode():
+        container.mux(packet)
 
 
 def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
@@ -157,6 +175,7 @@ DEMO_CLIPS: dict[str, dict] = {
             Scene("chelsea", 2.0, (0.45, 0.45, 1.0), (0.4, 0.4, 1.6)),
         ),
         "seed": 2,
+        "tone_hz": 440,  # a soundtrack (a tone, no speech) for the audio stage's wiring
     },
     "street_camera": {
         "scenes": (

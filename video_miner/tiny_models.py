@@ -5,8 +5,8 @@ They are saved with ``save_pretrained`` and loaded back through the same
 every model code path without a model hub. Their scores mean nothing: they are
 stand-ins for ``google/siglip2-so400m-patch14-384``, ``facebook/dinov2-base``,
 ``IDEA-Research/grounding-dino-base``, ``google/owlv2-base-patch16-ensemble``,
-Florence-2, ``facebook/sam-vit-base`` and ``openai/clip-vit-large-patch14`` with the
-LAION aesthetic head.
+Florence-2, ``facebook/sam-vit-base``, ``openai/clip-vit-large-patch14`` with the
+LAION aesthetic head, and Whisper.
 """
 
 from __future__ import annotations
@@ -175,6 +175,40 @@ def build_florence2(path: str | os.PathLike, seed: int = 0) -> Path:
     return _save(Florence2ForConditionalGeneration(config).eval(), processor, path)
 
 
+def build_whisper(path: str | os.PathLike, seed: int = 0) -> Path:
+    """Whisper (``openai/whisper-*``'s classes) with a byte-level vocabulary, the
+    transcribe/translate task tokens and two languages, so language detection and
+    ``generate(language=..., task="transcribe")`` run as on a real multilingual checkpoint."""
+    import torch
+    from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
+                              WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizer)
+
+    torch.manual_seed(seed)
+    vocab: dict[str, int] = {}
+    for token in ["<|endoftext|>"] + _byte_level_chars():
+        vocab.setdefault(token, len(vocab))
+    tokenizer = WhisperTokenizer(vocab=vocab, merges=[], bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                 unk_token="<|endoftext|>", pad_token="<|endoftext|>")
+    specials = ["<|startoftranscript|>", "<|en|>", "<|de|>", "<|transcribe|>", "<|translate|>", "<|startoflm|>",
+                "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>"]
+    tokenizer.add_special_tokens({"additional_special_tokens": specials})
+    ids = {s: tokenizer.convert_tokens_to_ids(s) for s in specials}
+    processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer)
+    config = WhisperConfig(vocab_size=len(tokenizer), num_mel_bins=80, d_model=32, encoder_layers=1, decoder_layers=1,
+                           encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                           max_source_positions=1500, max_target_positions=64, pad_token_id=0, bos_token_id=0,
+                           eos_token_id=0, decoder_start_token_id=ids["<|startoftranscript|>"])
+    model = WhisperForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=ids["<|startoftranscript|>"], eos_token_id=0, pad_token_id=0, bos_token_id=0,
+        max_length=64, no_timestamps_token_id=ids["<|notimestamps|>"], is_multilingual=True,
+        lang_to_id={"<|en|>": ids["<|en|>"], "<|de|>": ids["<|de|>"]},
+        task_to_id={"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]},
+        # As real Whisper: no empty text, no special tokens inside it.
+        forced_decoder_ids=None, suppress_tokens=list(ids.values()), begin_suppress_tokens=[0])
+    return _save(model, processor, path)
+
+
 def build_sam(path: str | os.PathLike, seed: int = 0) -> Path:
     """SAM through transformers' native classes; its PIL image processor (no torchvision)."""
     import torch
@@ -239,4 +273,5 @@ BUILDERS = {
     "florence2": build_florence2,
     "sam": build_sam,
     "clip": build_clip,
+    "whisper": build_whisper,
 }

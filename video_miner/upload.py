@@ -36,7 +36,7 @@ class UploadTarget:
     name: str
     url: str
     storage_options: dict
-    token_env: str | None = None  # environment variable holding the token/secret
+    key_env: str | None = None  # environment variable holding the token/secret
     verify: str = _DEFAULTS["verify"]  # sha256 (read back and hash) | size
     workers: int = _DEFAULTS["workers"]  # files in flight at once
 
@@ -44,18 +44,19 @@ class UploadTarget:
     def from_config(cls, name: str, value: str | dict) -> "UploadTarget":
         value = {"url": value} if isinstance(value, str) else dict(value)
         hub = value["url"].startswith("hf://")
-        token_env = value.get("token_env", "HF_TOKEN" if hub else None)
+        # key_env is the project-wide name; token_env, its former name, still works.
+        key_env = value.get("key_env", value.get("token_env", "HF_TOKEN" if hub else None))
         # Each file is a commit on the Hub; concurrent commits to one branch conflict.
         workers = 1 if hub else int(value.get("workers", _DEFAULTS["workers"]))
-        return cls(name, value["url"].rstrip("/"), dict(value.get("storage_options") or {}), token_env,
+        return cls(name, value["url"].rstrip("/"), dict(value.get("storage_options") or {}), key_env,
                    value.get("verify", _DEFAULTS["verify"]), workers)
 
     def filesystem(self):
         import fsspec
 
         options = dict(self.storage_options)
-        if self.token_env and os.environ.get(self.token_env):
-            options["token"] = os.environ[self.token_env]
+        if self.key_env and os.environ.get(self.key_env):
+            options["token"] = os.environ[self.key_env]
         fs, root = fsspec.core.url_to_fs(self.url, **options)
         return fs, root.rstrip("/")
 
