@@ -53,8 +53,11 @@ demo: install
 	@echo "  results/download/<shard>/      the videos"
 	@echo "  logs/                          one log per job"
 
+# Two workers, a test file each (its module fixtures, e.g. one workflow run, stay in one
+# worker): the suite's runs wait on subprocesses, the scheduler and timeouts about half the
+# time, so two overlap well even on two cores.
 test: install
-	$(BIN)/python -m pytest -ra --durations=15
+	$(BIN)/python -m pytest -n 2 --dist loadfile -ra --durations=15
 
 lint: install
 	$(BIN)/snakemake --lint --configfile config/demo.yaml

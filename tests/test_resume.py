@@ -53,6 +53,7 @@ def test_plan_spans_every_stage_and_signal():
     assert {i.signal for i in plan} == {signal.SIGKILL, signal.SIGTERM, signal.SIGINT}
 
 
+@pytest.mark.timeout(1200)  # the reference run (its fixture) counts too; 14 runs beside another test file
 def test_killed_at_every_stage_then_resumed_gives_identical_results(tmp_path, resume_config, reference):
     config_path = write_config(tmp_path, resume_config)
     # First a SIGKILL the moment the first download starts (nothing finished yet), then the
