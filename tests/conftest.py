@@ -24,6 +24,17 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
+# Longest first: `make test` runs two workers that each take the next test file as they
+# free up, so the files holding the long workflow runs start first and short ones fill in.
+LONGEST_FIRST = ("test_demo.py", "test_slurm.py", "test_resume.py", "test_detection.py", "test_oneline.py",
+                 "test_hostile.py", "test_model_stages.py", "test_workflow.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 def pattern_frames(count: int, width: int = 320, height: int = 240, seed: int = 0) -> list[np.ndarray]:
     """Frames that differ from each other everywhere (so any mix-up shows in pixels)."""
     rng = np.random.default_rng(seed)

@@ -14,7 +14,8 @@ from conftest import REPO, FakeApi, run_workflow
 from export_checks import check_yolo
 from video_miner.tables.frame import FRAME
 
-pytestmark = pytest.mark.slow
+# The module's run counts toward its first test's time limit: 900 s for the run itself.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 CAPTION_KEY = "sk-demo-caption-0a1b2c3d4e-never-write-me"

@@ -13,7 +13,8 @@ import pytest
 from conftest import FAST_DOWNLOADS, REPO
 from resume_harness import comparable_results, snakemake_cmd, write_config
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+# Bringing the cluster up (installing SLURM on a fresh machine) counts toward the first test's limit.
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(1200)]
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 # Fit jobs on the test node (2 cores, one fake GPU); bill the account cluster.sh made.
 SITE = {
