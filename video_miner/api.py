@@ -218,7 +218,7 @@ def status(workdir: str | os.PathLike = ".", config: dict | str | os.PathLike | 
     """One row per video of the run in ``workdir`` (pandas DataFrame): video_id, status,
     failed_stage, reason, kind, location, origin, title. ``config``: the run's settings
     (default: those the last run recorded)."""
-    from video_miner.config import load_config
+    from video_miner.config import filled_config, load_config
     from video_miner.registry import run_config, video_statuses
 
     if config is None:
@@ -226,16 +226,7 @@ def status(workdir: str | os.PathLike = ".", config: dict | str | os.PathLike | 
         if config is None:
             raise FileNotFoundError(f"no results/run_config.yaml in {workdir}: pass the run's config")
     elif isinstance(config, dict):
-        import copy
-
-        from snakemake.utils import validate
-
-        from video_miner.config import check_config
-        from video_miner.defaults import SCHEMA_PATH
-
-        config = copy.deepcopy(config)
-        check_config(config, SCHEMA_PATH, workdir)
-        validate(config, str(SCHEMA_PATH), set_default=True)
+        config = filled_config(config, workdir)
     else:
         config = load_config([config], workdir)
     return video_statuses(config, workdir)

@@ -38,6 +38,7 @@ from video_miner.apiclient import ApiError, Malformed, RetryPolicy, api_key, cal
 from video_miner.defaults import section_defaults
 from video_miner.devices import Registry
 from video_miner.fsutil import write_json_atomic
+from video_miner.images import shrink_to
 from video_miner.texts import CAPTION_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ class ApiCaptioner(Captioner):
         s, api = self.settings, self.settings.api_options
         content: list[dict] = [{"type": "text", "text": s.clip_prompt if clip else s.prompt}]
         for image in images:
-            image = _fit(image, int(api["max_side"]))
+            image = shrink_to(image, int(api["max_side"]))
             content.append({"type": "image_url",
                             "image_url": {"url": jpeg_data_url(image, int(api["jpeg_quality"]))}})
         messages = [{"role": "user", "content": content}]
@@ -203,13 +204,6 @@ def parse_answer(answer: Any) -> Caption:
         return int(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
     return Caption(" ".join(content.split()), count("prompt_tokens"), count("completion_tokens"))
-
-
-def _fit(image: Image.Image, max_side: int) -> Image.Image:
-    scale = max_side / max(image.size)
-    if scale >= 1:
-        return image
-    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
 
 
 @CAPTIONERS.register("florence2")

@@ -255,10 +255,16 @@ def load_config(config_files: list[str | os.PathLike], root: str | os.PathLike =
                 schema_path: str | os.PathLike | None = None) -> dict:
     """The configuration a ``snakemake`` run in ``root`` would see, checked, with defaults
     filled."""
+    return filled_config(read_config_files(config_files, root), root, schema_path)
+
+
+def filled_config(config: dict, root: str | os.PathLike = ".", schema_path: str | os.PathLike | None = None) -> dict:
+    """A copy of ``config`` (every setting, as a run would see them), checked, with
+    defaults filled."""
     from snakemake.utils import validate
 
     schema_path = schema_path or Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
-    config = read_config_files(config_files, root)
+    config = copy.deepcopy(config)
     check_config(config, schema_path, root)
     validate(config, str(schema_path), set_default=True)
     return config

@@ -52,6 +52,7 @@ _DINOX_DEFAULTS = section_defaults("detection", "dinox")
 
 from video_miner.detection import (API_BACKENDS, DETECTORS, Detector, DetectionSettings, Found,  # noqa: E402,F401
                                    clip_points, finalize, match_class)
+from video_miner.images import shrink_to  # noqa: E402
 from video_miner.logs import Progress  # noqa: E402
 from video_miner.models import ModelSettings, load_image  # noqa: E402
 
@@ -127,17 +128,23 @@ class ApiDetector(Detector):
 # --- Moondream ----------------------------------------------------------------------------
 
 
+def _moondream_list(answer: Any, key: str, what: str) -> list[dict]:
+    """The list under ``key`` of a Moondream answer, every item an object, or Malformed."""
+    items = answer.get(key) if isinstance(answer, dict) else None
+    if not isinstance(items, list):
+        raise Malformed(f"expected {{'{key}': [...]}}, got {str(answer)[:100]!r}")
+    for item in items:
+        if not isinstance(item, dict):
+            raise Malformed(f"{what} is {item!r}")
+    return items
+
+
 def moondream_boxes(answer: Any, width: int, height: int, index: int) -> list[list[float]]:
     """Moondream's ``/detect`` answer (``{"objects": [{"x_min", "y_min", "x_max",
     "y_max"}]}``, shares of the frame) as rows ``x0, y0, x1, y1, score, class`` in pixels;
     Moondream gives no confidence, so every box scores 1.0."""
-    objects = answer.get("objects") if isinstance(answer, dict) else None
-    if not isinstance(objects, list):
-        raise Malformed(f"expected {{'objects': [...]}}, got {str(answer)[:100]!r}")
     rows = []
-    for item in objects:
-        if not isinstance(item, dict):
-            raise Malformed(f"an object is {item!r}")
+    for item in _moondream_list(answer, "objects", "an object"):
         x0, y0, x1, y1 = (_number(item.get(k), k) for k in ("x_min", "y_min", "x_max", "y_max"))
         rows.append([x0 * width, y0 * height, x1 * width, y1 * height, 1.0, index])
     return rows
@@ -146,15 +153,8 @@ def moondream_boxes(answer: Any, width: int, height: int, index: int) -> list[li
 def moondream_points(answer: Any, width: int, height: int, index: int) -> list[list[float]]:
     """Moondream's ``/point`` answer (``{"points": [{"x", "y"}]}``, shares of the frame)
     as rows ``x, y, class`` in pixels."""
-    points = answer.get("points") if isinstance(answer, dict) else None
-    if not isinstance(points, list):
-        raise Malformed(f"expected {{'points': [...]}}, got {str(answer)[:100]!r}")
-    rows = []
-    for item in points:
-        if not isinstance(item, dict):
-            raise Malformed(f"a point is {item!r}")
-        rows.append([_number(item.get("x"), "x") * width, _number(item.get("y"), "y") * height, index])
-    return rows
+    return [[_number(item.get("x"), "x") * width, _number(item.get("y"), "y") * height, index]
+            for item in _moondream_list(answer, "points", "a point")]
 
 
 @DETECTORS.register("moondream")
@@ -276,9 +276,7 @@ class DinoXDetector(ApiDetector):
             return json.loads(response.read().decode("utf-8"))
 
     def _frame(self, image: Image.Image) -> Found:
-        scale = min(1.0, self.options["max_side"] / max(image.width, image.height))
-        sent = image if scale >= 1 else image.resize((max(1, round(image.width * scale)),
-                                                      max(1, round(image.height * scale))), Image.LANCZOS)
+        sent = shrink_to(image, self.options["max_side"])
         scale = sent.width / image.width
         body = {"model": self.settings.model or self.default_model, "image": jpeg_data_url(sent),
                 "prompt": {"type": "text", "text": self.prompt}, "targets": ["bbox"],

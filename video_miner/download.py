@@ -27,7 +27,7 @@ from video_miner.archives import ArchiveSettings
 from video_miner.defaults import section_defaults
 from video_miner.fsutil import safe_name
 from video_miner.ids import youtube_id
-from video_miner.images import KIND as IMAGES, folder_bytes
+from video_miner.images import KIND as IMAGES, folder_bytes, folder_images
 from video_miner.workers import Isolation, Limits
 
 log = logging.getLogger(__name__)
@@ -345,8 +345,6 @@ def ingest_local(path: str | os.PathLike, out_dir: str | os.PathLike, video_id: 
 def ingest_image_folder(folder: str, video_id: str, extensions: Sequence[str]) -> dict:
     """An image folder is not copied: its row records the folder (``file``) and the bytes
     of its images; extraction reads them there."""
-    from video_miner.images import folder_images
-
     src = Path(folder)
     record: dict[str, Any] = {"video_id": video_id, "source": IMAGES, "title": src.name}
     if not src.is_dir():

@@ -101,8 +101,12 @@ def build_coco(frames: pd.DataFrame, classes: Sequence[str], info: dict | None =
             if counts is not None:
                 annotation["segmentation"] = {"size": [int(row.height), int(row.width)], "counts": str(counts)}
             annotations.append(annotation)
+    return _coco_file("video-miner detections", images, annotations, categories, info)
+
+
+def _coco_file(description: str, images: list, annotations: list, categories: list, info: dict | None) -> dict:
     return {
-        "info": {"description": "video-miner detections", **(info or {})},
+        "info": {"description": description, **(info or {})},
         "licenses": [],
         "images": images,
         "annotations": annotations,
@@ -131,13 +135,7 @@ def build_points_coco(frames: pd.DataFrame, classes: Sequence[str], info: dict |
                 "num_keypoints": 1,
                 "iscrowd": 0,
             })
-    return {
-        "info": {"description": "video-miner points", **(info or {})},
-        "licenses": [],
-        "images": images,
-        "annotations": annotations,
-        "categories": categories,
-    }
+    return _coco_file("video-miner points", images, annotations, categories, info)
 
 
 def coco_split(coco: dict, split: str) -> dict:

@@ -27,7 +27,7 @@ from PIL import Image, ImageOps
 from video_miner.defaults import section_defaults
 from video_miner.fsutil import atomic_path
 from video_miner.ids import frame_id
-from video_miner.images import KIND, folder_identity, folder_images, image_key
+from video_miner.images import KIND, folder_identity, folder_images, image_key, shrink_to
 from video_miner.video import FrameIndex, VideoError, build_frame_index, count_decode_pass, open_video
 from video_miner.workers import Isolation, Limits
 
@@ -382,11 +382,7 @@ def _normalised(path: Path, max_side: int | None):
                 image = image.convert("RGB")
         else:
             image.load()
-    if max_side and max(image.size) > max_side:
-        scale = max_side / max(image.size)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                             Image.Resampling.LANCZOS)
-    return image
+    return shrink_to(image, max_side)
 
 
 def extract_images(folder: str | os.PathLike, out_dir: str | os.PathLike, video_id: str, options: ExtractOptions,
