@@ -38,7 +38,7 @@ from video_miner.apiclient import ApiError, Malformed, RetryPolicy, api_key, cal
 from video_miner.defaults import section_defaults
 from video_miner.devices import Registry
 from video_miner.fsutil import write_json_atomic
-from video_miner.images import shrink_to
+from video_miner.imaging import shrink_to
 from video_miner.texts import CAPTION_SCHEMA
 
 log = logging.getLogger(__name__)

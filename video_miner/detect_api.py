@@ -52,7 +52,7 @@ _DINOX_DEFAULTS = section_defaults("detection", "dinox")
 
 from video_miner.detection import (API_BACKENDS, DETECTORS, Detector, DetectionSettings, Found,  # noqa: E402,F401
                                    clip_points, finalize, match_class)
-from video_miner.images import shrink_to  # noqa: E402
+from video_miner.imaging import shrink_to  # noqa: E402
 from video_miner.logs import Progress  # noqa: E402
 from video_miner.models import ModelSettings, load_image  # noqa: E402
 

@@ -27,7 +27,8 @@ from PIL import Image, ImageOps
 from video_miner.defaults import section_defaults
 from video_miner.fsutil import atomic_path
 from video_miner.ids import frame_id
-from video_miner.images import KIND, folder_identity, folder_images, image_key, shrink_to
+from video_miner.images import KIND, folder_identity, folder_images, image_key
+from video_miner.imaging import shrink_to
 from video_miner.video import FrameIndex, VideoError, build_frame_index, count_decode_pass, open_video
 from video_miner.workers import Isolation, Limits
 

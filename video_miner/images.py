@@ -67,15 +67,3 @@ def folder_identity(folder: str | os.PathLike, extensions: Iterable[str]) -> lis
 
 def folder_bytes(folder: str | os.PathLike, extensions: Iterable[str]) -> int:
     return sum(size for _, size, _ in folder_identity(folder, extensions))
-
-
-def shrink_to(image, max_side: int | None):
-    """``image`` (PIL) scaled down (LANCZOS) so its longer side is at most ``max_side``
-    pixels; the image itself when it fits or ``max_side`` is None."""
-    from PIL import Image  # here: the download job's environment reads this module without PIL
-
-    if not max_side or max(image.size) <= max_side:
-        return image
-    scale = max_side / max(image.size)
-    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                        Image.Resampling.LANCZOS)
