@@ -18,6 +18,7 @@ rule audio:
     params:
         settings=AUDIO_SETTINGS,
         models=config["models"],
+        limits=STAGE_LIMITS["extract"],
         cache=stage("audio").cache(),
     script:
         "../scripts/audio.py"

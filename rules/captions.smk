@@ -19,6 +19,7 @@ rule captions:
         settings=CAPTION_SETTINGS,
         targets=CAPTION_TARGETS,
         models=CAPTION_MODELS,
+        limits=CAPTION_LIMITS,
         cache=stage("captions").cache(),
     script:
         "../scripts/captions.py"

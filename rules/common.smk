@@ -137,6 +137,8 @@ CAPTION_GPUS = 0 if CAPTION_API else MODEL_GPUS
 # profile caps the total; Snakemake lowers a larger request to the cap) and sends as
 # many at once as it got.
 CAPTION_API_REQUESTS = CAPTIONS["api"]["max_workers"] if CAPTION_API else 0
+# Clips' frames are decoded under the clip-level limits; frames need none.
+CAPTION_LIMITS = STAGE_LIMITS["clips"] if "clips" in CAPTION_TARGETS else {}
 AUDIO = config["audio"]
 AUDIO_SETTINGS = {k: v for k, v in AUDIO.items() if k != "enabled"}
 AUDIO_SEGMENTS = "results/audio/segments/{shard}.parquet"

@@ -123,3 +123,30 @@ def test_the_exports_carry_captions_and_transcripts(tmp_path):
                                             tmp_path / "plain" / "train" / "metadata.parquet")
     images = build_coco(texts.assign(bbox=[[]] * 2, category=[[]] * 2, score=[[]] * 2), ["cat"])["images"]
     assert [(i["caption"], i["transcript"]) for i in images] == [("a frame", "hello"), (None, None)]
+
+
+def test_a_hung_or_crashing_decoder_costs_only_its_video(tone_video, tmp_path, monkeypatch):
+    """The sound is decoded in a worker process (the library's fault hook: a real hang, a
+    real segfault); the model, here a stand-in that records what reached it, stays in the
+    job's process and gets the decoded samples whole."""
+    from video_miner.audio import decode_isolation
+    from video_miner.workers import FAULTS_ENV, Limits
+
+    heard = []
+
+    class Transcriber:
+        def transcribe(self, pcm):
+            heard.append(len(pcm))
+            return [{"start_s": 0.0, "end_s": len(pcm) / SAMPLE_RATE, "text": "heard", "language": "en"}]
+
+    monkeypatch.setenv(FAULTS_ENV, "audio:hang=hang,audio:crash=crash")
+    limits = Limits.from_config({"extract_s": 2, "extract_s_per_video_s": 0})
+    files = {v: str(tone_video) for v in ("crash", "hang", "ok")}
+    table, segments, record = transcribe_videos(files, tmp_path / "cache", AudioSettings(), Transcriber,
+                                                isolation=decode_isolation(limits, {}, {}))
+    rows = table.to_pandas().set_index("video_id")
+    assert rows.loc["crash", "reason"] == "audio: decoder crashed (SIGSEGV, signal 11)"
+    assert rows.loc["hang", "reason"] == "audio: timed out after 2 s in audio"
+    assert rows.loc["ok", "kept"] and segments["video_id"].tolist() == ["ok"]
+    assert heard == [len(decode_audio(str(tone_video)))]
+    assert record["failed"] == 2 and not list((tmp_path / "cache").glob("*.npy"))  # handed over, then removed

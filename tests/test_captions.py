@@ -237,3 +237,28 @@ def test_parallel_jobs_share_one_api_requests_budget():
     for profile in ("default", "slurm"):
         caps = yaml.safe_load((REPO / "profiles" / profile / "config.yaml").read_text())["resources"]
         assert any(c.startswith("api_requests=") for c in caps), profile
+
+
+def test_a_clip_whose_decoder_hangs_fails_only_its_clips(api, videos, tmp_path, monkeypatch):
+    """Clips' frames are decoded in a worker process under the clip-level limits: a video
+    that hangs the decoder (the library's fault hook) fails its clips with the reason, the
+    other video's clips are captioned, and no decoded frame is left behind."""
+    from video_miner.captions import clip_isolation
+    from video_miner.workers import FAULTS_ENV, Limits
+
+    monkeypatch.setenv(FAULTS_ENV, "captions:w=hang")
+    clips = pd.DataFrame({"video_id": ["v", "v", "w"], "clip_id": ["v-c0", "v-c1", "w-c0"],
+                          "start_s": [0.0, 1.0, 0.0], "end_s": [1.0, 2.0, 1.0]})
+    path = str(videos["h264.mp4"])
+    s = settings(api.url, frames_per_clip=2)
+    items = clip_items(clips, {"v": path, "w": path}, {"v": ["here", 1], "w": ["there", 1]}, s.frames_for_clip())
+    cache = ItemCache(tmp_path / "shard-000000-00000", s)
+    isolation = clip_isolation(Limits.from_config({"clips_s": 2, "clips_s_per_video_s": 0}), {}, {})
+    table, record = caption_items(items, lambda: make_captioner(s), cache,
+                                  SpendLedger(tmp_path / "spend.json", None, None), isolation=isolation)
+    rows = table.to_pandas().set_index("clip_id")
+    assert rows.loc["w-c0", "reason"] == "unreadable clip: timed out after 2 s in captions"
+    assert rows.loc[["v-c0", "v-c1"], "kept"].all() and len(api.requests) == 2
+    assert all(len(r["body"]["messages"][1]["content"]) == 3 for r in api.requests)  # prompt + 2 frames
+    assert record["video_outcomes"]["w"]["ok"] is False and record["video_outcomes"]["v"]["ok"]
+    assert not list((tmp_path / "shard-000000-00000").rglob("*.png"))

@@ -7,10 +7,8 @@ from __future__ import annotations
 import runpy
 import socket
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image

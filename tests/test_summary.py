@@ -224,7 +224,6 @@ def test_captions_and_audio_sections_add_up_their_jobs_and_fail_videos_with_the_
     """Two captions jobs' records add up (made, failed by reason, tokens); a video with a
     failed request is failed at captions, one the spend guard held back is not; audio
     counts its videos. The report's funnel says what the captions cost."""
-    import pyarrow as pa
 
     from video_miner.report import plot_report
     from video_miner.tables import write_parquet

@@ -122,36 +122,74 @@ class WhisperTranscriber:
         return segments
 
 
+def decode_isolation(limits, durations: dict[str, float], sizes: dict[str, int]):
+    """Each video's audio decoded in a worker process under the extraction limits (a
+    whole-video decode, as extraction is): a file that hangs or crashes the decoder costs
+    only its video (``durations`` and ``sizes`` of the videos give their time limits)."""
+    from video_miner.workers import Isolation
+
+    return Isolation("audio", "decoder", memory_bytes=limits.memory_bytes,
+                     timeout_s=lambda v: limits.extract_timeout_s(durations.get(v), sizes.get(v)))
+
+
 def transcribe_videos(files: dict[str, str], cache_dir: str | os.PathLike, settings: AudioSettings, make,
-                      sources: dict[str, list] | None = None) -> tuple[pa.Table, pd.DataFrame, dict]:
+                      sources: dict[str, list] | None = None, isolation=None) -> tuple[pa.Table, pd.DataFrame, dict]:
     """Transcribe each video of ``files`` (video id -> file), resumable per video (a
     record per video in ``cache_dir``; ``sources``: what each file is, so a new download
-    is heard again). A video without an audio track is kept with no segments; one that
-    cannot be decoded is not kept, with the reason. Returns the stage's video table, the
-    segments and the job's record."""
+    is heard again). The sound is decoded in a worker process under ``isolation`` (see
+    :func:`decode_isolation`) and handed over in a file; the model stays in this process.
+    A video without an audio track is kept with no segments; one that cannot be decoded
+    is not kept, with the reason. Returns the stage's video table, the segments and the
+    job's record."""
     from dataclasses import asdict
 
-    from video_miner.shardjob import Lazy, VideoCache, cached_map
+    from video_miner.logs import Progress
+    from video_miner.shardjob import Lazy, VideoCache
+    from video_miner.workers import each_video
 
     cache = VideoCache(cache_dir, {**asdict(settings), "format": 1})
     cache.prune(files)
     transcriber = Lazy(make)
     sources = sources or {}
+    records = {v: r for v in files if (r := cache.load(v)) is not None and r.get("source") == sources.get(v)}
+    todo = [v for v in files if v not in records]
+    if records:
+        log.info("%d of %d videos already done in an earlier run", len(records), len(files))
 
-    def work(video_id: str) -> dict:
+    def pcm_path(video_id: str):
+        return cache.root / f"{video_id}.pcm.npy"
+
+    def decode(video_id: str) -> dict:  # in the worker: only the decoder, never the model
         pcm = decode_audio(files[video_id])
-        if pcm is None:
-            return {"video_id": video_id, "source": sources.get(video_id), "has_audio": False, "audio_s": None, "segments": []}
+        if pcm is not None:
+            np.save(pcm_path(video_id), pcm)
+        return {"has_audio": pcm is not None}
+
+    def transcribe(video_id: str, has_audio: bool) -> dict:
+        if not has_audio:
+            return {"video_id": video_id, "source": sources.get(video_id), "has_audio": False, "audio_s": None,
+                    "segments": []}
+        pcm = np.load(pcm_path(video_id))
         segments = transcriber().transcribe(pcm) if len(pcm) else []
-        return {"video_id": video_id, "source": sources.get(video_id), "has_audio": True, "audio_s": len(pcm) / SAMPLE_RATE,
-                "segments": segments}
+        return {"video_id": video_id, "source": sources.get(video_id), "has_audio": True,
+                "audio_s": len(pcm) / SAMPLE_RATE, "segments": segments}
 
-    def failed(video_id: str, reason: str) -> dict:
-        return {"failed": reason}
-
-    records = cached_map(cache, list(files), work, what="videos", failed=failed,
-                         reusable=lambda r: r.get("source") == sources.get(r.get("video_id")))
-    rows, segments, outcomes = [], [], {}
+    progress = Progress("videos", len(todo))
+    for video_id, decoded, reason in each_video(todo, decode, 1, isolation):
+        if reason is None:
+            try:
+                records[video_id] = transcribe(video_id, decoded["has_audio"])
+                cache.save(video_id, records[video_id])
+            except Exception as exc:  # noqa: BLE001 - one video's failure is that video's
+                log.exception("%s failed", video_id)
+                reason = f"{type(exc).__name__}: {exc}"
+            finally:
+                pcm_path(video_id).unlink(missing_ok=True)
+        if reason is not None:  # not cached: a rerun tries it again
+            records[video_id] = {"failed": reason}
+        progress.update()
+    records = {v: records[v] for v in files}
+    rows, segments = [], []
     for video_id, record in records.items():
         if "failed" in record:
             rows.append({"video_id": video_id, "kept": False, "reason": f"audio: {record['failed']}"})

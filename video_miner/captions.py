@@ -361,18 +361,14 @@ def clip_items(clips: pd.DataFrame, files: dict[str, str], sources: dict[str, An
             for v, c, s, e in zip(clips["video_id"], clips["clip_id"], clips["start_s"], clips["end_s"])]
 
 
-def load_item_images(item: Item) -> list[Image.Image]:
-    """A frame's image, or a clip's frames at its times (decoded from its video)."""
+def load_frame_image(item: Item) -> list[Image.Image]:
+    """A frame item's image."""
     from video_miner.models import load_image
 
-    if item.target == "frame":
-        image = load_image(item.path)
-        if image is None:
-            raise ValueError(f"unreadable image {item.path}")
-        return [image]
-    if not item.path:
-        raise ValueError("its video file is missing")
-    return frames_at(item.path, item.times_s)
+    image = load_image(item.path)
+    if image is None:
+        raise ValueError(f"unreadable image {item.path}")
+    return [image]
 
 
 def frames_at(path: str, times_s: Sequence[float]) -> list[Image.Image]:
@@ -397,6 +393,73 @@ def frames_at(path: str, times_s: Sequence[float]) -> list[Image.Image]:
                 raise ValueError(f"no frame at {t:.2f} s")
             images.append(chosen.to_image())
     return images
+
+
+# Clip items' frames are decoded this many at a time (whole videos) before they are
+# captioned, so the frames waiting on disk stay few.
+CLIP_CHUNK_ITEMS = 64
+
+
+def clip_isolation(limits, durations: dict[str, float], sizes: dict[str, int]):
+    """A clip's frames decoded in a worker process under the clip-level limits: a video
+    that hangs or crashes the decoder costs only its clips (``durations`` and ``sizes``
+    of the videos give their time limits)."""
+    from video_miner.workers import Isolation
+
+    return Isolation("captions", "decoder", memory_bytes=limits.memory_bytes,
+                     timeout_s=lambda v: limits.clips_timeout_s(durations.get(v), sizes.get(v)))
+
+
+def decode_clip_frames(items: Sequence[Item], scratch: Path, isolation=None) -> dict[tuple[str, str], list[str] | str]:
+    """The frames of each clip item, decoded one video at a time (in a worker process
+    under ``isolation``, see :func:`clip_isolation`) into PNG files in ``scratch``: per
+    ``(video_id, key)`` its files in order, or the reason they could not be had."""
+    from video_miner.workers import each_video
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    by_video: dict[str, list[Item]] = {}
+    for item in items:
+        by_video.setdefault(item.video_id, []).append(item)
+
+    def decode(video_id: str) -> dict:  # in the worker: only the decoder
+        files: dict[str, list[str] | str] = {}
+        for number, item in enumerate(by_video[video_id]):
+            try:
+                if not item.path:
+                    raise ValueError("its video file is missing")
+                files[item.key] = []
+                for k, image in enumerate(frames_at(item.path, item.times_s)):
+                    path = scratch / f"{video_id}.{number}.{k}.png"  # lossless: what frames_at gave
+                    image.save(path)
+                    files[item.key].append(str(path))
+            except Exception as exc:  # noqa: BLE001 - one clip's bad frames fail only that clip
+                files[item.key] = f"{type(exc).__name__}: {exc}"
+        return files
+
+    decoded = {}
+    for video_id, files, reason in each_video(list(by_video), decode, 1, isolation):
+        for item in by_video[video_id]:
+            decoded[(video_id, item.key)] = reason if reason is not None else files[item.key]
+    return decoded
+
+
+def _decoded_images(files: list[str]) -> list[Image.Image]:
+    images = []
+    for path in files:
+        with Image.open(path) as image:
+            images.append(image.convert("RGB"))
+        os.unlink(path)
+    return images
+
+
+def _chunks(numbers: list[int], items: Sequence[Item], size: int) -> list[list[int]]:
+    """``numbers`` (sorted by video) in runs of about ``size``, a video never split."""
+    chunks: list[list[int]] = []
+    for n in numbers:
+        if not chunks or (len(chunks[-1]) >= size and items[chunks[-1][-1]].video_id != items[n].video_id):
+            chunks.append([])
+        chunks[-1].append(n)
+    return chunks
 
 
 # --- a shard ------------------------------------------------------------------------------
@@ -437,13 +500,13 @@ def _plain(value: Any) -> Any:
 
 
 def caption_items(items: Sequence[Item], make: Callable[[], Captioner], cache: ItemCache, ledger: SpendLedger,
-                  load: Callable[[Item], list[Image.Image]] = load_item_images,
-                  workers: int = 1, model: str | None = None) -> tuple[pa.Table, dict]:
+                  workers: int = 1, model: str | None = None, isolation=None) -> tuple[pa.Table, dict]:
     """Caption ``items``: cached ones from the cache, the rest ``workers`` at a time
-    (the backend is made only when something is sent). Returns the captions table and
-    the job's record: counts, failures by reason, tokens, per-video outcomes (a video
-    whose item failed is failed at ``captions`` with that reason; items the spend guard
-    held back are recorded, and do not fail their video)."""
+    (the backend is made only when something is sent); clips' frames are decoded first,
+    a few videos at a time, under ``isolation`` (:func:`decode_clip_frames`). Returns the
+    captions table and the job's record: counts, failures by reason, tokens, per-video
+    outcomes (a video whose item failed is failed at ``captions`` with that reason; items
+    the spend guard held back are recorded, and do not fail their video)."""
     from video_miner.logs import Progress
     from video_miner.shardjob import Lazy
 
@@ -460,14 +523,18 @@ def caption_items(items: Sequence[Item], make: Callable[[], Captioner], cache: I
     if results:
         log.info("%d of %d items already captioned with these settings", len(results), len(items))
     progress = Progress("items", len(todo))
+    decoded: dict[tuple[str, str], list[str] | str] = {}
 
     def one(n: int) -> tuple[int, Caption]:
         item = items[n]
         held = ledger.claim()
         if held is not None:
             return n, Caption(error=held)
+        found = decoded.pop((item.video_id, item.key), None)
+        if isinstance(found, str):  # its frames could not be decoded: the reason
+            return n, Caption(error=f"unreadable clip: {found}")
         try:
-            images = load(item)
+            images = load_frame_image(item) if item.target == "frame" else _decoded_images(found)
         except Exception as exc:  # noqa: BLE001 - one item's bad input is that item's failure
             return n, Caption(error=f"unreadable {item.target}: {type(exc).__name__}: {exc}")
         try:
@@ -488,12 +555,21 @@ def caption_items(items: Sequence[Item], make: Callable[[], Captioner], cache: I
             for n in todo:
                 results[n] = (Caption(error=first_refusal), False)
             todo = []
-    if todo:
-        pool_size = max(1, min(workers, captioner().workers, len(todo)))
+    frames = [n for n in todo if items[n].target == "frame"]
+    clips = sorted((n for n in todo if items[n].target == "clip"), key=lambda n: items[n].video_id)
+    # Frames first, then clips a few videos at a time: each chunk's frames are decoded
+    # (forking the decoder with no caption threads running) and then captioned.
+    for chunk in [frames] * bool(frames) + _chunks(clips, items, CLIP_CHUNK_ITEMS):
+        if items[chunk[0]].target == "clip":
+            decoded = decode_clip_frames([items[n] for n in chunk], Path(cache.cache.root) / "clip_frames", isolation)
+        pool_size = max(1, min(workers, captioner().workers, len(chunk)))
         with ThreadPoolExecutor(max_workers=pool_size) as pool:
-            for n, caption in pool.map(one, todo):
+            for n, caption in pool.map(one, chunk):
                 results[n] = (caption, False)
                 progress.update()
+        for files in decoded.values():  # the frames of clips the spend guard held back
+            for path in files if isinstance(files, list) else ():
+                Path(path).unlink(missing_ok=True)
     return _table(items, results, model), _record(items, results)
 
 

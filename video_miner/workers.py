@@ -202,6 +202,24 @@ def isolated_map(video_ids: list[str], work: Callable[[str], dict], workers: int
                 worker.kill()
 
 
+def each_video(video_ids: list[str], work: Callable[[str], dict], workers: int,
+               isolation: Isolation | None) -> Iterator[tuple[str, dict | None, str | None]]:
+    """:func:`isolated_map` under ``isolation``; without one (tests, a stage told not to
+    isolate), ``work`` in this process one video at a time, an exception costing only its
+    video. Yields as each video ends."""
+    if isolation is not None:
+        yield from isolated_map(video_ids, work, workers, isolation)
+        return
+    for video_id in video_ids:
+        try:
+            record = work(video_id)
+        except Exception as exc:  # noqa: BLE001 - any error of one video is that video's failure
+            log.exception("%s failed", video_id)
+            yield video_id, None, f"{type(exc).__name__}: {exc}"
+        else:
+            yield video_id, record, None
+
+
 def _watch(isolation: Isolation, video_id: str) -> str | None:
     try:
         return isolation.watch(video_id)
