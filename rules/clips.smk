@@ -45,6 +45,7 @@ rule clips:
     params:
         stages=CLIP_STAGES,
         scores=CLIP_SCORES,
+        splits=SPLIT_PLACEMENT,
     script:
         "../scripts/clips.py"
 

@@ -98,6 +98,8 @@ SPLITS = {**config["splits"], "ratios": full_ratios(config["splits"]["ratios"])}
 # The splits with a share above 0: each gets its files, empty or not.
 SPLIT_NAMES = active_splits(config["splits"]["ratios"])
 SPLIT_FRAMES = "results/splits/frames.parquet"
+# What places a video in a split; the clip export follows it (the caps are frames').
+SPLIT_PLACEMENT = {k: SPLITS[k] for k in ("ratios", "seed")}
 EXPORT = config["export"]
 SHOTS = config["shots"]["enabled"]
 CLIPS = config["clips"]
@@ -424,12 +426,14 @@ def get_cut_input(wildcards):
 
 
 def get_clips_input(wildcards):
-    """Every clip stage's tables (each clip's reasons and scores), the cut files, and the
-    run-wide video table (copies of a video are dropped with its reason)."""
+    """Every clip stage's tables (each clip's reasons and scores), the cut files, the
+    run-wide video table (copies of a video are dropped with its reason) and the split of
+    each video (a clip goes where its video's frames go)."""
     inputs = {name: all_shards(stage(name).table()) for name in CLIP_STAGES}
     inputs["cut"] = all_shards("results/cut/{shard}.parquet") if CLIPS["cut"] else []
     inputs["cut_files"] = all_shards("results/cut/{shard}") if CLIPS["cut"] else []
     inputs["keep"] = gate_tables()
+    inputs["splits"] = "results/splits/videos.parquet"
     inputs.update(clip_text_input())
     return inputs
 

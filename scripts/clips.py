@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, als
 from video_miner.texts import clip_captions, clip_transcripts, read_captions, read_segments
 from video_miner.clips import clip_export, write_clip_export
 from video_miner.logs import log_to_file
+from video_miner.splits import video_splits
 from video_miner.tables.clip import CLIP
 from video_miner.tables.video import VIDEO
 
@@ -20,8 +21,12 @@ if snakemake.input.keep:  # the videos the run-wide video stage dropped (copies)
     duplicates = dict(zip(rows.loc[~rows["kept"].astype(bool), "video_id"], rows.loc[~rows["kept"].astype(bool), "reason"]))
 cut = CLIP.read(list(snakemake.input.cut)) if snakemake.input.cut else None
 captions = clip_captions(read_captions(snakemake.input.captions)) if snakemake.input.captions else None
-rows = clip_export(tables, snakemake.params.scores, duplicates, cut, captions)
+first = tables[snakemake.params.stages[0]]
+splits = video_splits(first["video_id"], VIDEO.read([snakemake.input.splits], columns=["split"]),
+                      snakemake.params.splits["ratios"], snakemake.params.splits["seed"])
+rows = clip_export(tables, snakemake.params.scores, duplicates, cut, captions, splits)
 if snakemake.input.segments:
     rows["transcript"] = rows["clip_id"].map(clip_transcripts(read_segments(snakemake.input.segments), rows))
 result = write_clip_export(Path(snakemake.output.metadata[0]).parent, rows, cut)
-logging.info("clip export: %d clips, %d kept, %d files", result["clips"], result["kept"], result["files"])
+logging.info("clip export: %d clips, %d kept, %d files; kept per split: %s", result["clips"], result["kept"],
+             result["files"], rows[rows["kept"]].groupby("split").size().to_dict())

@@ -330,6 +330,10 @@ def test_demo_transnetv2_splits_the_clips_at_their_cuts(demo_run):
     assert (clips["clip_id"] == clips["video_id"] + "-" + clips["start_frame"].map("{:06d}".format)).all()
     copies = clips[clips["title"] == "astronaut_reupload"]
     assert not copies["kept"].any() and all(r[0].startswith("video_dedup: duplicate of") for r in copies["reasons"])
+    # A clip is in its video's split, the one its frames are in; the copy's with its original's.
+    placed = pd.read_parquet(demo_run / "results" / "splits" / "videos.parquet").set_index("video_id")["split"]
+    assert clips["split"].notna().all() and (clips["split"] == clips["video_id"].map(placed)).all()
+    assert set(copies["split"]) == set(clips.loc[clips["title"] == "astronaut_interview", "split"])
     assert not clips["reasons"].map(lambda r: any(x.startswith("shots:") for x in r)).any()  # all long enough
     kept = clips[clips["kept"]]
     assert (kept["reasons"].map(len) == 0).all()

@@ -32,6 +32,7 @@ from video_miner.splits import (
     split_for,
     split_frames,
     split_report,
+    video_splits,
     write_split_tables,
 )
 from video_miner.yolo import data_yaml, label_lines, write_yolo, yolo_box
@@ -235,6 +236,23 @@ def test_make_splits_groups_copies_and_shared_frames_and_reports_the_shares(tmp_
     write_split_tables(tmp_path / "videos.parquet", tmp_path / "frames.parquet", videos, split_table, record)
     assert read_report(tmp_path / "frames.parquet") == report
     assert len(split_frames(tmp_path / "frames.parquet")) == 44
+
+
+def test_a_clips_video_goes_where_its_frames_went_and_a_video_without_frames_alone():
+    """The clip export's split of each video: the splits stage's (its group's), else the
+    video's own group's, placed by the same hash; so a clip never sits apart from its
+    video's frames, nor a copy's clips apart from the original's."""
+    ratios = {"train": 0.5, "val": 0.5}
+    videos, _, _ = make_splits(frames_table({"a": 2, "b": 2}),
+                               pd.DataFrame({"video_id": ["a", "b"], "duplicate_of": [None, "a"]}), None,
+                               SplitSettings(ratios=ratios, seed=3))
+    # The stage's table says which split: one that differs from what b's own hash gives shows it is followed.
+    videos["split"] = np.where(videos["video_id"] == "b", "test", videos["split"])
+    placed = video_splits(["a", "b", "c", "d"], videos, ratios, seed=3)
+    assert placed["b"] == "test" and placed["a"] == videos.set_index("video_id").loc["a", "split"]
+    alone = assign_splits(["c", "d"], [], ratios, 3).set_index("video_id")["split"]
+    assert placed["c"] == alone["c"] and placed["d"] == alone["d"]
+    assert video_splits(["c"], None, ratios, 3) == {"c": alone["c"]}
 
 
 def test_the_report_says_when_a_split_is_empty_or_the_shares_are_off():

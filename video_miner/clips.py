@@ -48,6 +48,7 @@ CUT_FIELDS = (
 # The clip export's columns, in order.
 EXPORT_SCHEMA = pa.schema([
     *CLIP.fields,
+    pa.field("split", pa.string()),
     pa.field("kept", pa.bool_(), nullable=False),
     pa.field("reasons", pa.list_(pa.string()), nullable=False),
     pa.field("scores", pa.map_(pa.string(), pa.float64()), nullable=False),
@@ -299,18 +300,21 @@ def cut_shard(clips: pd.DataFrame, videos: pd.DataFrame, out_dir: str | os.PathL
 
 
 def clip_export(stage_tables: dict[str, pd.DataFrame], scores: dict[str, str], duplicates: dict[str, str],
-                cut: pd.DataFrame | None, captions: dict[str, str] | None = None) -> pd.DataFrame:
+                cut: pd.DataFrame | None, captions: dict[str, str] | None = None,
+                splits: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per clip of the first clip stage (every shot or window): ``kept`` when
     every clip stage kept it, its video is no duplicate and (with ``cut``) its file was
     made; ``reasons``: ``"<stage>: <reason>"`` for each that dropped it; ``scores``: the
     value of each score stage that scored it, keyed by its score column (``scores``: stage
     name -> column; e.g. ``{"flash": 0.0, "text_area": 0.12}``); ``path`` of the cut
     file (relative to the export folder); ``caption``: the captions stage's, by clip id
-    (``transcript``, the audio stage's, is added by the caller: null here)."""
+    (``transcript``, the audio stage's, is added by the caller: null here); ``split``:
+    its video's (``splits``: video id -> split, :func:`video_miner.splits.video_splits`)."""
     names = list(stage_tables)
     base = stage_tables[names[0]]
     columns = ["video_id", "clip_id", "start_frame", "end_frame", "start_s", "end_s"]
     rows = base[columns].copy().reset_index(drop=True)
+    rows["split"] = rows["video_id"].map(splits or {})
     reasons: dict[str, list[str]] = {c: [] for c in rows["clip_id"]}
     clip_scores: dict[str, dict] = {c: {} for c in rows["clip_id"]}
     captions = dict(captions or {})
@@ -382,7 +386,7 @@ def _jsonable(record: dict) -> dict:
             value = value.item()
         elif isinstance(value, np.ndarray):
             value = value.tolist()
-        if key in ("caption", "transcript", "path") and not isinstance(value, str):
+        if key in ("split", "caption", "transcript", "path") and not isinstance(value, str):
             value = None
         out[key] = value
     return out

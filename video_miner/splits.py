@@ -157,6 +157,18 @@ def assign_splits(videos: Iterable[str], links: Iterable[tuple[str, str]], ratio
                          "split": [splits[k] for k in keys.values()]}, columns=["video_id", "group", "split"])
 
 
+def video_splits(video_ids: Iterable[str], assigned: pd.DataFrame | None, ratios: Mapping,
+                 seed: int) -> dict[str, str]:
+    """The split of each of ``video_ids`` (the clip export's videos): the splits stage's
+    (``assigned``: its video table, whose groups link copies and videos sharing frames),
+    so a video sits in one split in every export; a video it does not hold (none of its
+    frames reached the exports, and video_dedup is off) is a group of its own, placed by
+    the same hash."""
+    known = dict(zip(assigned["video_id"], assigned["split"])) if assigned is not None else {}
+    alone = assign_splits(set(video_ids) - set(known), [], ratios, seed)
+    return {**known, **dict(zip(alone["video_id"], alone["split"]))}
+
+
 def copy_links(videos: pd.DataFrame | None) -> list[tuple[str, str]]:
     """Links from a video table with ``duplicate_of`` (video_dedup's): copy -> canonical."""
     if videos is None or "duplicate_of" not in videos:
