@@ -261,4 +261,4 @@ def test_a_clip_whose_decoder_hangs_fails_only_its_clips(api, videos, tmp_path, 
     assert rows.loc[["v-c0", "v-c1"], "kept"].all() and len(api.requests) == 2
     assert all(len(r["body"]["messages"][1]["content"]) == 3 for r in api.requests)  # prompt + 2 frames
     assert record["video_outcomes"]["w"]["ok"] is False and record["video_outcomes"]["v"]["ok"]
-    assert not list((tmp_path / "shard-000000-00000").rglob("*.png"))
+    assert not list((tmp_path / "shard-000000-00000" / "clip_frames").iterdir())
