@@ -14,7 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 
-from video_miner.fsutil import atomic_dir, link_or_copy, safe_name, write_json_atomic
+from video_miner import framestore
+from video_miner.fsutil import atomic_dir, safe_name, write_json_atomic
 from video_miner.tables.frame import FRAME
 
 
@@ -188,11 +189,11 @@ def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict
         for split, rows in frames.groupby("split", sort=True):
             lines = []
             for row in rows.itertuples(index=False):
-                if not Path(row.path).is_file():  # deleted by hand since: said, not hidden
+                if not framestore.exists(row.path):  # deleted by hand since: said, not hidden
                     missing.append(row.path)
                     continue
                 name = image_name(row.video_id, row.frame_index, row.path)
-                link_or_copy(row.path, Path(tmp, safe_name(split), name))
+                framestore.copy_to(row.path, Path(tmp, safe_name(split), name))
                 video = videos.get(row.video_id, {})
                 line = {
                     "file_name": name,
@@ -238,7 +239,7 @@ def _colour(index: int) -> tuple[int, int, int]:
 
 def draw_detections(path: str, boxes: Sequence, categories: Sequence[str], scores: Sequence[float],
                     classes: Sequence[str]) -> Image.Image:
-    with Image.open(path) as source:
+    with framestore.open_image(path) as source:
         image = source.convert("RGB")
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=max(12, image.height // 30))

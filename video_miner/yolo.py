@@ -22,7 +22,8 @@ from typing import Sequence
 import pandas as pd
 import yaml
 
-from video_miner.fsutil import atomic_dir, link_or_copy, safe_name
+from video_miner import framestore
+from video_miner.fsutil import atomic_dir, safe_name
 
 
 def yolo_box(bbox: Sequence[float], width: int, height: int) -> tuple[float, float, float, float] | None:
@@ -75,7 +76,7 @@ def write_yolo(out_dir: str | os.PathLike, frames: pd.DataFrame, classes: Sequen
             (tmp / "labels" / name).mkdir(parents=True)
         for row in frames.itertuples(index=False):
             stem = yolo_stem(row.video_id, row.frame_index)
-            link_or_copy(row.path, tmp / "images" / row.split / f"{stem}{Path(row.path).suffix.lower()}")
+            framestore.copy_to(row.path, tmp / "images" / row.split / f"{stem}{Path(row.path).suffix.lower()}")
             lines = label_lines(row.category, row.bbox, int(row.width), int(row.height), class_index)
             (tmp / "labels" / row.split / f"{stem}.txt").write_text("".join(f"{line}\n" for line in lines))
             counts[row.split]["images"] += 1
