@@ -136,7 +136,7 @@ def _scan(tar: str) -> dict[str, list[int]]:
 
 
 @lru_cache(maxsize=64)
-def _cached_index(tar: str, stamp: tuple[int, int]) -> dict[str, list[int]]:
+def _cached_index(tar: str, stamp: tuple[int, int, int]) -> dict[str, list[int]]:
     try:
         index = json.loads(Path(f"{tar}{INDEX_SUFFIX}").read_text())
         if isinstance(index, dict):
@@ -146,11 +146,32 @@ def _cached_index(tar: str, stamp: tuple[int, int]) -> dict[str, list[int]]:
     return _scan(tar)
 
 
+def _stamp(tar: str) -> tuple[int, int, int]:
+    info = os.stat(tar)
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
 def tar_index(tar: str | os.PathLike) -> dict[str, list[int]]:
     """Member -> [data offset, size] of a tar (its index file, else a scan); cached per
-    tar and its size and time, so a rewritten tar is read anew."""
-    info = os.stat(tar)
-    return _cached_index(os.fspath(tar), (info.st_size, info.st_mtime_ns))
+    tar and its inode, size and time, so a rewritten tar is read anew."""
+    tar = os.fspath(tar)
+    return _cached_index(tar, _stamp(tar))
+
+
+class _Handle:
+    """An open tar kept for reads (``os.pread`` needs no seek and is thread-safe);
+    closed when the cache drops it."""
+
+    def __init__(self, tar: str):
+        self.fd = os.open(tar, os.O_RDONLY)
+
+    def __del__(self):
+        os.close(self.fd)
+
+
+@lru_cache(maxsize=16)
+def _handle(tar: str, stamp: tuple[int, int, int]) -> _Handle:
+    return _Handle(tar)
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
@@ -161,16 +182,15 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         with open(path, "rb") as fh:
             return fh.read()
     tar, member = split_address(path)
+    stamp = _stamp(tar)
     try:
-        index = tar_index(tar)
+        index = _cached_index(tar, stamp)
     except tarfile.TarError as exc:
         raise ValueError(f"broken tar {tar}: {exc}") from exc
     if member not in index:
         raise FileNotFoundError(f"no member {member!r} in {tar}")
     offset, size = index[member]
-    with open(tar, "rb") as fh:
-        fh.seek(offset)
-        data = fh.read(size)
+    data = os.pread(_handle(tar, stamp).fd, size, offset)
     if len(data) != size:
         raise OSError(f"member {member!r} of {tar} is truncated ({len(data)} of {size} bytes)")
     return data
