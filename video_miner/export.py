@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from video_miner import framestore
 from video_miner.fsutil import atomic_dir, safe_name, write_json_atomic
+from video_miner.privacy import export_frame
 from video_miner.tables.frame import FRAME
 
 
@@ -172,18 +173,24 @@ OBJECTS_FIELD = pa.field("objects", pa.struct([
 ]))
 
 
-def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict[str, dict]) -> dict:
+# With privacy on: the regions blurred in each image (xywh pixels, empty when none).
+BLURRED_FIELD = pa.field("blurred_regions", pa.list_(pa.list_(pa.float32(), 4)))
+
+
+def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict[str, dict],
+                  regions: dict[str, list] | None = None) -> dict:
     """``out_dir`` as a Hugging Face imagefolder with split folders: ``<split>/images/
     <video>/<frame>.<ext>`` (hard links to the frames, copies where links cannot be made)
     and ``<split>/metadata.parquet`` with the source video, timestamp, the ``caption`` and
     ``transcript`` when ``frames`` have them (:func:`with_text`) and (when ``frames`` have
     boxes) the objects (bbox xywh, category, score). ``frames``: the kept rows of the
     split table. A split without frames has no folder (``datasets`` cannot load an empty
-    one). ``videos``: download rows by id."""
+    one). ``videos``: download rows by id. ``regions``: with privacy on, the regions to
+    blur per frame id (:mod:`video_miner.privacy`), recorded as ``blurred_regions``."""
     with_boxes = "category" in frames.columns
     texts = [c for c in TEXT_COLUMNS if c in frames.columns]
     schema = pa.schema(METADATA_FIELDS + [pa.field(c, pa.string()) for c in texts]
-                       + ([OBJECTS_FIELD] if with_boxes else []))
+                       + ([OBJECTS_FIELD] if with_boxes else []) + ([BLURRED_FIELD] if regions is not None else []))
     written, missing, per_split = 0, [], {}
     with atomic_dir(out_dir) as tmp:
         for split, rows in frames.groupby("split", sort=True):
@@ -193,7 +200,8 @@ def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict
                     missing.append(row.path)
                     continue
                 name = image_name(row.video_id, row.frame_index, row.path)
-                framestore.copy_to(row.path, Path(tmp, safe_name(split), name))
+                blur = (regions or {}).get(row.frame_id, [])
+                export_frame(row.path, Path(tmp, safe_name(split), name), blur)
                 video = videos.get(row.video_id, {})
                 line = {
                     "file_name": name,
@@ -214,6 +222,8 @@ def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict
                         "category": [str(c) for c in row.category],
                         "score": [float(s) for s in row.score],
                     }
+                if regions is not None:
+                    line["blurred_regions"] = [[float(v) for v in r] for r in blur]
                 lines.append(line)
             if lines:
                 table = pa.Table.from_pylist(lines, schema=schema)
