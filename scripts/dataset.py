@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, als
 
 from video_miner.export import PROVENANCE, with_text, write_dataset
 from video_miner.logs import log_to_file
-from video_miner.privacy import read_regions
+from video_miner.blur import read_regions
 from video_miner.splits import split_frames
 from video_miner.tables.video import VIDEO
 from video_miner.texts import read_captions, read_segments

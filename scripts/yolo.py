@@ -7,7 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
 
 from video_miner.logs import log_to_file
-from video_miner.privacy import read_regions
+from video_miner.blur import read_regions
 from video_miner.splits import split_frames
 from video_miner.yolo import write_yolo
 

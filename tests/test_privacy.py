@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from video_miner.framestore import TarPacker
-from video_miner.privacy import PrivacySettings, export_frame, frame_regions, merged, padded, privacy_table
+from video_miner.blur import export_frame
+from video_miner.privacy import PrivacySettings, frame_regions, merged, padded, privacy_table
 
 SETTINGS = PrivacySettings(classes=("face", "licence plate"), padding=0.1, min_score=0.3)
 

@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from video_miner import framestore
 from video_miner.fsutil import atomic_dir, safe_name, write_json_atomic
-from video_miner.privacy import export_frame
+from video_miner.blur import export_frame
 from video_miner.tables.frame import FRAME
 
 

@@ -9,7 +9,8 @@ by ``padding`` of its size on each side (a detector's box hugs the face; hair an
 identify too), clipped to the frame; overlapping regions merge into their union so one
 blur covers them.
 
-Blurred exports: a frame without a region is the same file (a hard link or the packed
+Blurred exports (:mod:`video_miner.blur`, which the export jobs import without
+OpenCV): a frame without a region is the same file (a hard link or the packed
 bytes); a frame with regions is decoded, blurred inside its regions and encoded again in
 its own format (JPEG/WebP at quality 95, PNG lossless), so outside the regions it
 differs from the original only by that re-encoding.
@@ -17,18 +18,13 @@ differs from the original only by that re-encoding.
 
 from __future__ import annotations
 
-import io
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from PIL import Image, ImageFilter
 
-from video_miner import framestore
 from video_miner.defaults import section_defaults
 
 _DEFAULTS = section_defaults("privacy")
@@ -40,8 +36,6 @@ PRIVACY_FIELDS = (
     pa.field("region_class", pa.list_(pa.string()), nullable=False),
     pa.field("region_source", pa.list_(pa.string()), nullable=False),
 )
-_SAVE = {".jpg": ("JPEG", {"quality": 95}), ".jpeg": ("JPEG", {"quality": 95}), ".webp": ("WEBP", {"quality": 95}),
-         ".png": ("PNG", {"compress_level": 1})}
 
 
 @dataclass(frozen=True)
@@ -112,38 +106,6 @@ def frame_regions(boxes: Sequence[Sequence[float]], categories: Sequence[str], s
     return [r[0] for r in result], [r[1] for r in result], [r[2] for r in result]
 
 
-def blurred(image: Image.Image, regions: Sequence[Sequence[float]]) -> Image.Image:
-    """``image`` with each region (xywh, whole pixels) blurred beyond recognition: a
-    Gaussian blur whose radius is a quarter of the region's shorter side, from pixels of
-    the region only (nothing outside it changes)."""
-    out = image.convert("RGB")
-    for x, y, w, h in regions:
-        box = (int(x), int(y), int(x + w), int(y + h))
-        if box[2] <= box[0] or box[3] <= box[1]:
-            continue
-        patch = out.crop(box)
-        radius = max(2.0, min(patch.size) / 4)
-        out.paste(patch.filter(ImageFilter.GaussianBlur(radius)), box[:2])
-    return out
-
-
-def export_frame(path: str, target: str | os.PathLike, regions: Sequence[Sequence[float]] = ()) -> None:
-    """Write a frame for an export: the same file when it has no region to blur, else
-    the frame blurred in its regions, encoded again in its own format."""
-    if not len(regions):
-        framestore.copy_to(path, target)
-        return
-    fmt, options = _SAVE.get(Path(path).suffix.lower(), ("PNG", {}))
-    with framestore.open_image(path) as image:
-        out = blurred(image, regions)
-    buffer = io.BytesIO()
-    out.save(buffer, format=fmt, **options)
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.unlink(missing_ok=True)  # never write through a hard link to the original
-    target.write_bytes(buffer.getvalue())
-
-
 class CascadeFinder:
     """The privacy classes the run's detections do not cover, found with the opencv
     detection backend's Haar cascades."""
@@ -201,16 +163,3 @@ def privacy_table(frames: pd.DataFrame, settings: PrivacySettings, detected_clas
                      "region_class": classes, "region_source": origins})
     return pd.DataFrame(rows, columns=["video_id", "frame_index", "frame_id", "timestamp_s", "width", "height", "path",
                                        "kept", "reason", "regions", "region_class", "region_source"])
-
-
-def read_regions(tables: Sequence[str]) -> dict[str, list[list[float]]]:
-    """frame_id -> its regions, from the privacy tables (frames with none left out)."""
-    import pyarrow.parquet as pq
-
-    out = {}
-    for path in tables:
-        table = pq.read_table(path, columns=["frame_id", "regions"])
-        for frame, regions in zip(table.column("frame_id").to_pylist(), table.column("regions").to_pylist()):
-            if regions:
-                out[frame] = regions
-    return out

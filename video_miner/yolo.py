@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 
 from video_miner.fsutil import atomic_dir, safe_name
-from video_miner.privacy import export_frame
+from video_miner.blur import export_frame
 
 
 def yolo_box(bbox: Sequence[float], width: int, height: int) -> tuple[float, float, float, float] | None:
