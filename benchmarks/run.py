@@ -4,7 +4,8 @@ the machine and versions. Absolute times on shared machines are noise: the ratio
 baselines measured in the same run are the figures.
 
 Usage: python benchmarks/run.py [--repeats 3] [--full]
-                                [--only extraction dryrun throughput overhead dedup video_dedup shots clip_scores gpu]
+                                [--only extraction dryrun throughput overhead dedup video_dedup shots clip_scores
+                                        packed_frames gpu]
   --full adds the long measures: `snakemake -n` for 100k URLs and for 1M URLs at
   shard_size 256, cross-video dedup of 1M frames and video dedup of 1M videos (30+
   minutes on 2 cores).
@@ -183,7 +184,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--only", nargs="+", default=["extraction", "dryrun", "throughput", "overhead", "dedup",
-                                                      "video_dedup", "shots", "clip_scores", "gpu"])
+                                                      "video_dedup", "shots", "clip_scores", "packed_frames",
+                                                      "gpu"])
     args = parser.parse_args()
     rows = []
     if "extraction" in args.only:
@@ -216,6 +218,10 @@ def main() -> None:
         import clip_scores
 
         rows += clip_scores.run(args.repeats)
+    if "packed_frames" in args.only:
+        import packed_frames
+
+        rows += packed_frames.run()
     if "gpu" in args.only:
         report = REPO / "BENCHMARKS.md"
         rows += gpu_rows(report.read_text() if report.exists() else "")

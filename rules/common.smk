@@ -100,6 +100,8 @@ SPLIT_NAMES = active_splits(config["splits"]["ratios"])
 SPLIT_FRAMES = "results/splits/frames.parquet"
 # What places a video in a split; the clip export follows it (the caps are frames').
 SPLIT_PLACEMENT = {k: SPLITS[k] for k in ("ratios", "seed")}
+# The privacy classes the run's detections cover (boxes of any backend); the cascades find the rest.
+PRIVACY_DETECTED = [c for c in DETECTION["classes"] if DETECTION["enabled"]]
 EXPORT = config["export"]
 SHOTS = config["shots"]["enabled"]
 CLIPS = config["clips"]
@@ -578,12 +580,31 @@ def get_dataset_input(wildcards):
         "frames": SPLIT_FRAMES,
         "images": all_shards(stage("extract").files()),
         "videos": stage_tables("download"),
+        "privacy": privacy_tables(),
         **frame_text_input(),
     }
 
 
 def get_yolo_input(wildcards):
-    return {"frames": SPLIT_FRAMES, "images": all_shards(stage("extract").files())}
+    return {
+        "frames": SPLIT_FRAMES,
+        "images": all_shards(stage("extract").files()),
+        "privacy": privacy_tables(),
+    }
+
+
+def privacy_tables():
+    """The regions the frame exports blur, when privacy is on."""
+    return stage_tables("privacy") if "privacy" in ENABLED else []
+
+
+def get_privacy_input(wildcards):
+    """The final frames (with their boxes when detection runs) and their images."""
+    return {
+        "frames": final_stage("frame", config).table(wildcards.shard),
+        "images": stage("extract").files(wildcards.shard),
+        "videos": gate_tables(),
+    }
 
 
 def get_label_studio_input(wildcards):

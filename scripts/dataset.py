@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, als
 
 from video_miner.export import PROVENANCE, with_text, write_dataset
 from video_miner.logs import log_to_file
+from video_miner.blur import read_regions
 from video_miner.splits import split_frames
 from video_miner.tables.video import VIDEO
 from video_miner.texts import read_captions, read_segments
@@ -19,7 +20,9 @@ videos = VIDEO.read(list(snakemake.input.videos)).reindex(columns=["video_id", *
 frames = with_text(split_frames(snakemake.input.frames),
                    read_captions(snakemake.input.captions) if snakemake.input.captions else None,
                    read_segments(snakemake.input.segments) if snakemake.input.segments else None)
-result = write_dataset(snakemake.output[0], frames, videos.set_index("video_id").to_dict("index"))
+# With privacy on, the regions to blur (recorded in the metadata as blurred_regions).
+regions = read_regions(snakemake.input.privacy) if snakemake.input.privacy else None
+result = write_dataset(snakemake.output[0], frames, videos.set_index("video_id").to_dict("index"), regions)
 logging.info("dataset: %d images %s", result["images"], result["splits"])
 if result["missing"]:
     logging.warning("%d frames are missing from results/extract and are not in the dataset, e.g. %s",

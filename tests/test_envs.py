@@ -120,8 +120,9 @@ def test_rulegraph_shows_every_stage(tmp_path):
                           capture_output=True, text=True, check=True)
     labels = set(re.findall(r'label = "(\w+)"', proc.stdout))
     # points: only Moondream gives points (a hosted API the offline demo cannot call); captions
-    # and audio: off in the demo (random-weight text would pass for real captions)
-    assert labels == {name for name, _, _ in ALL_RULES} - {"points", "captions", "audio"} | {"all"}
+    # and audio: off in the demo (random-weight text would pass for real captions); privacy: off
+    # by default (tests/test_privacy.py)
+    assert labels == {name for name, _, _ in ALL_RULES} - {"points", "captions", "audio", "privacy"} | {"all"}
     points = tmp_path / "points.yaml"
     points.write_text(yaml.safe_dump({"detection": {"backend": "moondream", "moondream": {"points": True}}}))
     graph = subprocess.run([*SNAKEMAKE, "--rulegraph", "--configfile", "config/demo.yaml", str(points)], cwd=REPO,
@@ -129,10 +130,10 @@ def test_rulegraph_shows_every_stage(tmp_path):
     assert "points" in set(re.findall(r'label = "(\w+)"', graph))
     text = tmp_path / "text.yaml"
     text.write_text(yaml.safe_dump({"captions": {"enabled": True}, "audio": {"enabled": True},
-                                    "download": {"audio": True}}))
+                                    "download": {"audio": True}, "privacy": {"enabled": True}}))
     graph = subprocess.run([*SNAKEMAKE, "--rulegraph", "--configfile", "config/demo.yaml", str(text)], cwd=REPO,
                            capture_output=True, text=True, check=True).stdout
-    assert {"captions", "audio"} <= set(re.findall(r'label = "(\w+)"', graph))
+    assert {"captions", "audio", "privacy"} <= set(re.findall(r'label = "(\w+)"', graph))
     if shutil.which("dot"):
         png = subprocess.run(["dot", "-Tpng"], input=proc.stdout.encode(), capture_output=True, check=True).stdout
         assert png.startswith(b"\x89PNG")

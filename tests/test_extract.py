@@ -253,3 +253,30 @@ def test_one_video_that_raises_costs_only_itself(videos, tmp_path, monkeypatch):
     monkeypatch.setattr(extraction, "extract_video", real)
     table, record = extract_shard(shard, tmp_path / "out2", tmp_path / "cache", ExtractOptions())
     assert record["video_outcomes"]["b"]["ok"]  # not cached: the rerun tried it again
+
+
+def test_packed_frames_match_loose_ones_and_a_partly_cached_rerun_packs_every_frame(videos, tmp_path):
+    """storage tar: the same table apart from the paths, the same bytes per frame, several
+    tars above the size; a rerun with one video cached and one new still packs both."""
+    import pandas as pd
+
+    from video_miner import framestore
+
+    files = [str(videos["h264.mp4"]), str(videos["vp9.webm"])]
+    shard = pd.DataFrame({"video_id": ["a", "b"], "file": files, "location": files, "filesize": [1, 2]})
+    loose, loose_record = extract_shard(shard, tmp_path / "loose", tmp_path / "c1", ExtractOptions(every_n_frames=10))
+    tar_options = ExtractOptions(every_n_frames=10, storage="tar", tar_mb=0.05)
+    packed, packed_record = extract_shard(shard, tmp_path / "packed", tmp_path / "c2", tar_options)
+    assert packed.drop_columns(["path"]).equals(loose.drop_columns(["path"]))
+    assert packed_record["options"] == loose_record["options"]
+    paths = packed.column("path").to_pylist()
+    assert all(framestore.is_packed(p) for p in paths)
+    assert [framestore.read_bytes(p) for p in paths] == [Path(p).read_bytes() for p in loose.column("path").to_pylist()]
+    assert len(framestore.tar_files(tmp_path / "packed")) > 1
+    assert {p.suffix for p in (tmp_path / "packed").iterdir()} == {".tar", ".json"}  # no loose frames
+    assert not any(p.is_dir() for p in (tmp_path / "c2").iterdir())  # one tar per video in the cache
+    (tmp_path / "c2" / "b.json").unlink()  # b not cached (a killed job): extracted again, a reused
+    (tmp_path / "c2" / "a.tar").unlink()  # a's cached tar deleted by hand: extracted again too
+    again, _ = extract_shard(shard, tmp_path / "packed2", tmp_path / "c2", tar_options)
+    assert [framestore.read_bytes(p) for p in again.column("path").to_pylist()] == [
+        framestore.read_bytes(p) for p in paths]

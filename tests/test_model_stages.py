@@ -145,11 +145,33 @@ def test_summary_reports_the_frame_funnel(model_run, http_server):
     assert status["frames_unique_in_video"].sum() == frames["unique_in_video"]
 
 
-def test_kept_set_is_independent_of_sharding_and_parallelism(model_run, tmp_path, http_server, tiny_models):
+def test_kept_set_is_independent_of_sharding_parallelism_and_packing(model_run, tmp_path, http_server, tiny_models):
+    """Other shards, one core and packed frames (extract.storage tar, small tars so a shard
+    has several): the same tables apart from frame paths, the same dataset export."""
+    from video_miner import framestore
+
     workdir, config = model_run
-    run_workflow(tmp_path, {**config, "shard_size": 3}, "--cores", "1")
+    packed = {**config, "shard_size": 3, "extract": {**config["extract"], "storage": "tar", "tar_mb": 0.02}}
+    run_workflow(tmp_path, packed, "--cores", "1")
     columns = ["frame_id", "kept", "duplicate_of"]
     pd.testing.assert_frame_equal(unique_frames(workdir)[columns], unique_frames(tmp_path)[columns])
+    for stage in ("extract", "filter", "embed"):
+        loose, tarred = (FRAME.read(shard_tables(run, stage)).sort_values("frame_id", ignore_index=True)
+                         for run in (workdir, tmp_path))
+        pd.testing.assert_frame_equal(loose.drop(columns="path"), tarred.drop(columns="path"))
+        assert tarred["path"].map(framestore.is_packed).all() and not loose["path"].map(framestore.is_packed).any()
+    assert len(list((tmp_path / "results" / "extract").glob("*/*.tar"))) > 2
+    assert not list((tmp_path / "results" / "extract").glob("*/*/*.jpg"))  # no loose frame anywhere
+    exported = [sorted(p.relative_to(run / "results" / "dataset") for p in (run / "results" / "dataset").rglob("*")
+                       if p.is_file()) for run in (workdir, tmp_path)]
+    assert exported[0] == exported[1] and exported[0]
+    for name in exported[0]:  # the same image bytes and the same metadata
+        if name.suffix == ".parquet":
+            pd.testing.assert_frame_equal(pd.read_parquet(workdir / "results" / "dataset" / name),
+                                          pd.read_parquet(tmp_path / "results" / "dataset" / name))
+        else:
+            assert (workdir / "results" / "dataset" / name).read_bytes() == (
+                tmp_path / "results" / "dataset" / name).read_bytes()
 
 
 def test_appending_a_url_reruns_its_shard_and_the_run_wide_steps(model_run, http_server):

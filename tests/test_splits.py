@@ -4,6 +4,7 @@ imagefolder with split folders, Label Studio), on tables and tiny images made he
 import json
 import random
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -440,3 +441,23 @@ def test_split_settings_cover_the_schema():
     assert {f.name for f in fields(SplitSettings)} == set(schema)
     assert all(f.default == schema[f.name] for f in fields(SplitSettings) if f.name != "ratios")
     assert np.isclose(sum(SplitSettings().ratios.values()), 1)
+
+
+def test_packed_frames_export_the_same_files_and_metadata_as_loose_ones(tmp_path):
+    """The same frames loose and packed in a tar: the same COCO, the same imagefolder
+    (image bytes and metadata) and the same YOLO export."""
+    from video_miner.framestore import TarPacker
+
+    loose = image_frames(tmp_path, {"a": 2, "b": 1}, {"a": "train", "b": "val"},
+                         boxes=lambda r: (["face"] if r["video_id"] == "a" else [],))
+    with TarPacker(tmp_path / "packed", max_bytes=1) as packer:  # one frame per tar
+        packed = loose.assign(path=[packer.add(f"{v}/{Path(p).name}", Path(p).read_bytes())
+                                    for v, p in zip(loose["video_id"], loose["path"])])
+    assert build_coco(packed, ["face"]) == build_coco(loose, ["face"])
+    for name, frames in (("loose", loose), ("packed", packed)):
+        write_dataset(tmp_path / name / "dataset", frames, {"a": {"title": "A", "location": "a.mp4"}})
+        write_yolo(tmp_path / name / "yolo", frames, ["face"], ["train", "val"])
+    for export in ("dataset", "yolo"):
+        files = [{p.relative_to(tmp_path / name / export): p.read_bytes()
+                  for p in (tmp_path / name / export).rglob("*") if p.is_file()} for name in ("loose", "packed")]
+        assert files[0] == files[1] and len(files[0]) > 3

@@ -14,7 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 
-from video_miner.fsutil import atomic_dir, link_or_copy, safe_name, write_json_atomic
+from video_miner import framestore
+from video_miner.fsutil import atomic_dir, safe_name, write_json_atomic
+from video_miner.blur import export_frame
 from video_miner.tables.frame import FRAME
 
 
@@ -171,28 +173,35 @@ OBJECTS_FIELD = pa.field("objects", pa.struct([
 ]))
 
 
-def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict[str, dict]) -> dict:
+# With privacy on: the regions blurred in each image (xywh pixels, empty when none).
+BLURRED_FIELD = pa.field("blurred_regions", pa.list_(pa.list_(pa.float32(), 4)))
+
+
+def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict[str, dict],
+                  regions: dict[str, list] | None = None) -> dict:
     """``out_dir`` as a Hugging Face imagefolder with split folders: ``<split>/images/
     <video>/<frame>.<ext>`` (hard links to the frames, copies where links cannot be made)
     and ``<split>/metadata.parquet`` with the source video, timestamp, the ``caption`` and
     ``transcript`` when ``frames`` have them (:func:`with_text`) and (when ``frames`` have
     boxes) the objects (bbox xywh, category, score). ``frames``: the kept rows of the
     split table. A split without frames has no folder (``datasets`` cannot load an empty
-    one). ``videos``: download rows by id."""
+    one). ``videos``: download rows by id. ``regions``: with privacy on, the regions to
+    blur per frame id (:mod:`video_miner.privacy`), recorded as ``blurred_regions``."""
     with_boxes = "category" in frames.columns
     texts = [c for c in TEXT_COLUMNS if c in frames.columns]
     schema = pa.schema(METADATA_FIELDS + [pa.field(c, pa.string()) for c in texts]
-                       + ([OBJECTS_FIELD] if with_boxes else []))
+                       + ([OBJECTS_FIELD] if with_boxes else []) + ([BLURRED_FIELD] if regions is not None else []))
     written, missing, per_split = 0, [], {}
     with atomic_dir(out_dir) as tmp:
         for split, rows in frames.groupby("split", sort=True):
             lines = []
             for row in rows.itertuples(index=False):
-                if not Path(row.path).is_file():  # deleted by hand since: said, not hidden
+                if not framestore.exists(row.path):  # deleted by hand since: said, not hidden
                     missing.append(row.path)
                     continue
                 name = image_name(row.video_id, row.frame_index, row.path)
-                link_or_copy(row.path, Path(tmp, safe_name(split), name))
+                blur = (regions or {}).get(row.frame_id, [])
+                export_frame(row.path, Path(tmp, safe_name(split), name), blur)
                 video = videos.get(row.video_id, {})
                 line = {
                     "file_name": name,
@@ -213,6 +222,8 @@ def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict
                         "category": [str(c) for c in row.category],
                         "score": [float(s) for s in row.score],
                     }
+                if regions is not None:
+                    line["blurred_regions"] = [[float(v) for v in r] for r in blur]
                 lines.append(line)
             if lines:
                 table = pa.Table.from_pylist(lines, schema=schema)
@@ -238,7 +249,7 @@ def _colour(index: int) -> tuple[int, int, int]:
 
 def draw_detections(path: str, boxes: Sequence, categories: Sequence[str], scores: Sequence[float],
                     classes: Sequence[str]) -> Image.Image:
-    with Image.open(path) as source:
+    with framestore.open_image(path) as source:
         image = source.convert("RGB")
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=max(12, image.height // 30))

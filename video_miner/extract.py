@@ -14,6 +14,7 @@ import os
 import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -25,6 +26,7 @@ import pyarrow as pa
 from PIL import Image, ImageOps
 
 from video_miner.defaults import section_defaults
+from video_miner.framestore import STORAGES, TAR_SUFFIX, TarPacker, address, read_bytes
 from video_miner.fsutil import atomic_path
 from video_miner.ids import frame_id
 from video_miner.images import KIND, folder_identity, folder_images, image_key
@@ -58,10 +60,15 @@ class ExtractOptions:
     quality: int = _DEFAULTS["quality"]
     max_side: int | None = _DEFAULTS["max_side"]
     threads: int = 2  # decoder and writer threads for one video; not a setting of the result
+    # Where the shard's frames go (:mod:`video_miner.framestore`), not what they are.
+    storage: str = _DEFAULTS["storage"]
+    tar_mb: float = _DEFAULTS["tar_mb"]
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
             raise ValueError(f"extract.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.storage not in STORAGES:
+            raise ValueError(f"extract.storage must be one of {STORAGES}, got {self.storage!r}")
         if self.image_format not in IMAGE_FORMATS:
             raise ValueError(f"extract.image_format must be one of {tuple(IMAGE_FORMATS)}")
         if self.every_n_frames < 1 or self.every_seconds <= 0 or self.frames_per_shot < 1:
@@ -438,7 +445,9 @@ def extract_shard(videos: pd.DataFrame, out_dir: str | os.PathLike, cache_dir: s
     ``out_dir/<video_id>/``. One row per frame; a video that cannot be decoded, hangs,
     crashes its decoder or runs out of memory has no rows and its reason in the record's
     per-video outcomes. Frames are written to the shard's cache first (a killed job keeps
-    the videos it finished) and hard-linked into ``out_dir`` at the end. Rows whose
+    the videos it finished) and hard-linked into ``out_dir`` at the end; with ``storage``
+    ``tar`` each video's frames are cached as one tar and the shard's are packed into
+    ``out_dir/*.tar`` of about ``tar_mb`` MiB each (:mod:`video_miner.framestore`). Rows whose
     ``source`` is ``images`` are image folders: their images are read instead (an
     unreadable one is a row not kept, with its reason)."""
     from video_miner.shardjob import VideoCache, cached_map, link_file
@@ -450,7 +459,10 @@ def extract_shard(videos: pd.DataFrame, out_dir: str | os.PathLike, cache_dir: s
     isolation = Isolation("extract", "decoder", memory_bytes=limits.memory_bytes,
                           timeout_s=lambda v: limits.extract_timeout_s(durations.get(v), sizes[v]))
 
-    settings = {k: v for k, v in asdict(options).items() if k != "threads"}
+    packed = options.storage == "tar"
+    settings = {k: v for k, v in asdict(options).items() if k not in ("threads", "storage", "tar_mb")}
+    # Only tar mode adds its key: a files run's cache and table stay as they always were.
+    cache_settings = settings | ({"storage": "tar"} if packed else {})
     files = dict(zip(videos["video_id"], videos["file"]))
     # Strategy scene: each video's kept clips (from the clip table) are part of what its
     # frames are made from, so a video whose clips changed is extracted again.
@@ -466,7 +478,7 @@ def extract_shard(videos: pd.DataFrame, out_dir: str | os.PathLike, cache_dir: s
     folders = set(videos.loc[videos["source"] == KIND, "video_id"]) if "source" in videos else set()
     for video_id in folders:  # an image folder is the same when every image is
         sources[video_id] = [sources[video_id][0], folder_identity(files[video_id], image_extensions)]
-    cache = VideoCache(cache_dir, settings)
+    cache = VideoCache(cache_dir, cache_settings)
     cache.prune(files)
 
     def work(video_id: str) -> dict:
@@ -478,10 +490,15 @@ def extract_shard(videos: pd.DataFrame, out_dir: str | os.PathLike, cache_dir: s
             result = extract_video(files[video_id], frames_dir, video_id, options, [tuple(c) for c in spans[video_id]])
         outcome = {k: v for k, v in asdict(result).items() if k != "rows"}
         rows = [{**row, "path": Path(row["path"]).name} for row in result.rows]
+        if packed:  # one file per video in the cache, not one per frame
+            _pack_video(frames_dir, [row["path"] for row in rows if row.get("kept", True)])
         return {**outcome, "video_id": video_id, "source": sources[video_id], "ok": result.status == "ok", "rows": rows}
 
     def same_video(record: dict) -> bool:
-        return record["source"] == sources[record["video_id"]]
+        video_id = record["video_id"]
+        # A packed video's cached tar deleted by hand: extracted again, not a failed job.
+        return record["source"] == sources[video_id] and not (
+            packed and record["ok"] and not _video_tar(cache.path(video_id)).is_file())
 
     def failed(video_id: str, reason: str) -> dict:
         return {"status": "failed", "reason": reason, "frames_in_video": 0, "frames_decoded": 0, "decode_errors": 0,
@@ -491,14 +508,39 @@ def extract_shard(videos: pd.DataFrame, out_dir: str | os.PathLike, cache_dir: s
                          isolation=isolation)
     rows, outcomes = [], {}
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    for video_id, record in records.items():
-        target = Path(out_dir, video_id)
-        readable = [row for row in record["rows"] if row.get("kept", True)]
-        for row in readable:
-            link_file(cache.path(video_id) / row["path"], target / row["path"])
-        rows += [{**row, "path": (target / row["path"]).as_posix(), "kept": True} for row in readable]
-        rows += [row for row in record["rows"] if not row.get("kept", True)]  # unreadable images, with the reason
-        outcomes[video_id] = {k: v for k, v in record.items() if k not in ("rows", "video_id", "source")} | {
-            "frames_extracted": len(readable)}
+    with TarPacker(out_dir, int(options.tar_mb * 2**20)) if packed else nullcontext() as packer:
+        for video_id, record in records.items():
+            target = Path(out_dir, video_id)
+            readable = [row for row in record["rows"] if row.get("kept", True)]
+            if packed:
+                paths = _repack(packer, cache.path(video_id), video_id, [row["path"] for row in readable])
+            else:
+                for row in readable:
+                    link_file(cache.path(video_id) / row["path"], target / row["path"])
+                paths = [(target / row["path"]).as_posix() for row in readable]
+            rows += [{**row, "path": path, "kept": True} for row, path in zip(readable, paths, strict=True)]
+            rows += [row for row in record["rows"] if not row.get("kept", True)]  # unreadable images, with the reason
+            outcomes[video_id] = {k: v for k, v in record.items() if k not in ("rows", "video_id", "source")} | {
+                "frames_extracted": len(readable)}
     table = FRAME.table(rows, *EXTRACT_FIELDS)
     return table, {"video_outcomes": outcomes, "frames": sum(r["kept"] for r in rows), "options": settings}
+
+
+def _video_tar(frames_dir: Path) -> Path:
+    return frames_dir.with_name(frames_dir.name + TAR_SUFFIX)
+
+
+def _pack_video(frames_dir: Path, names: list[str]) -> None:
+    """A video's extracted frames as one tar next to their folder, which goes."""
+    # No index file: the cache's *.json are its records; a shard job scans it once.
+    with TarPacker(frames_dir.parent, 0, name=_video_tar(frames_dir).name, index=False) as packer:
+        for name in names:
+            packer.add(name, (frames_dir / name).read_bytes())
+    shutil.rmtree(frames_dir, ignore_errors=True)
+
+
+def _repack(packer: TarPacker, frames_dir: Path, video_id: str, names: list[str]) -> list[str]:
+    """A video's cached frames appended to the shard's tars as ``<video_id>/<name>``
+    (WebDataset's key is everything before the name's first dot); their addresses."""
+    tar = _video_tar(frames_dir)
+    return [packer.add(f"{video_id}/{name}", read_bytes(address(tar, name))) for name in names]

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from video_miner.defaults import section_defaults
+from video_miner.framestore import open_image
 from video_miner.logs import Progress
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def load_image(path: str, min_side: int | None = None) -> Image.Image | None:
     """An RGB image, or None when unreadable. Large JPEGs are decoded at reduced scale
     (``draft``) when the model needs far fewer pixels."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             if min_side and image.format == "JPEG":
                 image.draft("RGB", (2 * min_side, 2 * min_side))
             return image.convert("RGB")

@@ -52,6 +52,7 @@ def collect_kept(workdir: str | os.PathLike, name: str, output: str | os.PathLik
     (every row, kept or not, with its reason; ``file``: the kept image's path in
     ``output``). Images a former command put there are replaced."""
     from video_miner.registry import run_config
+    from video_miner import framestore
     from video_miner.shardjob import link_file
 
     workdir, output = Path(workdir), Path(output)
@@ -76,7 +77,11 @@ def collect_kept(workdir: str | os.PathLike, name: str, output: str | os.PathLik
             continue
         target = output_name(images.get(frame), path, video, inputs)
         source = images.get(frame) or str(workdir / path)
-        link_file(source, output / target)
+        if framestore.is_packed(source):
+            Path(output, target).unlink(missing_ok=True)
+            framestore.copy_to(source, output / target)
+        else:
+            link_file(source, output / target)
         files.append(target)
     table = table.append_column(FILE_FIELD, pa.array(files, pa.string()))
     from video_miner.fsutil import atomic_path

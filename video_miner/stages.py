@@ -110,6 +110,9 @@ STAGES: tuple[Stage, ...] = (
           switch="audio", annotates=True),
     Stage("captions", "frame", "captioned", "frames and clips captioned", "captioned", switch="captions",
           counted="captioned", annotates=True),
+    # The faces and licence plates the exporters blur in the final frames.
+    Stage("privacy", "frame", "privacy_checked", "frames checked for faces and licence plates", "privacy_checked",
+          switch="privacy", annotates=True),
 )
 BY_NAME = {stage.name: stage for stage in STAGES}
 # The frame stages whose tables carry boxes (and points, masks): detection and what refines it.

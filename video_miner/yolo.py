@@ -15,6 +15,7 @@ with a share above 0 has its folders, empty ones included.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -22,7 +23,8 @@ from typing import Sequence
 import pandas as pd
 import yaml
 
-from video_miner.fsutil import atomic_dir, link_or_copy, safe_name
+from video_miner.fsutil import atomic_dir, safe_name
+from video_miner.blur import export_frame
 
 
 def yolo_box(bbox: Sequence[float], width: int, height: int) -> tuple[float, float, float, float] | None:
@@ -63,23 +65,31 @@ def data_yaml(classes: Sequence[str], splits: Sequence[str]) -> str:
 
 
 def write_yolo(out_dir: str | os.PathLike, frames: pd.DataFrame, classes: Sequence[str],
-               splits: Sequence[str]) -> dict:
+               splits: Sequence[str], regions: dict[str, list] | None = None) -> dict:
     """``frames``: the kept rows of the split table, with their boxes. Returns the images
-    and boxes written per split and the boxes dropped (nothing inside the image)."""
+    and boxes written per split and the boxes dropped (nothing inside the image).
+    ``regions``: with privacy on, the regions to blur per frame id; also written to
+    ``blurred_regions.json`` (image path -> xywh regions, images with any)."""
     class_index = {c: i for i, c in enumerate(classes)}
     counts = {name: {"images": 0, "boxes": 0} for name in splits}
-    dropped = 0
+    dropped, blurred = 0, {}
     with atomic_dir(out_dir) as tmp:
         for name in splits:
             (tmp / "images" / name).mkdir(parents=True)
             (tmp / "labels" / name).mkdir(parents=True)
         for row in frames.itertuples(index=False):
             stem = yolo_stem(row.video_id, row.frame_index)
-            link_or_copy(row.path, tmp / "images" / row.split / f"{stem}{Path(row.path).suffix.lower()}")
+            image = f"images/{row.split}/{stem}{Path(row.path).suffix.lower()}"
+            blur = (regions or {}).get(row.frame_id, [])
+            export_frame(row.path, tmp / image, blur)
+            if blur:
+                blurred[image] = [[float(v) for v in r] for r in blur]
             lines = label_lines(row.category, row.bbox, int(row.width), int(row.height), class_index)
             (tmp / "labels" / row.split / f"{stem}.txt").write_text("".join(f"{line}\n" for line in lines))
             counts[row.split]["images"] += 1
             counts[row.split]["boxes"] += len(lines)
             dropped += len(row.bbox) - len(lines)
         (tmp / "data.yaml").write_text(data_yaml(classes, splits), encoding="utf-8")
+        if regions is not None:
+            (tmp / "blurred_regions.json").write_text(json.dumps(blurred, indent=1), encoding="utf-8")
     return {"splits": counts, "dropped_boxes": dropped}

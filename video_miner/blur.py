@@ -1,0 +1,63 @@
+"""How the exporters write a frame with privacy on (:mod:`video_miner.privacy` finds the
+regions): the same file when it has no region, else blurred inside its regions and
+encoded again in its own format (JPEG/WebP at quality 95, PNG lossless). No OpenCV here:
+the export jobs' environment has none."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Sequence
+
+from PIL import Image, ImageFilter
+
+from video_miner import framestore
+
+_SAVE = {".jpg": ("JPEG", {"quality": 95}), ".jpeg": ("JPEG", {"quality": 95}), ".webp": ("WEBP", {"quality": 95}),
+         ".png": ("PNG", {"compress_level": 1})}
+
+
+def blurred(image: Image.Image, regions: Sequence[Sequence[float]]) -> Image.Image:
+    """``image`` with each region (xywh, whole pixels) blurred beyond recognition: a
+    Gaussian blur whose radius is a quarter of the region's shorter side, from pixels of
+    the region only (nothing outside it changes)."""
+    out = image.convert("RGB")
+    for x, y, w, h in regions:
+        box = (int(x), int(y), int(x + w), int(y + h))
+        if box[2] <= box[0] or box[3] <= box[1]:
+            continue
+        patch = out.crop(box)
+        radius = max(2.0, min(patch.size) / 4)
+        out.paste(patch.filter(ImageFilter.GaussianBlur(radius)), box[:2])
+    return out
+
+
+def export_frame(path: str, target: str | os.PathLike, regions: Sequence[Sequence[float]] = ()) -> None:
+    """Write a frame for an export: the same file when it has no region to blur, else
+    the frame blurred in its regions, encoded again in its own format."""
+    if not len(regions):
+        framestore.copy_to(path, target)
+        return
+    fmt, options = _SAVE.get(Path(path).suffix.lower(), ("PNG", {}))
+    with framestore.open_image(path) as image:
+        out = blurred(image, regions)
+    buffer = io.BytesIO()
+    out.save(buffer, format=fmt, **options)
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)  # never write through a hard link to the original
+    target.write_bytes(buffer.getvalue())
+
+
+def read_regions(tables: Sequence[str]) -> dict[str, list[list[float]]]:
+    """frame_id -> its regions, from the privacy tables (frames with none left out)."""
+    import pyarrow.parquet as pq
+
+    out = {}
+    for path in tables:
+        table = pq.read_table(path, columns=["frame_id", "regions"])
+        for frame, regions in zip(table.column("frame_id").to_pylist(), table.column("regions").to_pylist()):
+            if regions:
+                out[frame] = regions
+    return out
