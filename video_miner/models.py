@@ -66,6 +66,10 @@ def load_hf_model(model_id: str, settings: ModelSettings, auto_class: str = "Aut
     the log line ("loading detector ...")."""
     import transformers
 
+    from video_miner.hub import ensure_available
+
+    # Offline and not cached: one line naming the model and fetch-models, before any load.
+    ensure_available(model_id)
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
     log.info("loading %s %s on %s as %s", role, model_id, device, str(dtype).removeprefix("torch."))
