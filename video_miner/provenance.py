@@ -143,8 +143,3 @@ def taken_down(takedown: Takedown, downloads: pd.DataFrame) -> dict[str, str]:
                 removed[row["video_id"]] = why
                 break
     return removed
-
-
-def takedown_record(removed: dict[str, str], items: int, kind: str) -> dict:
-    """What a stage removed: the videos (id -> reason) and how many of its items."""
-    return {"videos": dict(sorted(removed.items())), kind: int(items)}
