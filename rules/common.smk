@@ -149,7 +149,11 @@ KEEP_VIDEOS = config["keep_videos"]
 # What every export's items and manifest name: a hash of the config (the same config
 # reruns no export), the config itself and its hub models (video_miner.provenance).
 RUN_ID = run_id(config)
-RUN_CONTEXT = {"run_id": RUN_ID, "config": redacted(config), "models": config_models(config)}
+RUN_CONTEXT = {
+    "run_id": RUN_ID,
+    "config": redacted(config),
+    "models": config_models(config),
+}
 # Takedowns: the split stage and the clip export drop these videos' items.
 TAKEDOWN = config["takedown"]
 TAKEDOWN_FILES = [config["takedown_file"]] if config["takedown_file"] else []
