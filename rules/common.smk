@@ -4,7 +4,7 @@ import time
 
 from snakemake.exceptions import WorkflowError
 
-from video_miner.hub import config_models
+from video_miner.modellist import config_models
 from video_miner.ids import query_slug
 from video_miner.images import KIND as IMAGES, folder_images
 from video_miner.models import is_local_model, job_gpus

@@ -22,7 +22,8 @@ from video_miner.cli import main
 from video_miner.clips import clip_export, with_clip_provenance, write_clip_export
 from video_miner.config import load_config
 from video_miner.export import build_coco, with_provenance, write_dataset
-from video_miner.hub import ModelUnavailable, config_models, ensure_available
+from video_miner.hub import ModelUnavailable, ensure_available
+from video_miner.modellist import config_models
 from video_miner.manifest import verify_manifest, write_manifest
 from video_miner.provenance import PROVENANCE_FIELDS, load_takedown, run_id, taken_down, video_provenance
 from video_miner.sources import collect_videos

@@ -196,7 +196,8 @@ def validate_config(config_files, workdir):
 def fetch_models(config_files, workdir, list_only):
     """Download every hub model the configuration's stages load into the Hugging Face
     cache (HF_HOME), on a node with internet; jobs can then run with HF_HUB_OFFLINE=1."""
-    from video_miner.hub import config_models, fetch_models as fetch
+    from video_miner.hub import fetch_models as fetch
+    from video_miner.modellist import config_models
 
     models = config_models(_config(config_files, workdir))
     if not models:

@@ -75,7 +75,7 @@ def folder_hash(folder: str | os.PathLike) -> str:
 def model_record(model: str, revision: str = "main") -> dict:
     """A model as the manifest names it: a local folder by path and content hash, a hub
     id by the commit its local cache resolves ``revision`` to (None when not cached)."""
-    from video_miner.models import is_local_model
+    from video_miner.ids import is_local_model
 
     if is_local_model(model):
         return {"id": model, "local": True, "sha256": folder_hash(model) if Path(model).is_dir() else None}

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from video_miner.defaults import section_defaults
+from video_miner.ids import is_local_model  # noqa: F401 - here for the model stages
 from video_miner.logs import Progress
 
 log = logging.getLogger(__name__)
@@ -292,11 +293,6 @@ def model_key(model_id: str | None, settings: ModelSettings) -> dict:
         checkpoint = sorted((p.relative_to(root).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
                             for p in root.rglob("*") if p.is_file())
     return {"checkpoint": checkpoint, "device": settings.device, "dtype": settings.dtype}
-
-
-def is_local_model(model: str) -> bool:
-    """A folder path rather than a hub id ("org/name")."""
-    return os.path.exists(model) or model.startswith((".", "/", "~")) or model.count("/") != 1
 
 
 def visible_gpus() -> int:
