@@ -4,9 +4,12 @@ import time
 
 from snakemake.exceptions import WorkflowError
 
+from video_miner.modellist import config_models
 from video_miner.ids import query_slug
 from video_miner.images import KIND as IMAGES, folder_images
 from video_miner.models import is_local_model, job_gpus
+from video_miner.provenance import run_id
+from video_miner.registry import redacted
 from video_miner.splits import active_splits, full_ratios
 from video_miner.sources import (
     ConfigError,
@@ -149,6 +152,17 @@ AUDIO_SEGMENTS = "results/audio/segments/{shard}.parquet"
 RUN_STARTED = time.time()  # a job log written since then belongs to this run
 UPLOAD_TARGETS = config["upload"]
 KEEP_VIDEOS = config["keep_videos"]
+# What every export's items and manifest name: a hash of the config (the same config
+# reruns no export), the config itself and its hub models (video_miner.provenance).
+RUN_ID = run_id(config)
+RUN_CONTEXT = {
+    "run_id": RUN_ID,
+    "config": redacted(config),
+    "models": config_models(config),
+}
+# Takedowns: the split stage and the clip export drop these videos' items.
+TAKEDOWN = config["takedown"]
+TAKEDOWN_FILES = [config["takedown_file"]] if config["takedown_file"] else []
 # The config keys that name the run's videos: the summary reads them for each video's origin.
 INPUT_KEYS = (
     "urls",
@@ -209,6 +223,11 @@ if CAPTIONS["enabled"] and "clips" in CAPTIONS["targets"] and not SHOTS:
 
 for rejected in _collect(_search_state()).rejected:
     logger.warning(f"skipping {rejected['origin']}: {rejected['reason']}")
+if _collect(_search_state()).left_out:
+    logger.info(
+        f"max_videos: a pilot run of {len(_collect(_search_state()).videos)} videos "
+        f"({_collect(_search_state()).left_out} more listed)"
+    )
 
 
 def write_failed_run_summary():
@@ -437,6 +456,9 @@ def get_clips_input(wildcards):
     inputs["keep"] = gate_tables()
     inputs["splits"] = "results/splits/videos.parquet"
     inputs.update(clip_text_input())
+    inputs["downloads"] = stage_tables("download")
+    inputs["takedown"] = TAKEDOWN_FILES
+    inputs["summary"] = "results/pipeline_result.json"
     return inputs
 
 
@@ -544,6 +566,8 @@ def get_splits_input(wildcards):
         "frames": stage_tables(final_stage("frame", config).name),
         "videos": gate_tables(),
         "links": stage_tables("dedup") if "dedup" in ENABLED else [],
+        "downloads": stage_tables("download"),
+        "takedown": TAKEDOWN_FILES,
     }
 
 
@@ -564,7 +588,20 @@ def clip_text_input():
 
 
 def get_coco_input(wildcards):
-    return {"frames": SPLIT_FRAMES, **frame_text_input()}
+    return {
+        "frames": SPLIT_FRAMES,
+        **frame_text_input(),
+        **export_context_input(),
+    }
+
+
+def export_context_input():
+    """What an export's provenance and manifest read: the download tables (each video's
+    source, channel, licence) and the run summary (the counts per stage)."""
+    return {
+        "videos": stage_tables("download"),
+        "summary": "results/pipeline_result.json",
+    }
 
 
 def get_visualize_input(wildcards):
@@ -579,9 +616,9 @@ def get_dataset_input(wildcards):
     return {
         "frames": SPLIT_FRAMES,
         "images": all_shards(stage("extract").files()),
-        "videos": stage_tables("download"),
         "privacy": privacy_tables(),
         **frame_text_input(),
+        **export_context_input(),
     }
 
 
@@ -590,6 +627,7 @@ def get_yolo_input(wildcards):
         "frames": SPLIT_FRAMES,
         "images": all_shards(stage("extract").files()),
         "privacy": privacy_tables(),
+        **export_context_input(),
     }
 
 
@@ -643,11 +681,13 @@ def get_upload_input(wildcards):
     if DETECTION["enabled"]:
         inputs["annotations"] = "results/detections/annotations.json"
         inputs["split_annotations"] = split_annotations()
+        inputs["annotations_manifest"] = "results/detections/annotations.manifest.json"
         if POINTS:
             inputs["points"] = ["results/detections/points.json", *split_points()]
     if SHOTS:
         inputs["clips"] = multiext("results/clips/metadata", ".jsonl", ".parquet")
         inputs["clip_files"] = "results/clips/files"
+        inputs["clips_manifest"] = "results/clips/manifest.json"
         if CLIPS["webdataset"]:
             inputs["clips_webdataset"] = "results/export/clips"
     return inputs

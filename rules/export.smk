@@ -14,6 +14,7 @@ rule coco:
     output:
         combined="results/detections/annotations.json",
         splits=expand("results/detections/annotations_{split}.json", split=SPLIT_NAMES),
+        manifest="results/detections/annotations.manifest.json",
     log:
         "logs/coco.log",
     benchmark:
@@ -27,6 +28,7 @@ rule coco:
         classes=DETECTION["classes"],
         backend=DETECTION["backend"],
         splits=SPLIT_NAMES,
+        run=RUN_CONTEXT,
     script:
         "../scripts/coco.py"
 
@@ -94,6 +96,8 @@ rule dataset:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        run=RUN_CONTEXT,
     script:
         "../scripts/dataset.py"
 
@@ -115,6 +119,7 @@ rule yolo:
     params:
         classes=DETECTION["classes"],
         splits=SPLIT_NAMES,
+        run=RUN_CONTEXT,
     script:
         "../scripts/yolo.py"
 

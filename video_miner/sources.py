@@ -45,6 +45,7 @@ class VideoCollection:
     videos: dict[str, VideoSource] = field(default_factory=dict)
     rejected: list[dict] = field(default_factory=list)
     duplicates: int = 0
+    left_out: int = 0  # listed videos outside a pilot run's sample (max_videos)
 
     def add(self, source: VideoSource) -> None:
         if source.video_id in self.videos:
@@ -198,7 +199,22 @@ def collect_videos(config: dict, root: str = ".") -> VideoCollection:
     for query in (config.get("search") or {}).get("queries") or []:
         for i, url in enumerate(cached_search_urls(query, root)):
             _add_url(collection, url, f"search {query!r}[{i}]", f"search:{query}")
+    if config.get("max_videos"):
+        sample_videos(collection, config["max_videos"])
     return collection
+
+
+def sample_rank(video_id: str) -> str:
+    """A video's place in the pilot sample: a hash of its id, so the sample depends on
+    neither listing order nor the other videos, and a larger sample holds a smaller one."""
+    return hashlib.sha256(video_id.encode("utf-8")).hexdigest()
+
+
+def sample_videos(collection: VideoCollection, limit: int) -> None:
+    """Keep the ``limit`` videos with the smallest :func:`sample_rank`, in listing order."""
+    chosen = set(sorted(collection.videos, key=sample_rank)[:limit])
+    collection.left_out = len(collection.videos) - len(chosen)
+    collection.videos = {v: s for v, s in collection.videos.items() if v in chosen}
 
 
 def _add_sheet(collection: VideoCollection, sheet_path: str | None, root: str) -> None:

@@ -235,6 +235,20 @@ def _joined(status: pd.DataFrame, paths: Sequence[str], columns: dict[str, str])
     return status.merge(rows, on="video_id", how="left", validate="1:1")
 
 
+def takedown_summary(record: dict | None, tables: dict[str, list[str]]) -> dict:
+    """What the takedown list removed from the exports: the videos (id and reason, as the
+    split stage matched them), their frames, and their clips (those the last clip stage
+    kept, which the clip export leaves out)."""
+    videos = (record or {}).get("videos") or {}
+    clips = 0
+    finals = [s for s in CLIP_STAGES if s.name in tables]
+    if videos and finals:
+        rows = CLIP.read_kept(tables[finals[-1].name], columns=[])
+        clips = int(rows["video_id"].isin(videos).sum())
+    return {"videos": [{"video_id": v, "reason": r} for v, r in videos.items()],
+            "frames": int((record or {}).get("frames") or 0), "clips": clips}
+
+
 def write_video_table(folder: str | os.PathLike, table: pd.DataFrame) -> None:
     """``videos.parquet``, ``videos.jsonl`` and ``videos.csv`` in ``folder``: the same
     rows, counts and sizes as integers (empty where unknown)."""
@@ -276,11 +290,12 @@ def summarize_files(tables: dict[str, list[str]], rejected: list[dict], duplicat
     """The summary, and the video table (into ``metadata_dir``) with ``status.tsv``
     rendered from it. ``splits_path``: the split table, whose report (targets, achieved
     shares, notes) becomes the summary's ``splits``."""
-    from video_miner.splits import read_report
+    from video_miner.splits import read_report, read_takedown
 
     summary, table = build_summary(tables, rejected, duplicates, origins, unfinished, locations)
     summary["searches"] = [_search_record(p) for p in search_paths]
     summary["splits"] = read_report(splits_path) if splits_path else None
+    summary["takedown"] = takedown_summary(read_takedown(splits_path) if splits_path else None, tables)
     if metadata_dir is not None:
         write_video_table(metadata_dir, table)
     write_tsv(status_path, table[STATUS_COLUMNS], integers=INTEGER_COLUMNS)
