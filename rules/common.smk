@@ -8,8 +8,7 @@ from video_miner.modellist import config_models
 from video_miner.ids import query_slug
 from video_miner.images import KIND as IMAGES, folder_images
 from video_miner.models import is_local_model, job_gpus
-from video_miner.provenance import run_id
-from video_miner.registry import redacted
+from video_miner.provenance import result_config, run_id
 from video_miner.splits import active_splits, full_ratios
 from video_miner.sources import (
     ConfigError,
@@ -153,11 +152,12 @@ RUN_STARTED = time.time()  # a job log written since then belongs to this run
 UPLOAD_TARGETS = config["upload"]
 KEEP_VIDEOS = config["keep_videos"]
 # What every export's items and manifest name: a hash of the config (the same config
-# reruns no export), the config itself and its hub models (video_miner.provenance).
+# reruns no export; keys that change no result are left out), that config and its hub
+# models (video_miner.provenance).
 RUN_ID = run_id(config)
 RUN_CONTEXT = {
     "run_id": RUN_ID,
-    "config": redacted(config),
+    "config": result_config(config),
     "models": config_models(config),
 }
 # Takedowns: the split stage and the clip export drop these videos' items.

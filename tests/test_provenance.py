@@ -56,6 +56,10 @@ def test_run_id_is_a_hash_of_the_redacted_config():
     assert run_id({**config, "shard_size": 8}) != run_id(config)
     # The secret is not part of what the id records: the manifest's redacted config gives the same id.
     assert run_id({**config, "upload": {"s3": {"url": "s3://b/p", "storage_options": {"secret": "other"}}}}) == run_id(config)
+    # Keys that change no result: a new upload target, limits, download workers.
+    assert run_id({**config, "upload": {}, "limits": {"extract_s": 9}, "download": {"workers": 9}}) == \
+        run_id({**config, "download": {}})
+    assert run_id({**config, "download": {"max_height": 360}}) != run_id({**config, "download": {}})
 
 
 def test_video_provenance_gives_what_the_source_gave_and_nothing_made_up():

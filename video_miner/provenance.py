@@ -43,11 +43,30 @@ PROVENANCE_COLUMNS = {
 PROVENANCE_FIELDS = (*PROVENANCE_COLUMNS.values(), "run_id")
 
 
-def run_id(config: dict) -> str:
-    """A short hash of the run's configuration (secrets redacted), stable across runs."""
+# Keys that decide how a run goes, never what it makes: left out of the run id and the
+# manifests' config, so changing them (a new upload target, a higher time limit, more
+# download workers) reruns no export and re-uploads nothing.
+OPERATIONAL_KEYS = (("upload",), ("limits",), ("download", "workers"))
+
+
+def result_config(config: dict) -> dict:
+    """``config`` (secrets redacted) without its :data:`OPERATIONAL_KEYS`."""
     from video_miner.registry import redacted
 
-    text = json.dumps(redacted(config), sort_keys=True, default=str, separators=(",", ":"))
+    out = json.loads(json.dumps(redacted(config), default=str))
+    for *parents, key in OPERATIONAL_KEYS:
+        section = out
+        for name in parents:
+            section = section.get(name) if isinstance(section, dict) else None
+        if isinstance(section, dict):
+            section.pop(key, None)
+    return out
+
+
+def run_id(config: dict) -> str:
+    """A short hash of what the run's configuration makes (:func:`result_config`),
+    stable across runs."""
+    text = json.dumps(result_config(config), sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
