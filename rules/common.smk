@@ -605,10 +605,12 @@ def export_context_input():
 
 
 def get_visualize_input(wildcards):
-    """The final boxes: those of the last stage that writes boxes (detect, verify, segment)."""
+    """The final boxes: those of the last stage that writes boxes (detect, verify, segment),
+    and the split table (which videos are taken down)."""
     return {
         "frames": stage_tables(box_stage(config).name),
         "images": all_shards(stage("extract").files()),
+        "splits": SPLIT_FRAMES,
     }
 
 

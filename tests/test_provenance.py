@@ -347,3 +347,20 @@ def test_max_videos_takes_a_nested_deterministic_sample(tmp_path):
     shuffled = collect_videos({"urls": list(reversed(urls)), "max_videos": 5})
     assert set(shuffled.videos) == set(small.videos)  # the sample does not depend on listing order
     assert len(collect_videos({"urls": urls, "max_videos": 100}).videos) == 40
+
+
+def test_a_pilots_videos_keep_the_shards_of_the_full_run_so_its_caches_serve_it(tmp_path):
+    """1% of 1000 listed URLs in shards of 32: each sampled video is in the shard the full
+    run gives it, so the full run's jobs find the pilot's per-video records in their own
+    shard's caches (a sample regrouped from shard 0 would leave most of them beyond the
+    reach of VideoCache.nearby, and every stage but the download looks in its own shard)."""
+    from video_miner.sources import assign_shards
+
+    lists = {"urls": [f"https://example.com/v{i}.mp4" for i in range(600)], "url_files": ["more.txt"]}
+    (tmp_path / "more.txt").write_text("".join(f"https://example.org/w{i}.mp4\n" for i in range(400)))
+    full = assign_shards(collect_videos(lists, str(tmp_path)), 32)
+    pilot = assign_shards(collect_videos({**lists, "max_videos": 10}, str(tmp_path)), 32)
+    shard_of = {v: shard for shard, members in full.items() for v in members}
+    assert sum(map(len, pilot.values())) == 10 and set(pilot) <= set(full)
+    assert all(shard_of[v] == shard for shard, members in pilot.items() for v in members)
+    assert max(int(s.rsplit("-", 1)[1]) for s in pilot) > 2  # regrouped, most would fall out of reach

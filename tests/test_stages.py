@@ -101,8 +101,8 @@ def test_extraction_never_waits_for_the_run_wide_video_dedup_but_the_model_stage
 
 
 def test_status_words_are_one_vocabulary():
-    assert STATUSES[0] == "pending" and STATUSES[-3:] == ("complete", "rejected", "failed")
-    assert list(STATUSES[1:-3]) == [s.status for s in STAGES]
+    assert STATUSES[0] == "pending" and STATUSES[-4:] == ("complete", "rejected", "failed", "taken down")
+    assert list(STATUSES[1:-4]) == [s.status for s in STAGES]
     assert len(set(STATUSES)) == len(STATUSES)
     from video_miner.cli import export, list_videos
 
@@ -163,8 +163,10 @@ def test_dry_run_wires_each_rule_to_the_previous_enabled_stage(tmp_path):
                         r"results/download/\1", plain["extract"])
     assert re.fullmatch(r"results/probe/urls-[0-9a-f]{6}-00000\.parquet", plain["video_dedup"])
     # The splits read the last frame stage, the video groups and the cross-video links; the exports read the splits.
-    assert plain["splits"] == "results/dedup/unique_frames.parquet, results/video_dedup/videos.parquet, " \
-                              "results/dedup/unique_frames.parquet"
+    # ... and the download tables (which videos a takedown names).
+    assert re.fullmatch(r"results/dedup/unique_frames\.parquet, results/video_dedup/videos\.parquet, "
+                        r"results/dedup/unique_frames\.parquet, results/download/urls-[0-9a-f]{6}-00000\.parquet",
+                        plain["splits"])
     assert plain["dataset"].startswith("results/splits/frames.parquet, results/extract/urls-")
     filtered = planned_inputs({"filter": {"enabled": True, "classes": ["a cat"]}})
     assert filtered["embed"].startswith("results/filter/urls-")

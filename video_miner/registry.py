@@ -1,7 +1,8 @@
 """Where every video stands, derived from the stage tables and their times on every
 call (nothing is stored): ``pending``, the status word of the last enabled stage it went
 through, ``complete`` once every enabled stage ran for it, or ``failed`` with the stage
-and reason (``rejected`` when a stage decided against a good video). The words and their
+and reason (``rejected`` when a stage decided against a good video), or ``taken down``
+when the takedown list removed a processed video from the exports. The words and their
 order come from the stage registry."""
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import yaml
 
 from video_miner.fsutil import redact, write_text_atomic
 from video_miner.sources import assign_shards, collect_videos
-from video_miner.stages import STAGES, STATUSES, Stage, enabled_stages, upstream
+from video_miner.splits import read_takedown
+from video_miner.stages import STAGES, STATUSES, TAKEN_DOWN, Stage, enabled_stages, upstream
 from video_miner.summary import stage_failures
 from video_miner.tables.video import VIDEO, rejected_videos
 
@@ -119,13 +121,18 @@ def video_statuses(config: dict, root: str | Path = ".") -> pd.DataFrame:
         for video_id, (stage_name, reason, outcome) in failed.items():
             if video_id in covered:
                 rows[video_id].update(status=outcome, failed_stage=stage_name, reason=reason)
+    splits = root / "results" / "splits" / "frames.parquet"
+    if splits.is_file():  # what the last split job took down (a processed video only, as in status.tsv)
+        for video_id, reason in ((read_takedown(splits) or {}).get("videos") or {}).items():
+            if video_id in rows and rows[video_id]["status"] == "complete":
+                rows[video_id].update(status=TAKEN_DOWN, reason=reason)
     return pd.DataFrame(list(rows.values()), columns=REGISTRY_COLUMNS)
 
 
 def status_words(config: dict) -> list[str]:
     """The statuses a video of this configuration can have, in order."""
     enabled = {s.status for s in enabled_stages(config)}
-    return [s for s in STATUSES if s in enabled or s in ("pending", "complete", "rejected", "failed")]
+    return [s for s in STATUSES if s in enabled or s in ("pending", "complete", "rejected", "failed", TAKEN_DOWN)]
 
 
 def status_counts(table: pd.DataFrame, config: dict) -> dict:
@@ -135,7 +142,7 @@ def status_counts(table: pd.DataFrame, config: dict) -> dict:
     words = status_words(config)
     per_status = {s: int((table["status"] == s).sum()) for s in words}
     stages = enabled_stages(config)
-    order = [s.status for s in stages] + ["complete"]
+    order = [s.status for s in stages] + ["complete", TAKEN_DOWN]
     reached = {}
     for i, current in enumerate(stages):
         later = order[i:]

@@ -46,12 +46,18 @@ class VideoCollection:
     rejected: list[dict] = field(default_factory=list)
     duplicates: int = 0
     left_out: int = 0  # listed videos outside a pilot run's sample (max_videos)
+    # Each video's place in its list (duplicates not counted): its shard. Kept for the
+    # videos of a pilot's sample, so that each stays in the shard the full run gives it.
+    positions: dict[str, int] = field(default_factory=dict)
+    _listed: dict[str, int] = field(default_factory=dict, repr=False)  # videos per list so far
 
     def add(self, source: VideoSource) -> None:
         if source.video_id in self.videos:
             self.duplicates += 1
         else:
             self.videos[source.video_id] = source
+            self.positions[source.video_id] = self._listed.get(source.group, 0)
+            self._listed[source.group] = self.positions[source.video_id] + 1
 
     def reject(self, text: str, origin: str, reason: str) -> None:
         # Without a URL's user:password part: the summary records the input.
@@ -211,7 +217,11 @@ def sample_rank(video_id: str) -> str:
 
 
 def sample_videos(collection: VideoCollection, limit: int) -> None:
-    """Keep the ``limit`` videos with the smallest :func:`sample_rank`, in listing order."""
+    """Keep the ``limit`` videos with the smallest :func:`sample_rank`, in listing order.
+    They keep their places in their lists (``positions``), so each lands in the shard the
+    full run gives it and the full run finds its results in that shard's caches (a
+    sample regrouped into few shards would scatter over the full run's shards, out of
+    reach of the caches)."""
     chosen = set(sorted(collection.videos, key=sample_rank)[:limit])
     collection.left_out = len(collection.videos) - len(chosen)
     collection.videos = {v: s for v, s in collection.videos.items() if v in chosen}
@@ -280,12 +290,13 @@ def cached_search_urls(query: str, root: str = ".") -> list[str]:
 def assign_shards(collection: VideoCollection, shard_size: int) -> dict[str, list[str]]:
     """Group videos into shards of ``shard_size``, per input list and in listing order, so
     appending to any list only fills that list's last shard or opens new ones: earlier
-    videos never move and their shard jobs stay done. Shard names are path-safe:
-    ``<list name>-<hash of the list key>-<number>``."""
+    videos never move and their shard jobs stay done. A pilot run's videos keep their
+    full-run places: its shards are the full run's, holding fewer videos. Shard names are
+    path-safe: ``<list name>-<hash of the list key>-<number>``."""
     position: dict[str, int] = {}
     shards: dict[str, list[str]] = {}
     for source in collection.videos.values():
-        n = position.get(source.group, 0)
+        n = collection.positions.get(source.video_id, position.get(source.group, 0))
         position[source.group] = n + 1
         label = safe_name(Path(source.group).name, 24).replace(".", "_")
         tag = hashlib.sha256(source.group.encode()).hexdigest()[:6]

@@ -137,7 +137,9 @@ def box_stage(config: dict, stages: Sequence[Stage] = STAGES) -> Stage | None:
     return boxes[-1] if boxes else None
 # Every status a video can have, in order; ``complete`` means every enabled stage ran;
 # ``rejected``: a stage decided against it (outside the probe's filters, a duplicate).
-STATUSES: tuple[str, ...] = ("pending", *(s.status for s in STAGES), "complete", "rejected", "failed")
+# A processed video whose items a takedown removed from the exports (status.tsv, list-videos).
+TAKEN_DOWN = "taken down"
+STATUSES: tuple[str, ...] = ("pending", *(s.status for s in STAGES), "complete", "rejected", "failed", TAKEN_DOWN)
 
 
 def stage(name: str) -> Stage:

@@ -16,7 +16,7 @@ import pandas as pd
 from video_miner.ids import archive_video_id
 from video_miner.fsutil import atomic_path, write_json_atomic, write_tsv
 from video_miner.probe import PROBE_FIELDS
-from video_miner.stages import BOX_STAGES, RESULTS_FORMAT_VERSION, STAGES, Stage, stage
+from video_miner.stages import BOX_STAGES, RESULTS_FORMAT_VERSION, STAGES, TAKEN_DOWN, Stage, stage
 from video_miner.tables import read_metadata, video_outcomes
 from video_miner.tables.clip import CLIP
 from video_miner.tables.frame import FRAME
@@ -95,11 +95,13 @@ def split_finished(stage_names: Sequence[str], shards: dict[str, list[str]], sin
 
 def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates: int,
                   origins: dict[str, str] | None = None, unfinished: Sequence[dict] = (),
-                  locations: dict[str, tuple[str, str]] | None = None) -> tuple[dict, pd.DataFrame]:
+                  locations: dict[str, tuple[str, str]] | None = None,
+                  removed: dict[str, str] | None = None) -> tuple[dict, pd.DataFrame]:
     """``tables``: each enabled stage's tables by stage name, in registry order.
     ``unfinished``: jobs that did not finish (:func:`split_finished`); their videos are
     failed at that stage, with the job's log as the reason. ``locations``: each video's
-    (source, location), for the videos whose download job did not finish."""
+    (source, location), for the videos whose download job did not finish. ``removed``:
+    the videos the takedown list took out of the exports, with the entry each matched."""
     enabled = [s for s in STAGES if s.name in tables]
     downloads = VIDEO.read(tables["download"])
     not_downloaded = [v for job in unfinished if job["stage"] == "download" for v in job["video_ids"]]
@@ -171,7 +173,7 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
         column = f"{level}_{current.count}"
         if column not in status:
             status[column] = pd.NA
-    status = status.reset_index(drop=True)[VIDEO_TABLE_COLUMNS]
+    status = mark_taken_down(status.reset_index(drop=True)[VIDEO_TABLE_COLUMNS], removed or {})
     failed = status[status["status"] == "failed"]
     decided = status[status["status"] == "rejected"]
     boxes = [name for name in BOX_STAGES if name in tables]
@@ -235,6 +237,19 @@ def _joined(status: pd.DataFrame, paths: Sequence[str], columns: dict[str, str])
     return status.merge(rows, on="video_id", how="left", validate="1:1")
 
 
+def mark_taken_down(status: pd.DataFrame, removed: dict[str, str]) -> pd.DataFrame:
+    """Status ``taken down`` and the takedown entry as the reason for each video the
+    takedown removed from the exports. A failed or rejected video keeps its status: it
+    had nothing in the exports, and its reason says why (``videos.ok`` counts the videos
+    that were processed, taken down or not)."""
+    marked = status["video_id"].isin(list(removed)) & ~status["status"].isin(["failed", "rejected"])
+    if marked.any():
+        status = status.copy()
+        status.loc[marked, "status"] = TAKEN_DOWN
+        status.loc[marked, "reason"] = status.loc[marked, "video_id"].map(removed)
+    return status
+
+
 def takedown_summary(record: dict | None, tables: dict[str, list[str]]) -> dict:
     """What the takedown list removed from the exports: the videos (id and reason, as the
     split stage matched them), their frames, and their clips (those the last clip stage
@@ -292,10 +307,12 @@ def summarize_files(tables: dict[str, list[str]], rejected: list[dict], duplicat
     shares, notes) becomes the summary's ``splits``."""
     from video_miner.splits import read_report, read_takedown
 
-    summary, table = build_summary(tables, rejected, duplicates, origins, unfinished, locations)
+    record = read_takedown(splits_path) if splits_path else None
+    summary, table = build_summary(tables, rejected, duplicates, origins, unfinished, locations,
+                                   (record or {}).get("videos"))
     summary["searches"] = [_search_record(p) for p in search_paths]
     summary["splits"] = read_report(splits_path) if splits_path else None
-    summary["takedown"] = takedown_summary(read_takedown(splits_path) if splits_path else None, tables)
+    summary["takedown"] = takedown_summary(record, tables)
     if metadata_dir is not None:
         write_video_table(metadata_dir, table)
     write_tsv(status_path, table[STATUS_COLUMNS], integers=INTEGER_COLUMNS)
