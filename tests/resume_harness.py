@@ -134,12 +134,20 @@ def interrupted_run(workdir: Path, config_path: Path, interruption: Interruption
             proc.wait()
 
 
-def complete_run(workdir: Path, config_path: Path, timeout: float = 600) -> None:
+def complete_run(workdir: Path, config_path: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     subprocess.run(snakemake_cmd(workdir, config_path, "--unlock"), cwd=workdir, capture_output=True, check=True)
     proc = subprocess.run(snakemake_cmd(workdir, config_path, "--rerun-incomplete"), cwd=workdir,
                           capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise AssertionError(f"resumed run failed:\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def rules_run(proc: subprocess.CompletedProcess) -> set[str]:
+    """The rules of the jobs a Snakemake run started (its log)."""
+    import re
+
+    return set(re.findall(r"^\s*(?:local)?rule (\w+):$", proc.stdout + proc.stderr, re.M))
 
 
 def _without_timing(value):

@@ -108,31 +108,37 @@ def _url_keys(url: str) -> set[str]:
 class Takedown:
     keys: frozenset  # normalised URLs and video ids
     names: frozenset  # channel/uploader names and ids, case-folded
+    listed: tuple = ()  # (key, the entry it came from): a reason names the entry as listed
 
     @classmethod
     def from_entries(cls, entries: Iterable[str]) -> "Takedown":
-        keys, names = set(), set()
+        keys, names, listed = set(), set(), {}
         for entry in entries:
             entry = str(entry).strip()
             if not entry:
                 continue
             if is_remote(entry):
+                for key in _url_keys(entry):
+                    listed.setdefault(key, f"URL {entry}")
                 keys |= _url_keys(entry)
             else:
+                listed.setdefault(entry, f"video id {entry}")
                 keys.add(entry)
                 names.add(entry.casefold())
-        return cls(frozenset(keys), frozenset(names))
+        return cls(frozenset(keys), frozenset(names), tuple(listed.items()))
 
     def __bool__(self) -> bool:
         return bool(self.keys or self.names)
 
     def reason(self, video_id: str, urls: Sequence, people: Sequence) -> str | None:
-        """Why the video is taken down (the entry it matched), or None."""
+        """Why the video is taken down (the entry it matched, as listed), or None."""
+        listed = dict(self.listed)
         if video_id in self.keys:
-            return f"takedown: video id {video_id}"
+            return f"takedown: {listed.get(video_id, f'video id {video_id}')}"
         for url in urls:
-            if isinstance(url, str) and is_remote(url) and _url_keys(url) & self.keys:
-                return f"takedown: URL {url}"
+            matched = _url_keys(url) & self.keys if isinstance(url, str) and is_remote(url) else set()
+            if matched:
+                return f"takedown: {listed.get(min(matched), f'URL {url}')}"
         for name in people:
             if isinstance(name, str) and name.strip() and name.strip().casefold() in self.names:
                 return f"takedown: channel {name.strip()}"
