@@ -88,6 +88,18 @@ def test_takedown_entries_match_ids_urls_and_channels(entry, expected):
     assert set(taken_down(load_takedown([entry]), DOWNLOADS)) == expected
 
 
+def test_status_marks_processed_videos_taken_down_with_the_entry_and_keeps_failures():
+    from video_miner.summary import mark_taken_down
+
+    status = pd.DataFrame({"video_id": ["a", "b", "c"], "status": ["complete", "failed", "complete"],
+                           "reason": ["", "HTTP Error 404", ""]})
+    removed = {"a": "takedown: URL https://x.org/a.mp4", "b": "takedown: video id b"}
+    marked = mark_taken_down(status, removed)
+    assert marked[["status", "reason"]].values.tolist() == [
+        ["taken down", "takedown: URL https://x.org/a.mp4"], ["failed", "HTTP Error 404"], ["complete", ""]]
+    assert status["status"].tolist() == ["complete", "failed", "complete"]  # a copy
+
+
 def test_takedown_file_and_list_add_up(tmp_path):
     listed = tmp_path / "takedown.txt"
     listed.write_text("# requests of 2026-11\n\nurl-aaaa\n  https://example.com/d.mp4  \n")

@@ -226,6 +226,11 @@ def test_statuses_follow_the_tables_and_the_cli_reads_the_run_config(tmp_path):
     later = time.time() + 5
     os.utime(dedup, (later, later))  # the cross-video step ran after this shard's embedding
     assert video_statuses(settings, tmp_path).set_index("video_id").loc[a, "status"] == "complete"
+    taken = tmp_path / "results" / "splits" / "frames.parquet"  # the split job recorded a takedown
+    FRAME.write(taken, FRAME.table([]), {"takedown": {"videos": {a: "takedown: video id x", b: "takedown: y"}}})
+    assert video_statuses(settings, tmp_path).set_index("video_id").loc[[a, b], ["status", "reason"]].values.tolist() \
+        == [["taken down", "takedown: video id x"], ["failed", "HTTP Error 404"]]  # a failed video stays failed
+    taken.unlink()
     os.utime(embedded, (later + 5, later + 5))  # re-embedded since: the cross-video step is due again
     assert video_statuses(settings, tmp_path).set_index("video_id").loc[a, "status"] == "embedded"
     grown = {**settings, "shard_size": 3}  # c joins the first shard, whose tables predate it
