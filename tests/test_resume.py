@@ -101,8 +101,12 @@ def test_killed_at_every_stage_then_resumed_gives_identical_results(tmp_path, re
                 for i, step in enumerate(plan)]
     assert outcomes[0] == "interrupted"
     said = list(zip([step.stage for step in plan], outcomes))
-    assert all(outcome.startswith("interrupted") for outcome in outcomes), said
-    assert outcomes.count("interrupted") >= len(plan) - 3, said
+    # The last step's upload can be the run's last job and end within the delay (measured:
+    # ~0.2 s for the delay's 0.255 s when the other export jobs finished first): nothing was
+    # left to interrupt.
+    assert all(outcome.startswith("interrupted") for outcome in outcomes[:-1]), said
+    assert outcomes[-1].startswith(("interrupted", "finished despite")), said
+    assert outcomes.count("interrupted") >= len(plan) - 3 - outcomes[-1].startswith("finished"), said
     complete_run(tmp_path, config_path)
     resumed = comparable_results(tmp_path)
     assert sorted(resumed) == sorted(reference)
