@@ -564,7 +564,7 @@ def clip_text_input():
 
 
 def get_coco_input(wildcards):
-    return {"frames": SPLIT_FRAMES, **frame_text_input()}
+    return {"frames": SPLIT_FRAMES, "privacy": privacy_tables(), **frame_text_input()}
 
 
 def get_visualize_input(wildcards):
@@ -572,10 +572,21 @@ def get_visualize_input(wildcards):
     return {
         "frames": stage_tables(box_stage(config).name),
         "images": all_shards(stage("extract").files()),
+        "privacy": privacy_tables(),
     }
 
 
 def get_dataset_input(wildcards):
+    return {
+        "frames": SPLIT_FRAMES,
+        "images": all_shards(stage("extract").files()),
+        "videos": stage_tables("download"),
+        "privacy": privacy_tables(),
+        **frame_text_input(),
+    }
+
+
+def get_webdataset_input(wildcards):
     return {
         "frames": SPLIT_FRAMES,
         "images": all_shards(stage("extract").files()),
@@ -612,7 +623,7 @@ def get_label_studio_input(wildcards):
 
 
 def get_points_input(wildcards):
-    return SPLIT_FRAMES
+    return {"frames": SPLIT_FRAMES, "privacy": privacy_tables()}
 
 
 def get_summary_input(wildcards):
@@ -650,6 +661,8 @@ def get_upload_input(wildcards):
         inputs["clip_files"] = "results/clips/files"
         if CLIPS["webdataset"]:
             inputs["clips_webdataset"] = "results/export/clips"
+    if EXPORT["webdataset"]:
+        inputs["webdataset"] = "results/export/webdataset"
     return inputs
 
 
@@ -704,6 +717,8 @@ def get_all_input(wildcards):
             outputs.append("results/detections/points.json")
     if DATASET:
         outputs.append("results/dataset")
+    if EXPORT["webdataset"]:
+        outputs.append("results/export/webdataset")
     if SHOTS:
         outputs.append("results/clips/metadata.jsonl")
         if CLIPS["webdataset"]:

@@ -4,6 +4,7 @@ localrules:
     visualize,
     dataset,
     yolo,
+    webdataset,
     label_studio,
     report_plots,
 
@@ -33,7 +34,7 @@ rule coco:
 
 rule points:
     input:
-        get_points_input,
+        unpack(get_points_input),
     output:
         combined="results/detections/points.json",
         splits=expand("results/detections/points_{split}.json", split=SPLIT_NAMES),
@@ -117,6 +118,26 @@ rule yolo:
         splits=SPLIT_NAMES,
     script:
         "../scripts/yolo.py"
+
+
+rule webdataset:
+    input:
+        unpack(get_webdataset_input),
+    output:
+        directory("results/export/webdataset"),
+    log:
+        "logs/webdataset.log",
+    benchmark:
+        "logs/benchmarks/webdataset.tsv"
+    conda:
+        "../envs/summary.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        max_frames=EXPORT["webdataset_max_frames"],
+    script:
+        "../scripts/webdataset.py"
 
 
 rule label_studio:
