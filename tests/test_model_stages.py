@@ -27,6 +27,8 @@ def model_config(server, tiny_models):
         "dedup": {"model": str(tiny_models["dinov2"]), "threshold": 0.99},
         # The mirror is the same file: kept, so the frame stages see a cross-video duplicate.
         "video_dedup": {"keep_duplicates": True},
+        # The frames' WebDataset too, a few frames a tar: packed frames must give the same tars.
+        "export": {"webdataset": True, "webdataset_max_frames": 4},
     }
 
 
@@ -147,7 +149,8 @@ def test_summary_reports_the_frame_funnel(model_run, http_server):
 
 def test_kept_set_is_independent_of_sharding_parallelism_and_packing(model_run, tmp_path, http_server, tiny_models):
     """Other shards, one core and packed frames (extract.storage tar, small tars so a shard
-    has several): the same tables apart from frame paths, the same dataset export."""
+    has several): the same tables apart from frame paths, the same dataset export, the
+    same WebDataset tars byte for byte."""
     from video_miner import framestore
 
     workdir, config = model_run
@@ -172,6 +175,12 @@ def test_kept_set_is_independent_of_sharding_parallelism_and_packing(model_run, 
         else:
             assert (workdir / "results" / "dataset" / name).read_bytes() == (
                 tmp_path / "results" / "dataset" / name).read_bytes()
+    tars = [sorted(p.relative_to(run / "results" / "export" / "webdataset")
+                   for p in (run / "results" / "export" / "webdataset").rglob("*.tar")) for run in (workdir, tmp_path)]
+    assert tars[0] == tars[1] and len(tars[0]) > 1
+    for name in tars[0]:
+        assert (workdir / "results" / "export" / "webdataset" / name).read_bytes() == (
+            tmp_path / "results" / "export" / "webdataset" / name).read_bytes()
 
 
 def test_appending_a_url_reruns_its_shard_and_the_run_wide_steps(model_run, http_server):
@@ -180,12 +189,12 @@ def test_appending_a_url_reruns_its_shard_and_the_run_wide_steps(model_run, http
     proc = run_workflow(workdir, grown, "-n", "--quiet", "rules")
     counts = {line.split()[0]: int(line.split()[1]) for line in proc.stdout.splitlines()
               if len(line.split()) == 2 and line.split()[1].isdigit()}
-    # the exports that cover every video (splits, dataset, report plots) follow the cross-video step; the
-    # model jobs of every shard read video_dedup's table (which copies to skip), so they rerun too,
+    # the exports that cover every video (splits, dataset, webdataset, report plots) follow the
+    # cross-video step; the model jobs of every shard read video_dedup's table (which copies to skip), so they rerun too,
     # taking every video they had from their per-video caches (no model is loaded for them)
     assert counts == {"download": 1, "probe": 1, "video_dedup": 1, "extract": 1, "filter": 3, "embed": 3,
-                      "dedup": 1, "splits": 1, "summary": 1, "dataset": 1, "report_plots": 1, "run_config": 1,
-                      "all": 1, "total": 17}
+                      "dedup": 1, "splits": 1, "summary": 1, "dataset": 1, "webdataset": 1, "report_plots": 1,
+                      "run_config": 1, "all": 1, "total": 18}
 
 
 def test_phash_backend_makes_the_same_decisions_on_exact_duplicates(model_run, tmp_path, http_server, tiny_models):

@@ -220,7 +220,7 @@ def test_clips_are_counted_and_a_failed_shots_job_ends_with_the_summary(tmp_path
     assert table.loc["c", ["status", "failed_stage"]].tolist() == ["failed", "shots"]
 
 
-def test_captions_and_audio_sections_add_up_their_jobs_and_fail_videos_with_the_reason(tmp_path):
+def test_captions_audio_and_privacy_sections_add_up_their_jobs_and_fail_videos_with_the_reason(tmp_path):
     """Two captions jobs' records add up (made, failed by reason, tokens); a video with a
     failed request is failed at captions, one the spend guard held back is not; audio
     counts its videos. The report's funnel says what the captions cost."""
@@ -243,15 +243,25 @@ def test_captions_and_audio_sections_add_up_their_jobs_and_fail_videos_with_the_
                       {"captions": record, "video_outcomes": outcomes, "seconds": 1.0})
     VIDEO.write(tmp_path / "audio.parquet", VIDEO.table([{"video_id": v, "kept": True} for v in "abc"]),
                 {"audio": {"videos": 3, "transcribed": 1, "no_audio": 2, "failed": 0, "segments": 4}})
+    from video_miner.privacy import PRIVACY_FIELDS
+
+    for n, record in enumerate([{"frames": 3, "frames_with_regions": 1, "regions": 2, "unreadable": 0},
+                                {"frames": 2, "frames_with_regions": 2, "regions": 2, "unreadable": 1}]):
+        FRAME.write(tmp_path / f"privacy{n}.parquet", FRAME.table([], *PRIVACY_FIELDS),
+                    {"privacy": {**record, "classes": ["face"]}, "seconds": 0.5})
     tables = {"download": [tmp_path / "download.parquet"], "audio": [tmp_path / "audio.parquet"],
-              "captions": [tmp_path / "captions0.parquet", tmp_path / "captions1.parquet"]}
+              "captions": [tmp_path / "captions0.parquet", tmp_path / "captions1.parquet"],
+              "privacy": [tmp_path / "privacy0.parquet", tmp_path / "privacy1.parquet"]}
     summary = summarize_files(tables, [], 0, tmp_path / "s.json", tmp_path / "s.tsv")
     assert summary["captions"] == {"frames": 5, "clips": 1, "captioned": 4, "sent": 5, "cached": 0,
                                    "failed": {"captions API: HTTP 400: bad": 1,
                                               "not sent: captions.max_items (5) reached": 1},
                                    "tokens": {"prompt": 40, "completion": 8, "total": 48}}
     assert summary["audio"] == {"videos": 3, "transcribed": 1, "no_audio": 2, "failed": 0, "segments": 4}
-    assert [(s["stage"], s["count"]) for s in summary["funnel"]] == [("download", 3), ("audio", 3), ("captions", 4)]
+    # privacy: the frames checked in the funnel, its own section
+    assert summary["privacy"] == {"frames": 5, "frames_with_regions": 3, "regions": 4, "unreadable": 1}
+    assert [(s["stage"], s["count"]) for s in summary["funnel"]] == [("download", 3), ("audio", 3), ("captions", 4),
+                                                                     ("privacy", 5)]
     status = pd.read_csv(tmp_path / "s.tsv", sep="\t").set_index("video_id")
     assert status.loc["a", ["status", "failed_stage", "reason"]].tolist() == ["failed", "captions",
                                                                              "captions API: HTTP 400: bad"]

@@ -207,6 +207,8 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
         "boxes_dropped_by_verify": _detections_per_class(tables["verify"], "dropped") if "verify" in tables else None,
         "captions": annotations.get("captions"),
         "audio": annotations.get("audio"),
+        # Frames checked, those with regions the exports blur, the regions, frames it could not read.
+        "privacy": annotations.get("privacy"),
         "stage_seconds": {**seconds, "total": round(sum(seconds.values()), 3)},
     }
     return summary, status
