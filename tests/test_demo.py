@@ -350,8 +350,9 @@ def test_demo_privacy_blurs_the_faces_in_every_export_and_not_the_extracted_fram
         assert framestore.read_bytes(original) != sample["jpg"]
     assert blurred == sum(f in regions for f in frames["frame_id"]) > 0
 
-    # The drawings (shared like the exports) are drawn on the blurred frames: inside a
-    # region, away from the box lines and labels, they match the export, not the original.
+    # The drawings (shared like the exports) are drawn on the blurred frames: inside a face
+    # (the median pixel: other boxes' lines and labels may cross it) they match the export,
+    # not the original.
     drawn = 0
     for row in frames[frames["frame_id"].isin(faces)].itertuples(index=False):
         path = results / "detections" / "visualizations" / f"{safe_name(row.frame_id.replace('/', '_'))}.jpg"
@@ -362,7 +363,9 @@ def test_demo_privacy_blurs_the_faces_in_every_export_and_not_the_extracted_fram
         before, after = pixels(demo_run, row.path), pixels(demo_run, Path("results", "dataset", name))
         for x, y, w, h in faces[row.frame_id]:
             inner = (slice(int(y + 0.35 * h), int(y + 0.65 * h)), slice(int(x + 0.35 * w), int(x + 0.65 * w)))
-            assert np.abs(picture[inner] - after[inner]).mean() < 0.5 * np.abs(picture[inner] - before[inner]).mean()
+            to_export, to_original = (np.median(np.abs(picture[inner] - image[inner]).max(axis=2))
+                                      for image in (after, before))
+            assert to_export < 0.5 * to_original
         drawn += 1
     assert drawn > 0
     marker = json.loads((results / "upload" / "demo_folder.done").read_text())

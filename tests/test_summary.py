@@ -223,7 +223,8 @@ def test_clips_are_counted_and_a_failed_shots_job_ends_with_the_summary(tmp_path
 def test_captions_audio_and_privacy_sections_add_up_their_jobs_and_fail_videos_with_the_reason(tmp_path):
     """Two captions jobs' records add up (made, failed by reason, tokens); a video with a
     failed request is failed at captions, one the spend guard held back is not; audio
-    counts its videos. The report's funnel says what the captions cost."""
+    counts its videos; two privacy jobs add up (frames checked, with regions, unreadable).
+    The report's funnel says what the captions cost."""
 
     from video_miner.report import plot_report
     from video_miner.tables import write_parquet
