@@ -250,8 +250,9 @@ def write_failed_run_summary():
         logger.warning(f"could not write the summary of the failed run: {exc}")
         return
     for job in summary["failed_jobs"]:
+        error = f"{job['error']}; " if job["error"] else ""
         logger.error(
-            f"{job['stage']} job failed ({job['videos']} videos): see {job['log']}"
+            f"{job['stage']} job failed ({job['videos']} videos): {error}see {job['log']}"
         )
     logger.error(
         "summary of what finished: results/pipeline_result.json, results/status.tsv"
