@@ -32,7 +32,6 @@ from video_miner.stages import (
 )
 
 
-
 def storage_root():
     """Where Snakemake stages the run's files when they live on object storage
     (--default-storage-provider), '' for a local run. Jobs inherit it (ROOT_ENV) to find
@@ -544,7 +543,9 @@ def captions_plan():
     from video_miner.captions import CaptionSettings, plan_to_send
 
     if STORAGE_ROOT:  # the tables are on object storage: counting would fetch them
-        logger.info("captions: not counted before the run (its tables are in remote storage)")
+        logger.info(
+            "captions: not counted before the run (its tables are in remote storage)"
+        )
         return None
     frames = final_stage("frame", config) if "frames" in CAPTION_TARGETS else None
     clips = final_stage("clip", config) if "clips" in CAPTION_TARGETS else None
