@@ -180,7 +180,8 @@ RUN_CONTEXT = {
 }
 # Takedowns: the split stage and the clip export drop these videos' items.
 TAKEDOWN = config["takedown"]
-TAKEDOWN_FILES = [config["takedown_file"]] if config["takedown_file"] else []
+# The user's own file: read in place (local()), never looked for on object storage.
+TAKEDOWN_FILES = [local(config["takedown_file"])] if config["takedown_file"] else []
 # The config keys that name the run's videos: the summary reads them for each video's origin.
 INPUT_KEYS = (
     "urls",
@@ -220,9 +221,25 @@ def search_results():
     results = []
     for slug, query in SEARCH_QUERIES.items():
         output = checkpoints.search.get(query=slug).output[0]
-        with output.open("rb") as fh:
-            results.append((query, str(output), hashlib.sha256(fh.read()).hexdigest()))
+        results.append((query, str(output), _content_hash(output)))
     return tuple(results)
+
+
+def _content_hash(output):
+    """The hash of a search's result file; every input function asks, so it is computed
+    once per file version (size and time), not read again each time."""
+    try:
+        info = os.stat(str(output))
+    except OSError:  # not here (on object storage, before it was retrieved)
+        with output.open("rb") as fh:
+            return hashlib.sha256(fh.read()).hexdigest()
+    return _file_hash(str(output), info.st_size, info.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_hash(path, size, mtime_ns):
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def videos():
@@ -246,10 +263,10 @@ if CAPTIONS["enabled"] and "clips" in CAPTIONS["targets"] and not SHOTS:
 
 for rejected in _collect().rejected:
     logger.warning(f"skipping {rejected['origin']}: {rejected['reason']}")
-if _collect(_search_state()).left_out:
+if _collect().left_out:
     logger.info(
-        f"max_videos: a pilot run of {len(_collect(_search_state()).videos)} videos "
-        f"({_collect(_search_state()).left_out} more listed)"
+        f"max_videos: a pilot run of {len(_collect().videos)} videos "
+        f"({_collect().left_out} more listed)"
     )
 
 
