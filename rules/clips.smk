@@ -33,6 +33,7 @@ rule clips:
     output:
         metadata=multiext("results/clips/metadata", ".jsonl", ".parquet"),
         files=directory("results/clips/files"),
+        manifest="results/clips/manifest.json",
     log:
         "logs/clips.log",
     benchmark:
@@ -46,6 +47,8 @@ rule clips:
         stages=CLIP_STAGES,
         scores=CLIP_SCORES,
         splits=SPLIT_PLACEMENT,
+        takedown=TAKEDOWN,
+        run=RUN_CONTEXT,
     script:
         "../scripts/clips.py"
 
@@ -54,6 +57,7 @@ rule clips_webdataset:
     input:
         metadata="results/clips/metadata.jsonl",
         files="results/clips/files",
+        summary="results/pipeline_result.json",
     output:
         directory("results/export/clips"),
     log:
@@ -67,5 +71,6 @@ rule clips_webdataset:
         runtime=60,
     params:
         max_clips=config["clips"]["webdataset_max_clips"],
+        run=RUN_CONTEXT,
     script:
         "../scripts/clips_webdataset.py"

@@ -15,6 +15,7 @@ rule coco:
     output:
         combined="results/detections/annotations.json",
         splits=expand("results/detections/annotations_{split}.json", split=SPLIT_NAMES),
+        manifest="results/detections/annotations.manifest.json",
     log:
         "logs/coco.log",
     benchmark:
@@ -28,6 +29,7 @@ rule coco:
         classes=DETECTION["classes"],
         backend=DETECTION["backend"],
         splits=SPLIT_NAMES,
+        run=RUN_CONTEXT,
     script:
         "../scripts/coco.py"
 
@@ -95,6 +97,8 @@ rule dataset:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        run=RUN_CONTEXT,
     script:
         "../scripts/dataset.py"
 
@@ -116,6 +120,7 @@ rule yolo:
     params:
         classes=DETECTION["classes"],
         splits=SPLIT_NAMES,
+        run=RUN_CONTEXT,
     script:
         "../scripts/yolo.py"
 
@@ -136,6 +141,7 @@ rule webdataset:
         runtime=60,
     params:
         max_frames=EXPORT["webdataset_max_frames"],
+        run=RUN_CONTEXT,
     script:
         "../scripts/webdataset.py"
 

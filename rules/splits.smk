@@ -19,5 +19,6 @@ rule splits:
         runtime=30,
     params:
         settings=SPLITS,
+        takedown=TAKEDOWN,
     script:
         "../scripts/splits.py"

@@ -1,4 +1,5 @@
-"""Export the split frames as an imagefolder dataset: <split>/images/... and <split>/metadata.parquet."""
+"""Export the split frames as an imagefolder dataset: <split>/images/... and <split>/metadata.parquet,
+with its manifest."""
 
 import logging
 import sys
@@ -9,20 +10,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, als
 from video_miner.export import PROVENANCE, with_text, write_dataset
 from video_miner.logs import log_to_file
 from video_miner.blur import read_regions
+from video_miner.manifest import write_manifest
+from video_miner.provenance import video_provenance
 from video_miner.splits import split_frames
 from video_miner.tables.video import VIDEO
 from video_miner.texts import read_captions, read_segments
 
 log_to_file(snakemake.log[0])
+run = snakemake.params.run
+downloads = VIDEO.read(list(snakemake.input.videos))
+provenance = video_provenance(downloads, run["run_id"])
 # Every column, then the ones the dataset carries: tables written before archives were
 # inputs have no provenance columns.
-videos = VIDEO.read(list(snakemake.input.videos)).reindex(columns=["video_id", *PROVENANCE])
+videos = downloads.reindex(columns=["video_id", *PROVENANCE]).set_index("video_id").to_dict("index")
+videos = {v: {**row, **provenance[v]} for v, row in videos.items()}
 frames = with_text(split_frames(snakemake.input.frames),
                    read_captions(snakemake.input.captions) if snakemake.input.captions else None,
                    read_segments(snakemake.input.segments) if snakemake.input.segments else None)
 # With privacy on, the regions to blur (recorded in the metadata as blurred_regions).
 regions = read_regions(snakemake.input.privacy) if snakemake.input.privacy else None
-result = write_dataset(snakemake.output[0], frames, videos.set_index("video_id").to_dict("index"), regions)
+result = write_dataset(snakemake.output[0], frames, videos, regions)
+write_manifest(snakemake.output[0], run, result["splits"],
+               {v: provenance[v] for v in sorted(set(frames["video_id"])) if v in provenance}, snakemake.input.summary)
 logging.info("dataset: %d images %s", result["images"], result["splits"])
 if result["missing"]:
     logging.warning("%d frames are missing from results/extract and are not in the dataset, e.g. %s",

@@ -17,11 +17,13 @@ if "dataset" in snakemake.input.keys():
 if "annotations" in snakemake.input.keys():
     sources.append((snakemake.input.annotations, "annotations.json"))
     sources += [(path, Path(path).name) for path in snakemake.input.split_annotations]
+    sources.append((snakemake.input.annotations_manifest, "annotations.manifest.json"))
 if "points" in snakemake.input.keys():  # Moondream's points (COCO keypoints), all splits and one file each
     sources += [(path, Path(path).name) for path in snakemake.input.points]
 if "clips" in snakemake.input.keys():  # the clip export: metadata, files, and the WebDataset tars
     sources += [(path, f"clips/{Path(path).name}") for path in snakemake.input.clips]
     sources.append((snakemake.input.clip_files, "clips/files"))
+    sources.append((snakemake.input.clips_manifest, "clips/manifest.json"))
 if "clips_webdataset" in snakemake.input.keys():
     sources.append((snakemake.input.clips_webdataset, "export/clips"))
 if "webdataset" in snakemake.input.keys():  # the frames' WebDataset tars, a folder per split

@@ -67,7 +67,8 @@ def test_frames_webdataset_has_each_frame_and_its_json_and_packed_frames_give_th
     assert first == {"key": "a_00000000", "frame_id": "a/00000000", "video_id": "a", "frame_index": 0,
                      "timestamp_s": 0.0, "split": "train", "width": 64, "height": 48,
                      "source": "https://example.org/a.mp4", "title": "A", "source_video_id": None,
-                     "source_start_s": None, "source_end_s": None, "caption": "caption 0",
+                     "source_start_s": None, "source_end_s": None, "channel": None, "uploader": None,
+                     "upload_date": None, "license": None, "run_id": None, "caption": "caption 0",
                      "objects": {"bbox": [[1.0, 2.0, 30.0, 20.0]], "category": ["face"], "score": [0.9]},
                      "blurred_regions": []}
     assert members[0][1] == Path(loose.loc[0, "path"]).read_bytes()  # no region: the extracted bytes

@@ -1,12 +1,10 @@
 """Privacy: which regions are blurred (controlled boxes), a real face found by the
 shipped cascade, and exports where only the regions differ from the originals."""
 
-import io
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-import pytest
 from PIL import Image
 
 from video_miner.framestore import TarPacker

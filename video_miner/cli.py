@@ -189,6 +189,46 @@ def validate_config(config_files, workdir):
         click.echo(f"  rejected {printable(rejected['origin'])}: {printable(rejected['reason'])}")
 
 
+@main.command(name="fetch-models")
+@config_option
+@workdir_option
+@click.option("--list", "list_only", is_flag=True, help="only list the models, download nothing")
+def fetch_models(config_files, workdir, list_only):
+    """Download every hub model the configuration's stages load into the Hugging Face
+    cache (HF_HOME), on a node with internet; jobs can then run with HF_HUB_OFFLINE=1."""
+    from video_miner.hub import fetch_models as fetch
+    from video_miner.modellist import config_models
+
+    models = config_models(_config(config_files, workdir))
+    if not models:
+        click.echo("no hub models to fetch (local folders and models that ship in packages need none)")
+        return
+    if list_only:
+        click.echo("\n".join(models))
+        return
+    try:
+        folders = fetch(models, echo=click.echo)
+    except Exception as exc:  # one line: which model and why (no traceback for a network error)
+        raise click.ClickException(f"fetching failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
+    for model, folder in folders.items():
+        click.echo(f"{model}: {folder}")
+
+
+@main.command(name="verify-manifest")
+@click.argument("target", type=click.Path(exists=True))
+def verify_manifest(target):
+    """Check an export against its manifest: an export folder (its manifest.json) or a
+    manifest file (e.g. results/detections/annotations.manifest.json)."""
+    from video_miner.manifest import verify_manifest as verify
+
+    problems = verify(target)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise click.ClickException(f"{len(problems)} problems: the export does not match its manifest")
+    click.echo("manifest OK: every file matches")
+
+
 def _profile_path(profile: str) -> Path:
     return REPO / "profiles" / profile if (REPO / "profiles" / profile).is_dir() else Path(profile)
 
@@ -217,6 +257,8 @@ run_input_options = [
     _multiple("-u", "--url", "urls", help="a video URL; repeatable"),
     _multiple("-f", "--url-file", "url_files", type=click.Path(exists=True, dir_okay=False),
               help="a file of URLs, one per line; repeatable"),
+    click.option("--limit", type=click.IntRange(min=1),
+                 help="a pilot run on this many of the videos (max_videos: the same N, the same videos)"),
 ]
 class_options = [
     _multiple("-k", "--class", "classes", help='an object class: filter prompt "a photo of a CLASS" and detection '

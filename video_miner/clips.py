@@ -31,6 +31,7 @@ import pyarrow as pa
 from video_miner.defaults import section_defaults
 from video_miner.framestore import add_member
 from video_miner.fsutil import atomic_dir, atomic_path, safe_name
+from video_miner.provenance import PROVENANCE_FIELDS
 from video_miner.tables.clip import CLIP
 from video_miner.video import FrameIndex, VideoError, build_frame_index, count_decode_pass, open_video
 from video_miner.workers import Isolation, Limits
@@ -55,6 +56,8 @@ EXPORT_SCHEMA = pa.schema([
     pa.field("caption", pa.string()),
     pa.field("transcript", pa.string()),
     pa.field("path", pa.string()),
+    # Where the clip's video came from (empty for local files and archives) and the run id.
+    *(pa.field(name, pa.string()) for name in PROVENANCE_FIELDS),
 ])
 
 
@@ -348,6 +351,15 @@ def clip_export(stage_tables: dict[str, pd.DataFrame], scores: dict[str, str], d
     return rows
 
 
+def with_clip_provenance(rows: pd.DataFrame, videos: dict[str, dict]) -> pd.DataFrame:
+    """The export rows with their videos' provenance fields (``videos``:
+    :func:`video_miner.provenance.video_provenance`)."""
+    rows = rows.copy()
+    for name in PROVENANCE_FIELDS:
+        rows[name] = [videos.get(v, {}).get(name) for v in rows["video_id"]]
+    return rows
+
+
 def write_clip_export(out_dir: str | os.PathLike, rows: pd.DataFrame, cut: pd.DataFrame | None) -> dict:
     """``metadata.jsonl`` and ``metadata.parquet`` in ``out_dir``; with ``cut``, the kept
     clips' files hard-linked to ``out_dir/files/<video_id>/<clip_id>.mp4``."""
@@ -386,7 +398,7 @@ def _jsonable(record: dict) -> dict:
             value = value.item()
         elif isinstance(value, np.ndarray):
             value = value.tolist()
-        if key in ("split", "caption", "transcript", "path") and not isinstance(value, str):
+        if key in ("split", "caption", "transcript", "path", *PROVENANCE_FIELDS) and not isinstance(value, str):
             value = None
         out[key] = value
     return out

@@ -307,7 +307,9 @@ def download_url(url: str, out_dir: str | os.PathLike, video_id: str, options: D
         filesize=dest.stat().st_size,
         title=info.get("title"),
         channel=info.get("channel") or info.get("uploader"),
+        uploader=info.get("uploader"),
         upload_date=info.get("upload_date"),
+        license=info.get("license"),
         extractor=info.get("extractor_key"),
         webpage_url=info.get("webpage_url") or url,
     )
@@ -364,7 +366,9 @@ DOWNLOAD_FIELDS = (
     pa.field("filesize", pa.int64()),
     pa.field("title", pa.string()),
     pa.field("channel", pa.string()),
+    pa.field("uploader", pa.string()),
     pa.field("upload_date", pa.string()),
+    pa.field("license", pa.string()),  # as the site states it (yt-dlp's ``license``), else empty
     pa.field("extractor", pa.string()),
     pa.field("webpage_url", pa.string()),
     pa.field("transient", pa.bool_()),  # the failure may go away on a later run

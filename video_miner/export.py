@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 
 from video_miner import framestore
-from video_miner.fsutil import atomic_dir, safe_name, write_json_atomic
 from video_miner.blur import blurred, export_frame
+from video_miner.fsutil import atomic_dir, safe_name, write_json_atomic
+from video_miner.provenance import PROVENANCE_FIELDS
 from video_miner.tables.frame import FRAME
 
 
@@ -60,10 +61,19 @@ def with_text(frames: pd.DataFrame, captions: pd.DataFrame | None = None,
     return frames
 
 
+def with_provenance(frames: pd.DataFrame, videos: dict[str, dict]) -> pd.DataFrame:
+    """``frames`` with their videos' provenance columns (``videos``:
+    :func:`video_miner.provenance.video_provenance`); empty where a video has none."""
+    frames = frames.copy()
+    for name in PROVENANCE_FIELDS:
+        frames[name] = [videos.get(v, {}).get(name) for v in frames["video_id"]]
+    return frames
+
+
 def _coco_image(image_id: int, row, regions: dict[str, list] | None = None) -> dict:
-    text = {c: _text(getattr(row, c)) for c in TEXT_COLUMNS if hasattr(row, c)}
+    text = {c: _text(getattr(row, c)) for c in (*TEXT_COLUMNS, *PROVENANCE_FIELDS) if hasattr(row, c)}
     # With privacy on, the regions blurred in the image (the dataset's file): an extra field.
-    blurred = {} if regions is None else {"blurred_regions": [[float(v) for v in r]
+    privacy = {} if regions is None else {"blurred_regions": [[float(v) for v in r]
                                                               for r in regions.get(row.frame_id, [])]}
     return {
         "id": image_id,
@@ -75,7 +85,7 @@ def _coco_image(image_id: int, row, regions: dict[str, list] | None = None) -> d
         "frame_index": int(row.frame_index),
         "timestamp_s": float(row.timestamp_s),
         **text,
-        **blurred,
+        **privacy,
     }
 
 
@@ -170,6 +180,8 @@ METADATA_FIELDS = [
     pa.field("source_video_id", pa.string()),
     pa.field("source_start_s", pa.float64()),
     pa.field("source_end_s", pa.float64()),
+    # Provenance as the site gave it (empty for local files and archives) and the run id.
+    *(pa.field(name, pa.string()) for name in PROVENANCE_FIELDS if name != "source"),
 ]
 # The download table's columns a frame's metadata carries.
 PROVENANCE = ["location", "title", "source_video_id", "source_start_s", "source_end_s"]
@@ -188,7 +200,7 @@ def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict
                   regions: dict[str, list] | None = None) -> dict:
     """``out_dir`` as a Hugging Face imagefolder with split folders: ``<split>/images/
     <video>/<frame>.<ext>`` (hard links to the frames, copies where links cannot be made)
-    and ``<split>/metadata.parquet`` with the source video, timestamp, the ``caption`` and
+    and ``<split>/metadata.parquet`` with the source video and its provenance, timestamp, the ``caption`` and
     ``transcript`` when ``frames`` have them (:func:`with_text`) and (when ``frames`` have
     boxes) the objects (bbox xywh, category, score). ``frames``: the kept rows of the
     split table. A split without frames has no folder (``datasets`` cannot load an empty
@@ -221,6 +233,7 @@ def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict
                     "source_video_id": _text(video.get("source_video_id")),
                     "source_start_s": _number(video.get("source_start_s")),
                     "source_end_s": _number(video.get("source_end_s")),
+                    **{f: _text(video.get(f)) for f in PROVENANCE_FIELDS if f != "source"},
                     **{c: _text(getattr(row, c)) for c in texts},
                 }
                 if with_boxes:

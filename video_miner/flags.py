@@ -33,6 +33,7 @@ SCALAR_FLAGS: dict[str, tuple[str, ...]] = {
     "--detection-threshold": ("detection", "threshold"),
     "--batch-size": ("models", "batch_size"),
     "--device": ("models", "device"),
+    "--limit": ("max_videos",),
 }
 # Keys set by the flags that build them (inputs, classes, stages), for error messages.
 DERIVED_KEYS: dict[tuple[str, ...], str] = {

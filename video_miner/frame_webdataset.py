@@ -23,6 +23,7 @@ from video_miner import framestore
 from video_miner.blur import export_bytes
 from video_miner.export import PROVENANCE, TEXT_COLUMNS
 from video_miner.fsutil import atomic_dir, safe_name
+from video_miner.provenance import PROVENANCE_FIELDS
 from video_miner.yolo import yolo_stem
 
 
@@ -33,8 +34,10 @@ def sample_key(video_id: str, frame_index: int) -> str:
 
 
 def sample_json(row, key: str, video: dict, regions: Sequence | None) -> dict:
-    """A frame's ``<key>.json``: ids, time, split, size, where its video came from, its
-    boxes and text when the run made them, the regions blurred when privacy is on."""
+    """A frame's ``<key>.json``: ids, time, split, size, where its video came from (and
+    its provenance: :func:`video_miner.provenance.video_provenance`, merged into
+    ``video``), its boxes and text when the run made them, the regions blurred when
+    privacy is on."""
     sample = {
         "key": key,
         "frame_id": row.frame_id,
@@ -46,6 +49,7 @@ def sample_json(row, key: str, video: dict, regions: Sequence | None) -> dict:
         "height": int(row.height),
         "source": _plain(video.get("location")),
         **{k: _plain(video.get(k)) for k in PROVENANCE if k != "location"},
+        **{k: _plain(video.get(k)) for k in PROVENANCE_FIELDS if k != "source"},
         **{c: _plain(getattr(row, c)) for c in TEXT_COLUMNS if hasattr(row, c)},
     }
     if hasattr(row, "category"):

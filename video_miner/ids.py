@@ -159,3 +159,8 @@ def query_slug(query: str) -> str:
 
     digest = hashlib.sha256(query.encode()).hexdigest()[:8]
     return f"{safe_name(query.lower(), 40).strip('_') or 'query'}-{digest}"
+
+
+def is_local_model(model: str) -> bool:
+    """A folder path rather than a hub id ("org/name")."""
+    return os.path.exists(model) or model.startswith((".", "/", "~")) or model.count("/") != 1

@@ -22,6 +22,7 @@ from PIL import Image
 
 from video_miner.defaults import section_defaults
 from video_miner.framestore import open_image
+from video_miner.ids import is_local_model  # noqa: F401 - here for the model stages
 from video_miner.logs import Progress
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,10 @@ def load_hf_model(model_id: str, settings: ModelSettings, auto_class: str = "Aut
     the log line ("loading detector ...")."""
     import transformers
 
+    from video_miner.hub import ensure_available
+
+    # Offline and not cached: one line naming the model and fetch-models, before any load.
+    ensure_available(model_id)
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
     log.info("loading %s %s on %s as %s", role, model_id, device, str(dtype).removeprefix("torch."))
@@ -289,11 +294,6 @@ def model_key(model_id: str | None, settings: ModelSettings) -> dict:
         checkpoint = sorted((p.relative_to(root).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
                             for p in root.rglob("*") if p.is_file())
     return {"checkpoint": checkpoint, "device": settings.device, "dtype": settings.dtype}
-
-
-def is_local_model(model: str) -> bool:
-    """A folder path rather than a hub id ("org/name")."""
-    return os.path.exists(model) or model.startswith((".", "/", "~")) or model.count("/") != 1
 
 
 def visible_gpus() -> int:

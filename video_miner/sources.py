@@ -45,6 +45,7 @@ class VideoCollection:
     videos: dict[str, VideoSource] = field(default_factory=dict)
     rejected: list[dict] = field(default_factory=list)
     duplicates: int = 0
+    left_out: int = 0  # listed videos outside a pilot run's sample (max_videos)
 
     def add(self, source: VideoSource) -> None:
         if source.video_id in self.videos:
@@ -171,10 +172,11 @@ def _add_local(collection: VideoCollection, entry: str, root: str, extensions: I
             collection.add(VideoSource(video_id_for_path(location, root), "local", location, entry, group))
 
 
-def collect_videos(config: dict, root: str = ".") -> VideoCollection:
+def collect_videos(config: dict, root: str = ".", searches: dict[str, str] | None = None) -> VideoCollection:
     """All videos named by ``urls``, ``url_files``, ``local_videos``, the video sheet,
     ``archives`` (one source per archive) and the cached results of ``search.queries``,
-    in that order."""
+    in that order. ``searches`` maps a query to its result file where the caller got it
+    from Snakemake (staged from object storage); by default they are read under ``root``."""
     problems = input_problems(config, root)
     if problems:
         raise ConfigError("\n".join(problems))
@@ -196,9 +198,25 @@ def collect_videos(config: dict, root: str = ".") -> VideoCollection:
     _add_sheet(collection, config.get("video_sheet"), root)
     _add_archives(collection, config.get("archives") or {}, root)
     for query in (config.get("search") or {}).get("queries") or []:
-        for i, url in enumerate(cached_search_urls(query, root)):
+        result = (searches or {}).get(query) or Path(root, search_result_path(query))
+        for i, url in enumerate(search_urls(result)):
             _add_url(collection, url, f"search {query!r}[{i}]", f"search:{query}")
+    if config.get("max_videos"):
+        sample_videos(collection, config["max_videos"])
     return collection
+
+
+def sample_rank(video_id: str) -> str:
+    """A video's place in the pilot sample: a hash of its id, so the sample depends on
+    neither listing order nor the other videos, and a larger sample holds a smaller one."""
+    return hashlib.sha256(video_id.encode("utf-8")).hexdigest()
+
+
+def sample_videos(collection: VideoCollection, limit: int) -> None:
+    """Keep the ``limit`` videos with the smallest :func:`sample_rank`, in listing order."""
+    chosen = set(sorted(collection.videos, key=sample_rank)[:limit])
+    collection.left_out = len(collection.videos) - len(chosen)
+    collection.videos = {v: s for v, s in collection.videos.items() if v in chosen}
 
 
 def _add_sheet(collection: VideoCollection, sheet_path: str | None, root: str) -> None:
@@ -253,9 +271,9 @@ def search_result_path(query: str) -> str:
     return f"results/search/{query_slug(query)}.json"
 
 
-def cached_search_urls(query: str, root: str = ".") -> list[str]:
-    """The URLs a query found, once its search ran (the result is cached on disk)."""
-    path = Path(root, search_result_path(query))
+def search_urls(path: str | os.PathLike) -> list[str]:
+    """The URLs a query found, once its search ran (its result file exists)."""
+    path = Path(path)
     if not path.exists():
         return []
     return [entry["url"] for entry in json.loads(path.read_text()).get("entries", [])]

@@ -249,14 +249,17 @@ def split_frame_fields(frames: pd.DataFrame) -> list[pa.Field]:
 
 
 def make_splits(frames: pd.DataFrame, copies: pd.DataFrame | None, links: pd.DataFrame | None,
-                settings: SplitSettings) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+                settings: SplitSettings, removed: Mapping[str, str] | None = None
+                ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """``frames``: the final frames (kept rows of the last frame stage, of the kept videos).
     ``copies``: video_dedup's table (``video_id``, ``duplicate_of``), None when off.
     ``links``: the cross-video dedup table (``video_id``, ``duplicate_of`` frame ids),
     None when off. Returns the video table (every video of ``frames`` and ``copies``:
     group, split, frames in the exports; kept when it has frames there), the frame table
     (the final frames with their split; kept false with the reason for those over a cap)
-    and the record (the report of :func:`split_report`)."""
+    and the record (the report of :func:`split_report`; ``takedown``: the videos of
+    ``removed``, id -> reason, and their frames, which are left out of both tables after the
+    assignment, so a takedown never moves another video between splits)."""
     columns = [*FRAME_COLUMNS, *(c for c in ANNOTATION_COLUMNS if c in frames.columns)]
     frames = frames.reindex(columns=columns)  # a run without any frame table has only the keys
     frames = frames.sort_values(["video_id", "frame_index"], kind="stable").reset_index(drop=True)
@@ -264,6 +267,11 @@ def make_splits(frames: pd.DataFrame, copies: pd.DataFrame | None, links: pd.Dat
     assignment = assign_splits(members, copy_links(copies) + frame_links(links), settings.ratios, settings.seed)
     split_of = dict(zip(assignment["video_id"], assignment["split"]))
     frames["split"] = frames["video_id"].map(split_of)
+    removed = dict(removed or {})
+    gone = frames["video_id"].isin(removed)
+    takedown = {"videos": dict(sorted(removed.items())), "frames": int(gone.sum())}
+    frames = frames[~gone].reset_index(drop=True)
+    assignment = assignment[~assignment["video_id"].isin(removed)].reset_index(drop=True)
     reason = np.where(cap_per_video(frames, settings.max_frames_per_video), "",
                       f"over splits.max_frames_per_video ({settings.max_frames_per_video})").astype(object)
     within = reason == ""
@@ -278,7 +286,7 @@ def make_splits(frames: pd.DataFrame, copies: pd.DataFrame | None, links: pd.Dat
     videos["kept"] = videos["frames"] > 0
     videos["reason"] = np.where(videos["kept"], "", "no frames in the exports")
     report = split_report(videos, settings.ratios, settings.seed, capped)
-    return videos, frames, {"report": report}
+    return videos, frames, {"report": report, "takedown": takedown}
 
 
 def split_report(videos: pd.DataFrame, ratios: Mapping, seed: int, capped: Mapping | None = None) -> dict:
@@ -355,3 +363,8 @@ def split_frames(paths) -> pd.DataFrame:
 def read_report(path) -> dict | None:
     """The split report a split table recorded."""
     return read_metadata(path).get("report")
+
+
+def read_takedown(path) -> dict | None:
+    """What the takedown removed from the split tables (videos with reasons, frames)."""
+    return read_metadata(path).get("takedown")

@@ -15,6 +15,7 @@ import pandas as pd
 
 from video_miner.ids import archive_video_id
 from video_miner.fsutil import atomic_path, write_json_atomic, write_tsv
+from video_miner.logs import job_error
 from video_miner.probe import PROBE_FIELDS
 from video_miner.stages import BOX_STAGES, RESULTS_FORMAT_VERSION, STAGES, Stage, stage
 from video_miner.tables import read_metadata, video_outcomes
@@ -89,7 +90,7 @@ def split_finished(stage_names: Sequence[str], shards: dict[str, list[str]], sin
             log = Path(root, current.log(shard))
             failed = log.is_file() and log.stat().st_mtime >= since
             unfinished.append({"stage": name, "shard": shard, "log": current.log(shard), "failed": failed,
-                               "video_ids": video_ids})
+                               "error": job_error(log) if failed else None, "video_ids": video_ids})
     return tables, unfinished
 
 
@@ -136,7 +137,8 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
         reached = enabled[enabled.index(current) - 1].status if enabled.index(current) else "pending"
         for job in unfinished:
             if job["stage"] == current.name and job["failed"]:
-                failures.update(dict.fromkeys(job["video_ids"], f"{current.name} job failed; see {job['log']}"))
+                error = f": {job['error']};" if job["error"] else ";"
+                failures.update(dict.fromkeys(job["video_ids"], f"{current.name} job failed{error} see {job['log']}"))
             elif job["stage"] == current.name:  # never ran: the video got as far as the stage before
                 waiting = status.loc[status.index.intersection(job["video_ids"]), "status"] == "complete"
                 status.loc[waiting[waiting].index, "status"] = reached
@@ -180,8 +182,8 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
         "stages": [s.name for s in enabled],
         # False when jobs failed: the counts are what the finished jobs made.
         "complete": not unfinished,
-        "failed_jobs": [{"stage": j["stage"], "shard": j["shard"], "log": j["log"], "videos": len(j["video_ids"])}
-                        for j in unfinished if j["failed"]],
+        "failed_jobs": [{"stage": j["stage"], "shard": j["shard"], "log": j["log"], "error": j.get("error"),
+                         "videos": len(j["video_ids"])} for j in unfinished if j["failed"]],
         "jobs_not_run": sum(not j["failed"] for j in unfinished),
         "videos": {
             "total": len(status),
@@ -237,6 +239,20 @@ def _joined(status: pd.DataFrame, paths: Sequence[str], columns: dict[str, str])
     return status.merge(rows, on="video_id", how="left", validate="1:1")
 
 
+def takedown_summary(record: dict | None, tables: dict[str, list[str]]) -> dict:
+    """What the takedown list removed from the exports: the videos (id and reason, as the
+    split stage matched them), their frames, and their clips (those the last clip stage
+    kept, which the clip export leaves out)."""
+    videos = (record or {}).get("videos") or {}
+    clips = 0
+    finals = [s for s in CLIP_STAGES if s.name in tables]
+    if videos and finals:
+        rows = CLIP.read_kept(tables[finals[-1].name], columns=[])
+        clips = int(rows["video_id"].isin(videos).sum())
+    return {"videos": [{"video_id": v, "reason": r} for v, r in videos.items()],
+            "frames": int((record or {}).get("frames") or 0), "clips": clips}
+
+
 def write_video_table(folder: str | os.PathLike, table: pd.DataFrame) -> None:
     """``videos.parquet``, ``videos.jsonl`` and ``videos.csv`` in ``folder``: the same
     rows, counts and sizes as integers (empty where unknown)."""
@@ -278,11 +294,12 @@ def summarize_files(tables: dict[str, list[str]], rejected: list[dict], duplicat
     """The summary, and the video table (into ``metadata_dir``) with ``status.tsv``
     rendered from it. ``splits_path``: the split table, whose report (targets, achieved
     shares, notes) becomes the summary's ``splits``."""
-    from video_miner.splits import read_report
+    from video_miner.splits import read_report, read_takedown
 
     summary, table = build_summary(tables, rejected, duplicates, origins, unfinished, locations)
     summary["searches"] = [_search_record(p) for p in search_paths]
     summary["splits"] = read_report(splits_path) if splits_path else None
+    summary["takedown"] = takedown_summary(read_takedown(splits_path) if splits_path else None, tables)
     if metadata_dir is not None:
         write_video_table(metadata_dir, table)
     write_tsv(status_path, table[STATUS_COLUMNS], integers=INTEGER_COLUMNS)

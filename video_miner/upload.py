@@ -2,7 +2,8 @@
 ``hf://datasets/<repo>``, or any fsspec protocol) and verify every file.
 
 A journal next to the marker lists each file once it is uploaded and verified, so a rerun
-after an interruption uploads only what is missing. The marker (the rule's output) is
+after an interruption uploads only what is missing, and a later upload removes the files
+it had uploaded that the results no longer hold (a takedown reaches the remote copy). The marker (the rule's output) is
 written last, only when every file is verified; it lists each file with size and sha256.
 Secrets come from environment variables and are never written to logs or markers.
 """
@@ -101,7 +102,10 @@ def _read_journal(path: Path) -> dict[str, dict]:
                 entry = json.loads(line)
             except json.JSONDecodeError:  # a line cut by a kill
                 continue
-            done[entry["path"]] = entry
+            if entry.get("removed"):
+                done.pop(entry["path"], None)
+            else:
+                done[entry["path"]] = entry
     return done
 
 
@@ -153,6 +157,17 @@ def upload(target: UploadTarget, files: list[tuple[str, str]], marker: str | os.
         # cancelled, and the pool waits for those in flight before the journal closes.
         with ThreadPoolExecutor(max_workers=target.workers) as pool:
             outcomes = list(pool.map(upload_one, files))
+        # Files an earlier upload put there that the results no longer hold (a taken-down
+        # video's frames, a clip no longer kept) go from the remote copy too; files this
+        # workflow never uploaded are never touched.
+        current = {rel for _, rel in files}
+        removed = sorted(rel for rel in done if rel not in current)
+        for rel in removed:
+            remote = f"{root}/{rel}"
+            if fs.exists(remote):
+                fs.rm(remote)
+            journal_fh.write(json.dumps({"path": rel, "removed": True}) + "\n")
+            journal_fh.flush()
     entries = [entry for entry, _ in outcomes]
     uploaded = [entry for entry, was_uploaded in outcomes if was_uploaded]
     record = {
@@ -164,6 +179,7 @@ def upload(target: UploadTarget, files: list[tuple[str, str]], marker: str | os.
         "uploaded": len(uploaded),
         "skipped_already_uploaded": len(entries) - len(uploaded),
         "uploaded_bytes": sum(e["size"] for e in uploaded),
+        "removed": removed,
         "verify": target.verify,
         "seconds": round(time.perf_counter() - started, 3),
     }
