@@ -23,10 +23,13 @@ TIMINGS = ("seconds", "stage_seconds")  # wall-clock fields: the only ones allow
 def small_demo() -> dict:
     """The demo config on its one video with text, a cat and a face (cat_and_rocket), frames
     every 2 s and without the clip branch, verification and masks: the model, detection
-    and export stages run, in a fraction of the demo's time."""
+    and export stages run, in a fraction of the demo's time. Frames packed in tars (their
+    paths are ``<tar>#<member>``) and privacy on (exports blurred from a table of regions):
+    both must name workflow files as a local run does."""
     config = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
     config["local_videos"] = ["resources/demo/cat_and_rocket.mp4"]
-    config["extract"] = {"strategy": "time", "every_seconds": 2.0}
+    config["extract"] = {"strategy": "time", "every_seconds": 2.0, "storage": "tar"}
+    config["privacy"] = {"enabled": True}
     config["detection"]["verify"] = False
     config["segment"]["enabled"] = False
     for name in ("shots", "flash", "ocr", "motion", "aesthetic", "calibration"):
@@ -105,6 +108,10 @@ def test_s3_run_writes_what_the_local_run_writes(runs):
         assert b".snakemake/storage" not in theirs.read_bytes(), name
     coco = json.loads((fetched / "results" / "detections" / "annotations.json").read_text())
     assert coco["images"]  # frames every 2 s: images, perhaps no box
+    # packed frames, named as the workflow names them; the privacy stage's regions
+    extracted = pq.read_table(next((fetched / "results" / "extract").glob("*.parquet"))).column("path").to_pylist()
+    assert extracted and all(p.startswith("results/extract/") and ".tar#" in p for p in extracted)
+    assert any(n.startswith("results/privacy/") and n.endswith(".parquet") for n in names)
     # the workflow's files went to the bucket; the user's video and models were read in place
     remote = runs["remote"]
     assert not (remote / "results" / "status.tsv").exists()
