@@ -204,8 +204,9 @@ def test_appending_a_url_reruns_its_shard_and_the_run_wide_steps(model_run, http
     counts = {line.split()[0]: int(line.split()[1]) for line in proc.stdout.splitlines()
               if len(line.split()) == 2 and line.split()[1].isdigit()}
     # the exports that cover every video (splits, dataset, webdataset, report plots) follow the
-    # cross-video step; the model jobs of every shard read video_dedup's table (which copies to skip), so they rerun too,
-    # taking every video they had from their per-video caches (no model is loaded for them)
+    # cross-video step; the model jobs of every shard read video_dedup's table (which copies to
+    # skip), so they rerun too, taking every video they had from their per-video caches (no model
+    # is loaded for them)
     assert counts == {"download": 1, "probe": 1, "video_dedup": 1, "extract": 1, "filter": 3, "embed": 3,
                       "dedup": 1, "splits": 1, "summary": 1, "dataset": 1, "webdataset": 1, "report_plots": 1,
                       "run_config": 1, "all": 1, "total": 18}
