@@ -1,6 +1,6 @@
 """The frames' WebDataset export (members, json, shards, the same bytes from loose and
-packed frames, blurred regions) and the privacy regions in COCO and the drawings, on tiny
-images made here."""
+packed frames, blurred regions) and the privacy regions in COCO, the points file and the
+drawings, on tiny images made here."""
 
 import io
 import json
@@ -122,3 +122,34 @@ def test_coco_images_and_the_drawings_carry_the_blurred_regions(tmp_path):
     diff = np.abs(drawn["plain"]["a_00000015.jpg"] - drawn["private"]["a_00000015.jpg"]).max(axis=2)
     x, y, w, h = map(int, REGION)
     assert diff[y:y + h, x:x + w].mean() > 20 and diff[:16, :24].max() == 0
+
+
+def test_the_points_script_reads_its_named_inputs_and_records_the_blurred_regions(tmp_path):
+    """scripts/points.py as Snakemake runs it (its snakemake object stood in for): the
+    split table and the privacy tables by name; each image carries its blurred regions."""
+    import runpy
+    from types import SimpleNamespace
+
+    from conftest import REPO
+    from video_miner.privacy import PRIVACY_FIELDS
+    from video_miner.splits import split_frame_fields
+    from video_miner.tables.frame import FRAME
+
+    frames = noisy_frames(tmp_path).drop(columns=["caption"]).assign(
+        kept=True, reason="", points=[[{"category": "face", "x": 3.0, "y": 4.0}], [], [], []])
+    FRAME.write(tmp_path / "frames.parquet", FRAME.table(frames, *split_frame_fields(frames)), {})
+    checked = frames[["video_id", "frame_index", "frame_id", "timestamp_s", "width", "height", "path", "kept",
+                      "reason"]].assign(regions=[[], [REGION], [], []], region_class=[[], ["face"], [], []],
+                                        region_source=[[], ["cascade"], [], []])
+    FRAME.write(tmp_path / "privacy.parquet", FRAME.table(checked, *PRIVACY_FIELDS), {})
+    outputs = {"combined": str(tmp_path / "points.json"),
+               "splits": [str(tmp_path / "points_train.json"), str(tmp_path / "points_val.json")]}
+    fake = SimpleNamespace(
+        input=SimpleNamespace(frames=str(tmp_path / "frames.parquet"), privacy=[str(tmp_path / "privacy.parquet")]),
+        output=SimpleNamespace(**outputs), log=[str(tmp_path / "points.log")],
+        params=SimpleNamespace(classes=["face"], backend="moondream", splits=["train", "val"]))
+    runpy.run_path(str(REPO / "scripts" / "points.py"), init_globals={"snakemake": fake})
+    points = json.loads((tmp_path / "points.json").read_text())
+    assert [image["blurred_regions"] for image in points["images"]] == [[], [REGION], [], []]
+    assert len(points["annotations"]) == 1
+    assert [len(json.loads(Path(p).read_text())["images"]) for p in outputs["splits"]] == [3, 1]
