@@ -615,14 +615,16 @@ def captions_plan():
 
 def get_splits_input(wildcards):
     """The final frames, the run-wide video table (the videos the exports keep to, and
-    which are copies of which) and the cross-video dedup table (videos that share
-    frames)."""
+    which are copies of which), the cross-video dedup table (videos that share frames),
+    the takedowns, and the privacy tables (a frame privacy could not check is exported
+    nowhere)."""
     return {
         "frames": stage_tables(final_stage("frame", config).name),
         "videos": gate_tables(),
         "links": stage_tables("dedup") if "dedup" in ENABLED else [],
         "downloads": stage_tables("download"),
         "takedown": TAKEDOWN_FILES,
+        "privacy": privacy_tables(),
     }
 
 

@@ -69,3 +69,17 @@ def read_regions(tables: Sequence[str]) -> dict[str, list[list[float]]]:
             if regions:
                 out[frame] = regions
     return out
+
+
+def unchecked_frames(tables: Sequence[str], frame_ids) -> set[str]:
+    """The frames of ``frame_ids`` the privacy tables do not vouch for (unreadable when
+    the stage looked, or absent): the split stage leaves them out of every export rather
+    than let one go out unblurred."""
+    import pyarrow.parquet as pq
+
+    checked = set()
+    for path in tables:
+        table = pq.read_table(path, columns=["frame_id", "kept"])
+        checked.update(f for f, kept in zip(table.column("frame_id").to_pylist(), table.column("kept").to_pylist())
+                       if kept)
+    return set(frame_ids) - checked
