@@ -17,7 +17,7 @@ $(BIN)/python:
 # different build; torchvision is deliberately absent.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_PIN)"
-	$(BIN)/pip install --quiet -e ".[models,upload,test,slurm]"
+	$(BIN)/pip install --quiet -e ".[models,upload,test,slurm,storage]"
 	# The moondream backend's client without kestrel, its ~700 MB local engine (unused here).
 	$(BIN)/pip install --quiet --no-deps "moondream==2.6.1"
 	touch $@

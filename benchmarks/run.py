@@ -5,7 +5,7 @@ baselines measured in the same run are the figures.
 
 Usage: python benchmarks/run.py [--repeats 3] [--full]
                                 [--only extraction dryrun throughput overhead dedup video_dedup shots clip_scores
-                                        packed_frames gpu]
+                                        packed_frames isolated_decode gpu]
   --full adds the long measures: `snakemake -n` for 100k URLs and for 1M URLs at
   shard_size 256, cross-video dedup of 1M frames and video dedup of 1M videos (30+
   minutes on 2 cores).
@@ -185,7 +185,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--only", nargs="+", default=["extraction", "dryrun", "throughput", "overhead", "dedup",
                                                       "video_dedup", "shots", "clip_scores", "packed_frames",
-                                                      "gpu"])
+                                                      "isolated_decode", "gpu"])
     args = parser.parse_args()
     rows = []
     if "extraction" in args.only:
@@ -222,6 +222,10 @@ def main() -> None:
         import packed_frames
 
         rows += packed_frames.run()
+    if "isolated_decode" in args.only:
+        import isolated_decode
+
+        rows += isolated_decode.run(args.repeats)
     if "gpu" in args.only:
         report = REPO / "BENCHMARKS.md"
         rows += gpu_rows(report.read_text() if report.exists() else "")

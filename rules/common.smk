@@ -1,4 +1,5 @@
 import functools
+import hashlib
 import os
 import time
 
@@ -18,6 +19,7 @@ from video_miner.sources import (
     input_files,
     search_result_path,
 )
+from video_miner.storage import ROOT_ENV, root_for
 from video_miner.stages import (
     API_BACKENDS,
     SHARD_PATTERN,
@@ -31,6 +33,22 @@ from video_miner.stages import (
     video_gate,
 )
 
+
+def storage_root():
+    """Where Snakemake stages the run's files when they live on object storage
+    (--default-storage-provider), '' for a local run. Jobs inherit it (ROOT_ENV) to find
+    the workflow files their tables name (video_miner.storage)."""
+    provider = workflow.storage_registry.default_storage_provider
+    if provider is None:
+        return ""
+    prefix = (workflow.storage_settings.default_storage_prefix or "").rstrip("/")
+    probe = "results/run_config.yaml"
+    query = f"{prefix}/{probe}" if prefix else probe
+    return root_for(provider.object(query).local_path(), probe)
+
+
+STORAGE_ROOT = storage_root()
+os.environ[ROOT_ENV] = STORAGE_ROOT
 SEARCH_QUERIES = {query_slug(q): q for q in config["search"]["queries"]}
 ENABLED = [s.name for s in enabled_stages(config)]
 MODEL_GPUS = job_gpus(config["models"]["device"])
@@ -162,7 +180,8 @@ RUN_CONTEXT = {
 }
 # Takedowns: the split stage and the clip export drop these videos' items.
 TAKEDOWN = config["takedown"]
-TAKEDOWN_FILES = [config["takedown_file"]] if config["takedown_file"] else []
+# The user's own file: read in place (local()), never looked for on object storage.
+TAKEDOWN_FILES = [local(config["takedown_file"])] if config["takedown_file"] else []
 # The config keys that name the run's videos: the summary reads them for each video's origin.
 INPUT_KEYS = (
     "urls",
@@ -184,36 +203,57 @@ wildcard_constraints:
 
 
 @functools.lru_cache(maxsize=8)
-def _collect(search_state):
+def _collect(searches=()):
+    """The run's videos; ``searches``: (query, result file, content hash) of each search
+    that ran (the hash makes a rerun of a search a new key). Without them, the results
+    already on local disk are read (the warnings below, a failed run's summary)."""
     try:
-        return collect_videos(config)
+        return collect_videos(config, searches={q: path for q, path, _ in searches})
     except ConfigError as exc:
         raise WorkflowError(f"Invalid configuration: {exc}")
 
 
-def _search_state():
-    """The cached search results as they are now: a rerun of a search changes the key."""
-    paths = [search_result_path(q) for q in SEARCH_QUERIES.values()]
-    return tuple(os.stat(p).st_mtime_ns if os.path.exists(p) else None for p in paths)
+def search_results():
+    """Each search's result file. Searches are a checkpoint: until each has run, asking
+    raises Snakemake's IncompleteCheckpointException, and Snakemake re-evaluates the
+    asking input function once the search job is done. Opening the checkpoint's output
+    through Snakemake retrieves it when the run's files are on object storage."""
+    results = []
+    for slug, query in SEARCH_QUERIES.items():
+        output = checkpoints.search.get(query=slug).output[0]
+        results.append((query, str(output), _content_hash(output)))
+    return tuple(results)
+
+
+def _content_hash(output):
+    """The hash of a search's result file; every input function asks, so it is computed
+    once per file version (size and time), not read again each time."""
+    try:
+        info = os.stat(str(output))
+    except OSError:  # not here (on object storage, before it was retrieved)
+        with output.open("rb") as fh:
+            return hashlib.sha256(fh.read()).hexdigest()
+    return _file_hash(str(output), info.st_size, info.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_hash(path, size, mtime_ns):
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def videos():
-    """Every video of the run. Searches are a checkpoint: until each has run, asking
-    raises Snakemake's IncompleteCheckpointException, and Snakemake re-evaluates the
-    asking input function once the search job is done."""
-    for slug in SEARCH_QUERIES:
-        checkpoints.search.get(query=slug)
-    return _collect(_search_state())
+    """Every video of the run (after the searches)."""
+    return _collect(search_results())
 
 
 @functools.lru_cache(maxsize=8)
-def _shards(search_state):
-    return assign_shards(_collect(search_state), config["shard_size"])
+def _shards(searches=()):
+    return assign_shards(_collect(searches), config["shard_size"])
 
 
 def shards():
-    videos()  # waits for the searches
-    return _shards(_search_state())
+    return _shards(search_results())
 
 
 if CAPTIONS["enabled"] and "clips" in CAPTIONS["targets"] and not SHOTS:
@@ -221,25 +261,31 @@ if CAPTIONS["enabled"] and "clips" in CAPTIONS["targets"] and not SHOTS:
         "captions.targets: clips is ignored while shots.enabled is false (there are no clips)"
     )
 
-for rejected in _collect(_search_state()).rejected:
+for rejected in _collect().rejected:
     logger.warning(f"skipping {rejected['origin']}: {rejected['reason']}")
-if _collect(_search_state()).left_out:
+if _collect().left_out:
     logger.info(
-        f"max_videos: a pilot run of {len(_collect(_search_state()).videos)} videos "
-        f"({_collect(_search_state()).left_out} more listed)"
+        f"max_videos: a pilot run of {len(_collect().videos)} videos "
+        f"({_collect().left_out} more listed)"
     )
 
 
 def write_failed_run_summary():
     """On error: the summary and status table from what the finished jobs wrote, with
     each failed job's videos failed at its stage and pointing at its log."""
+    if STORAGE_ROOT:  # the tables and logs are on object storage, not here
+        logger.error(
+            "the run failed: see the failed jobs' logs; the summary of what finished "
+            "is written by the next run that gets through"
+        )
+        return
     try:
         from video_miner.summary import summarize_failed_run  # pandas: only when needed
 
-        collection = _collect(_search_state())
+        collection = _collect()
         summary = summarize_failed_run(
             ENABLED,
-            _shards(_search_state()),
+            _shards(),
             collection.videos,
             collection.rejected,
             collection.duplicates,
@@ -250,8 +296,9 @@ def write_failed_run_summary():
         logger.warning(f"could not write the summary of the failed run: {exc}")
         return
     for job in summary["failed_jobs"]:
+        error = f"{job['error']}; " if job["error"] else ""
         logger.error(
-            f"{job['stage']} job failed ({job['videos']} videos): see {job['log']}"
+            f"{job['stage']} job failed ({job['videos']} videos): {error}see {job['log']}"
         )
     logger.error(
         "summary of what finished: results/pipeline_result.json, results/status.tsv"
@@ -259,8 +306,9 @@ def write_failed_run_summary():
 
 
 def local_model(model):
-    """A model folder is an input (a rule may make it, as the demo's); hub ids are not."""
-    return [model] if is_local_model(model) else []
+    """A model folder is an input (a rule may make it, as the demo's); hub ids are not.
+    Read in place, also when the run's files are on object storage."""
+    return [local(model)] if is_local_model(model) else []
 
 
 def all_shards(pattern):
@@ -297,16 +345,18 @@ def get_download_input(wildcards):
     demo's videos); so are the images of the shard's image folders."""
     collection = videos()
     members = shards()[wildcards.shard]
-    local = [
+    local_videos = [
         collection.videos[v].location
         for v in members
         if collection.videos[v].kind == "local"
     ]
-    return (
-        local
+    # The user's own files: read in place (local()), never looked for on object storage.
+    return [
+        local(path)
+        for path in local_videos
         + image_folder_files(wildcards.shard)
         + archive_inputs(collection, members)
-    )
+    ]
 
 
 def image_folder_files(shard):
@@ -412,7 +462,7 @@ def score_models():
         return {}
     return {
         "model": local_model(AESTHETIC["model"]),
-        "head": [AESTHETIC["head"]] if AESTHETIC["head"] else [],
+        "head": [local(AESTHETIC["head"])] if AESTHETIC["head"] else [],
     }
 
 
@@ -540,6 +590,11 @@ def captions_plan():
     """
     from video_miner.captions import CaptionSettings, plan_to_send
 
+    if STORAGE_ROOT:  # the tables are on object storage: counting would fetch them
+        logger.info(
+            "captions: not counted before the run (its tables are in remote storage)"
+        )
+        return None
     frames = final_stage("frame", config) if "frames" in CAPTION_TARGETS else None
     clips = final_stage("clip", config) if "clips" in CAPTION_TARGETS else None
     plan = plan_to_send(
@@ -560,14 +615,16 @@ def captions_plan():
 
 def get_splits_input(wildcards):
     """The final frames, the run-wide video table (the videos the exports keep to, and
-    which are copies of which) and the cross-video dedup table (videos that share
-    frames)."""
+    which are copies of which), the cross-video dedup table (videos that share frames),
+    the takedowns, and the privacy tables (a frame privacy could not check is exported
+    nowhere)."""
     return {
         "frames": stage_tables(final_stage("frame", config).name),
         "videos": gate_tables(),
         "links": stage_tables("dedup") if "dedup" in ENABLED else [],
         "downloads": stage_tables("download"),
         "takedown": TAKEDOWN_FILES,
+        "privacy": privacy_tables(),
     }
 
 
@@ -590,6 +647,7 @@ def clip_text_input():
 def get_coco_input(wildcards):
     return {
         "frames": SPLIT_FRAMES,
+        "privacy": privacy_tables(),
         **frame_text_input(),
         **export_context_input(),
     }
@@ -610,11 +668,22 @@ def get_visualize_input(wildcards):
     return {
         "frames": stage_tables(box_stage(config).name),
         "images": all_shards(stage("extract").files()),
+        "privacy": privacy_tables(),
         "splits": SPLIT_FRAMES,
     }
 
 
 def get_dataset_input(wildcards):
+    return {
+        "frames": SPLIT_FRAMES,
+        "images": all_shards(stage("extract").files()),
+        "privacy": privacy_tables(),
+        **frame_text_input(),
+        **export_context_input(),
+    }
+
+
+def get_webdataset_input(wildcards):
     return {
         "frames": SPLIT_FRAMES,
         "images": all_shards(stage("extract").files()),
@@ -652,14 +721,14 @@ def get_label_studio_input(wildcards):
 
 
 def get_points_input(wildcards):
-    return SPLIT_FRAMES
+    return {"frames": SPLIT_FRAMES, "privacy": privacy_tables()}
 
 
 def get_summary_input(wildcards):
     """Every enabled stage's tables, the searches, and the lists that name the videos."""
     inputs = {name: stage_tables(name) for name in ENABLED}
     inputs["searches"] = [search_result_path(q) for q in SEARCH_QUERIES.values()]
-    inputs["lists"] = input_files(config)
+    inputs["lists"] = [local(path) for path in input_files(config)]
     inputs["splits"] = SPLIT_FRAMES
     return inputs
 
@@ -692,6 +761,8 @@ def get_upload_input(wildcards):
         inputs["clips_manifest"] = "results/clips/manifest.json"
         if CLIPS["webdataset"]:
             inputs["clips_webdataset"] = "results/export/clips"
+    if EXPORT["webdataset"]:
+        inputs["webdataset"] = "results/export/webdataset"
     return inputs
 
 
@@ -746,6 +817,8 @@ def get_all_input(wildcards):
             outputs.append("results/detections/points.json")
     if DATASET:
         outputs.append("results/dataset")
+    if EXPORT["webdataset"]:
+        outputs.append("results/export/webdataset")
     if SHOTS:
         outputs.append("results/clips/metadata.jsonl")
         if CLIPS["webdataset"]:

@@ -3,7 +3,9 @@ from video_miner.synth import DEMO_CLIPS
 
 rule demo_video:
     output:
-        "resources/demo/{clip}.{ext}",
+        # local(): the demo's stand-ins for a user's own videos and models, read in place
+        # also when the run's files are on object storage
+        local("resources/demo/{clip}.{ext}"),
     log:
         "logs/demo/{clip}.{ext}.log",
     wildcard_constraints:
@@ -20,7 +22,7 @@ rule demo_video:
 
 rule demo_model:
     output:
-        directory("resources/models/{name}"),
+        local(directory("resources/models/{name}")),
     log:
         "logs/demo/model_{name}.log",
     wildcard_constraints:

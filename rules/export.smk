@@ -4,6 +4,7 @@ localrules:
     visualize,
     dataset,
     yolo,
+    webdataset,
     label_studio,
     report_plots,
 
@@ -35,7 +36,7 @@ rule coco:
 
 rule points:
     input:
-        get_points_input,
+        unpack(get_points_input),
     output:
         combined="results/detections/points.json",
         splits=expand("results/detections/points_{split}.json", split=SPLIT_NAMES),
@@ -122,6 +123,27 @@ rule yolo:
         run=RUN_CONTEXT,
     script:
         "../scripts/yolo.py"
+
+
+rule webdataset:
+    input:
+        unpack(get_webdataset_input),
+    output:
+        directory("results/export/webdataset"),
+    log:
+        "logs/webdataset.log",
+    benchmark:
+        "logs/benchmarks/webdataset.tsv"
+    conda:
+        "../envs/summary.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        max_frames=EXPORT["webdataset_max_frames"],
+        run=RUN_CONTEXT,
+    script:
+        "../scripts/webdataset.py"
 
 
 rule label_studio:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
 
+from video_miner.blur import read_regions
 from video_miner.export import build_coco, coco_split, with_provenance, with_text, write_coco
 from video_miner.texts import read_captions, read_segments
 from video_miner.logs import log_to_file
@@ -22,7 +23,9 @@ frames = with_text(split_frames(snakemake.input.frames),
                    read_captions(snakemake.input.captions) if snakemake.input.captions else None,
                    read_segments(snakemake.input.segments) if snakemake.input.segments else None)
 frames = with_provenance(frames, provenance)
-coco = build_coco(frames, snakemake.params.classes, {"detector": snakemake.params.backend, "run_id": run["run_id"]})
+regions = read_regions(snakemake.input.privacy) if snakemake.input.privacy else None  # privacy on
+coco = build_coco(frames, snakemake.params.classes, {"detector": snakemake.params.backend, "run_id": run["run_id"]},
+                  regions)
 write_coco(snakemake.output.combined, coco)
 per_split = {}
 for split, path in zip(snakemake.params.splits, snakemake.output.splits, strict=True):

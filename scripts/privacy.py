@@ -5,6 +5,8 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the library, also inside conda envs
 
 from video_miner.logs import log_to_file
@@ -18,13 +20,15 @@ settings = PrivacySettings.from_config(snakemake.params.settings)
 frames = FRAME.read_kept(snakemake.input.frames, shard=snakemake.wildcards.shard,
                         videos=kept_videos(snakemake.input.videos))
 table = privacy_table(frames, settings, snakemake.params.detected, threads=snakemake.threads)
-with_regions = int(table["regions"].map(len).astype(bool).sum()) if len(table) else 0
-record = {"frames": len(table), "frames_with_regions": with_regions,
-          "regions": int(table["regions"].map(len).sum()) if len(table) else 0,
-          "classes": list(settings.classes), "from_detection": list(snakemake.params.detected),
-          "seconds": round(time.perf_counter() - started, 3)}
-FRAME.write(snakemake.output[0], FRAME.table(table, *PRIVACY_FIELDS), record)
-logging.info("%d frames, %d with regions to blur (%d regions) in %.1fs", record["frames"], with_regions,
-             record["regions"], record["seconds"])
+regions = table["regions"].map(len) if len(table) else pd.Series(dtype="int64")
+# Under "privacy" in the table's metadata: the summary adds the shards' numbers up (its
+# privacy section); the funnel counts the frames checked.
+record = {"frames": len(table), "frames_with_regions": int((regions > 0).sum()),
+          "regions": int(regions.sum()), "unreadable": int((~table["kept"]).sum()) if len(table) else 0,
+          "classes": list(settings.classes), "from_detection": list(snakemake.params.detected)}
+seconds = round(time.perf_counter() - started, 3)
+FRAME.write(snakemake.output[0], FRAME.table(table, *PRIVACY_FIELDS), {"privacy": record, "seconds": seconds})
+logging.info("%d frames, %d with regions to blur (%d regions) in %.1fs", record["frames"],
+             record["frames_with_regions"], record["regions"], seconds)
 for row in table[~table["kept"]].itertuples(index=False) if len(table) else ():
     logging.warning("%s: %s", row.frame_id, row.reason)

@@ -13,7 +13,9 @@ from video_miner.sources import collect_videos
 from video_miner.summary import summarize_files
 
 log_to_file(snakemake.log[0])
-origins = {v.video_id: v.origin for v in collect_videos(snakemake.params.inputs).videos.values()}
+# The search results as this job got them (staged from object storage on a remote run).
+searches = dict(zip(snakemake.params.inputs["search"]["queries"], snakemake.input.searches))
+origins = {v.video_id: v.origin for v in collect_videos(snakemake.params.inputs, searches=searches).videos.values()}
 summary = summarize_files(
     {name: list(snakemake.input[name]) for name in snakemake.params.stages},
     list(snakemake.params.rejected),

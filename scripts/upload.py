@@ -26,6 +26,8 @@ if "clips" in snakemake.input.keys():  # the clip export: metadata, files, and t
     sources.append((snakemake.input.clips_manifest, "clips/manifest.json"))
 if "clips_webdataset" in snakemake.input.keys():
     sources.append((snakemake.input.clips_webdataset, "export/clips"))
+if "webdataset" in snakemake.input.keys():  # the frames' WebDataset tars, a folder per split
+    sources.append((snakemake.input.webdataset, "export/webdataset"))
 marker = Path(snakemake.output[0])
 record = upload(target, collect_files(sources), marker, marker.with_name(f".{marker.stem}.journal.jsonl"))
 logging.info("%s: %d files (%d uploaded, %d already there), %d bytes", target.name, record["file_count"],

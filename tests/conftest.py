@@ -26,8 +26,8 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 # Longest first: `make test` runs two workers that each take the next test file as they
 # free up, so the files holding the long workflow runs start first and short ones fill in.
-LONGEST_FIRST = ("test_demo.py", "test_slurm.py", "test_resume.py", "test_detection.py", "test_oneline.py",
-                 "test_hostile.py", "test_model_stages.py", "test_workflow.py")
+LONGEST_FIRST = ("test_demo.py", "test_slurm.py", "test_resume.py", "test_storage.py", "test_detection.py",
+                 "test_oneline.py", "test_hostile.py", "test_model_stages.py", "test_workflow.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -35,8 +35,9 @@ def caption_server():
 def with_captions_and_audio(config: dict, server, **captions) -> dict:
     """The demo config with captions (the api backend against the fake server, frames
     and clips) and audio (a tiny random Whisper the demo_model rule builds) on: the demo
-    itself keeps them off, as random-weight text would pass for real captions."""
-    return {**config, "download": {**config.get("download", {}), "audio": True},
+    itself keeps them off, as random-weight text would pass for real captions. Privacy
+    rides along (off in the demo, a face dataset): the faces blurred in every export."""
+    return {**config, "download": {**config.get("download", {}), "audio": True}, "privacy": {"enabled": True},
             "audio": {"enabled": True, "model": "resources/models/whisper", "chunk_s": 5, "max_new_tokens": 4},
             "captions": {"enabled": True, "backend": "api", "targets": ["frames", "clips"], "frames_per_clip": 2,
                          "api": {"base_url": server.url + "/v1", "model": "test/vlm", "key_env": "DEMO_CAPTION_KEY",
@@ -179,7 +180,7 @@ def test_demo_coco_loads_and_evaluates_in_pycocotools(demo_run):
     segm.summarize()
     assert segm.stats[0] > 0.5
     summary = json.loads((demo_run / "results" / "pipeline_result.json").read_text())
-    assert summary["stages"][-5:] == ["detect", "verify", "segment", "audio", "captions"]
+    assert summary["stages"][-6:] == ["detect", "verify", "segment", "audio", "captions", "privacy"]
     assert sum(summary["boxes_dropped_by_verify"].values()) == 0  # random SigLIP2: every crop near 0.45
 
 
@@ -205,7 +206,6 @@ def test_demo_dataset_loads_as_imagefolder_with_its_splits_and_objects(demo_run)
     assert row["video_id"] == first["video_id"] and row["timestamp_s"] == first["timestamp_s"]
     assert set(row["objects"]) == {"bbox", "category", "score"}
     assert str(row["source"]).startswith("resources/demo/")
-    assert (data_dir / image["file_name"]).stat().st_nlink > 1  # hard links to the extracted frames
 
 
 def test_demo_splits_keep_each_group_of_videos_in_one_split(demo_run):
@@ -281,6 +281,96 @@ def test_demo_label_studio_file_has_every_frame_with_its_boxes_as_predictions(de
     assert {r["value"]["rectanglelabels"][0] for r in regions} <= {"face", "cat face"}
     config = ET.parse(folder / "config.xml").getroot()
     assert [label.get("value") for label in config.find("RectangleLabels")] == ["face", "cat face"]
+
+
+def sharpness(image: np.ndarray, box) -> float:
+    """Mean horizontal gradient inside a box (xywh): a blur flattens it."""
+    x, y, w, h = (int(v) for v in box)
+    return float(np.abs(np.diff(image[y:y + h, x:x + w].mean(axis=2), axis=1)).mean())
+
+
+def test_demo_privacy_blurs_the_faces_in_every_export_and_not_the_extracted_frames(demo_run):
+    """Privacy on (this run's config): the opencv detections' faces (and the plate cascade)
+    give regions; the summary counts them; the dataset, YOLO and WebDataset hold the same
+    blurred bytes for a frame with regions (hard links for the others); COCO records the
+    regions; the drawings are drawn on the blurred frames; the extracted frames stay sharp."""
+    import webdataset as wds
+
+    from video_miner import framestore
+    from video_miner.export import dataset_file_name
+    from video_miner.frame_webdataset import sample_key
+    from video_miner.fsutil import safe_name
+    from video_miner.splits import split_frames
+    from video_miner.yolo import yolo_stem
+
+    results = demo_run / "results"
+    checked = FRAME.read(sorted((results / "privacy").glob("*.parquet")))
+    frames = split_frames(results / "splits" / "frames.parquet")
+    assert set(frames["frame_id"]) <= set(checked["frame_id"]) and checked["kept"].all()
+    regions = {f: [list(r) for r in rs] for f, rs in zip(checked["frame_id"], checked["regions"]) if len(rs)}
+    # The faces: regions from the run's own boxes (the plate cascade may add weak ones on
+    # flat areas, where a blur shows little).
+    faces = {f: [list(r) for r, source in zip(rs, ss) if source == "detection"]
+             for f, rs, ss in zip(checked["frame_id"], checked["regions"], checked["region_source"])}
+    faces = {f: rs for f, rs in faces.items() if rs}
+    assert faces  # the astronaut's
+    summary = json.loads((results / "pipeline_result.json").read_text())
+    assert summary["privacy"] == {"frames": len(checked), "frames_with_regions": len(regions),
+                                  "regions": sum(map(len, regions.values())), "unreadable": 0}
+    assert summary["funnel"][-1] == {"stage": "privacy", "level": "frame", "count": len(checked),
+                                     "label": "frames checked for faces and licence plates"}
+
+    coco = {image["file_name"]: image for image in coco_of(demo_run)["images"]}
+    webdataset = {}
+    for split in ("train", "val", "test"):
+        tars = sorted(str(p) for p in (results / "export" / "webdataset" / split).glob("shard-*.tar"))
+        webdataset.update({sample["__key__"]: sample for sample in wds.WebDataset(tars, shardshuffle=False)})
+    assert len(webdataset) == len(frames) == len(coco)
+    blurred = 0
+    for row in frames.itertuples(index=False):
+        name = dataset_file_name(row.split, row.video_id, row.frame_index, row.path)
+        exported = results / "dataset" / name
+        yolo = results / "export" / "yolo" / "images" / row.split / f"{yolo_stem(row.video_id, row.frame_index)}.jpg"
+        sample = webdataset[sample_key(row.video_id, row.frame_index)]
+        meta = json.loads(sample["json"])
+        own = regions.get(row.frame_id, [])
+        assert coco[name]["blurred_regions"] == meta["blurred_regions"] == own
+        assert meta["frame_id"] == row.frame_id and meta["split"] == row.split and meta["caption"] == "A test caption."
+        # one blurred (or linked) file, the same bytes in every export
+        assert sample["jpg"] == exported.read_bytes() == yolo.read_bytes()
+        original = demo_run / row.path
+        if not own:
+            assert exported.stat().st_ino == original.stat().st_ino  # a hard link: nothing to blur
+            continue
+        blurred += 1
+        assert exported.stat().st_ino != original.stat().st_ino and yolo.stat().st_ino != original.stat().st_ino
+        before, after = pixels(demo_run, row.path), pixels(demo_run, exported.relative_to(demo_run))
+        for region in faces.get(row.frame_id, []):  # the original stays sharp where the exports are blurred
+            assert sharpness(before, region) > 2 * sharpness(after, region)
+        assert framestore.read_bytes(original) != sample["jpg"]
+    assert blurred == sum(f in regions for f in frames["frame_id"]) > 0
+
+    # The drawings (shared like the exports) are drawn on the blurred frames: inside a face
+    # (the median pixel: other boxes' lines and labels may cross it) they match the export,
+    # not the original.
+    drawn = 0
+    for row in frames[frames["frame_id"].isin(faces)].itertuples(index=False):
+        path = results / "detections" / "visualizations" / f"{safe_name(row.frame_id.replace('/', '_'))}.jpg"
+        if not path.is_file():
+            continue
+        picture = np.asarray(Image.open(path), dtype=np.float32)
+        name = dataset_file_name(row.split, row.video_id, row.frame_index, row.path)
+        before, after = pixels(demo_run, row.path), pixels(demo_run, Path("results", "dataset", name))
+        for x, y, w, h in faces[row.frame_id]:
+            inner = (slice(int(y + 0.35 * h), int(y + 0.65 * h)), slice(int(x + 0.35 * w), int(x + 0.65 * w)))
+            to_export, to_original = (np.median(np.abs(picture[inner] - image[inner]).max(axis=2))
+                                      for image in (after, before))
+            assert to_export < 0.5 * to_original
+        drawn += 1
+    assert drawn > 0
+    marker = json.loads((results / "upload" / "demo_folder.done").read_text())
+    assert {"export/webdataset/train/shard-000000.tar", "export/webdataset/test/shard-000000.tar"} <= \
+        {f["path"] for f in marker["files"]}
 
 
 def test_demo_upload_marker_lists_every_file_with_its_hash(demo_run):
@@ -435,7 +525,7 @@ def test_demo_captions_frames_and_clips_and_transcribes_the_soundtrack(demo_run,
     assert len(caption_server.requests) == captions["sent"]
     clip_requests = [r for r in caption_server.requests if len(r["body"]["messages"][1]["content"]) == 3]
     assert len(clip_requests) == captions["clips"] > 0  # the prompt and frames_per_clip (2) frames
-    assert summary["funnel"][-1]["stage"] == "captions" and summary["funnel"][-1]["count"] == captions["captioned"]
+    assert {s["stage"]: s["count"] for s in summary["funnel"]}["captions"] == captions["captioned"]
     # the clip export: captions where the clip was captioned, the soundtrack's (random) text
     # on the clips of the one video with audio, none elsewhere
     titles = pd.read_csv(demo_run / "results" / "status.tsv", sep="\t").set_index("video_id")["title"]

@@ -189,9 +189,12 @@ def test_a_failed_job_still_ends_with_the_summary(tmp_path, videos):
     assert status.loc[ids["odd.mp4"], "reason"] == "decoder crashed (SIGSEGV, signal 11)"
     doomed_row = status.loc[ids["vp9.webm"]]
     assert (doomed_row["status"], doomed_row["failed_stage"]) == ("failed", "extract")
-    assert doomed_row["reason"] == f"extract job failed; see logs/extract/{doomed}.log"
+    # The exception that ended the job, quoted from its log.
+    assert doomed_row["reason"].startswith("extract job failed: ") and "Error" in doomed_row["reason"]
+    assert doomed_row["reason"].endswith(f"; see logs/extract/{doomed}.log")
     summary = json.loads((tmp_path / "run" / "results" / "pipeline_result.json").read_text())
     assert summary["complete"] is False
     assert summary["failed_jobs"] == [{"stage": "extract", "shard": doomed, "log": f"logs/extract/{doomed}.log",
+                                       "error": doomed_row["reason"].split(": ", 1)[1].rsplit("; see ", 1)[0],
                                        "videos": 1}]
     assert summary["videos"] == {**summary["videos"], "total": 3, "failed": 2}

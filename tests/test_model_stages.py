@@ -27,6 +27,8 @@ def model_config(server, tiny_models):
         "dedup": {"model": str(tiny_models["dinov2"]), "threshold": 0.99},
         # The mirror is the same file: kept, so the frame stages see a cross-video duplicate.
         "video_dedup": {"keep_duplicates": True},
+        # The frames' WebDataset too, a few frames a tar: packed frames must give the same tars.
+        "export": {"webdataset": True, "webdataset_max_frames": 4},
     }
 
 
@@ -147,7 +149,8 @@ def test_summary_reports_the_frame_funnel(model_run, http_server):
 
 def test_kept_set_is_independent_of_sharding_parallelism_and_packing(model_run, tmp_path, http_server, tiny_models):
     """Other shards, one core and packed frames (extract.storage tar, small tars so a shard
-    has several): the same tables apart from frame paths, the same dataset export."""
+    has several): the same tables apart from frame paths, the same dataset export and
+    WebDataset (frames and metadata; tests/test_frame_webdataset.py: the same tar bytes)."""
     from video_miner import framestore
 
     workdir, config = model_run
@@ -162,16 +165,27 @@ def test_kept_set_is_independent_of_sharding_parallelism_and_packing(model_run, 
         assert tarred["path"].map(framestore.is_packed).all() and not loose["path"].map(framestore.is_packed).any()
     assert len(list((tmp_path / "results" / "extract").glob("*/*.tar"))) > 2
     assert not list((tmp_path / "results" / "extract").glob("*/*/*.jpg"))  # no loose frame anywhere
+    # The same exports, byte for byte: the run id leaves out the storage and the shard size.
     exported = [sorted(p.relative_to(run / "results" / "dataset") for p in (run / "results" / "dataset").rglob("*")
                        if p.is_file()) for run in (workdir, tmp_path)]
     assert exported[0] == exported[1] and exported[0]
-    for name in exported[0]:  # the same image bytes and the same metadata
-        if name.suffix == ".parquet":
-            pd.testing.assert_frame_equal(pd.read_parquet(workdir / "results" / "dataset" / name),
-                                          pd.read_parquet(tmp_path / "results" / "dataset" / name))
-        else:
-            assert (workdir / "results" / "dataset" / name).read_bytes() == (
-                tmp_path / "results" / "dataset" / name).read_bytes()
+    for name in exported[0]:  # the same image bytes, metadata and manifest
+        assert (workdir / "results" / "dataset" / name).read_bytes() == (
+            tmp_path / "results" / "dataset" / name).read_bytes(), name
+    samples = [tar_samples(run / "results" / "export" / "webdataset") for run in (workdir, tmp_path)]
+    assert samples[0] == samples[1] and len({tar for tar, _ in samples[0]}) > 1
+
+
+def tar_samples(root):
+    """(tar, member, bytes) of every WebDataset tar under ``root``."""
+    import tarfile
+
+    out = []
+    for path in sorted(root.rglob("*.tar")):
+        with tarfile.open(path) as tar:
+            for member in tar:
+                out.append((path.relative_to(root).as_posix(), (member.name, tar.extractfile(member).read())))
+    return out
 
 
 def test_appending_a_url_reruns_its_shard_and_the_run_wide_steps(model_run, http_server):
@@ -180,12 +194,13 @@ def test_appending_a_url_reruns_its_shard_and_the_run_wide_steps(model_run, http
     proc = run_workflow(workdir, grown, "-n", "--quiet", "rules")
     counts = {line.split()[0]: int(line.split()[1]) for line in proc.stdout.splitlines()
               if len(line.split()) == 2 and line.split()[1].isdigit()}
-    # the exports that cover every video (splits, dataset, report plots) follow the cross-video step; the
-    # model jobs of every shard read video_dedup's table (which copies to skip), so they rerun too,
-    # taking every video they had from their per-video caches (no model is loaded for them)
+    # the exports that cover every video (splits, dataset, webdataset, report plots) follow the
+    # cross-video step; the model jobs of every shard read video_dedup's table (which copies to
+    # skip), so they rerun too, taking every video they had from their per-video caches (no model
+    # is loaded for them)
     assert counts == {"download": 1, "probe": 1, "video_dedup": 1, "extract": 1, "filter": 3, "embed": 3,
-                      "dedup": 1, "splits": 1, "summary": 1, "dataset": 1, "report_plots": 1, "run_config": 1,
-                      "all": 1, "total": 17}
+                      "dedup": 1, "splits": 1, "summary": 1, "dataset": 1, "webdataset": 1, "report_plots": 1,
+                      "run_config": 1, "all": 1, "total": 18}
 
 
 def test_phash_backend_makes_the_same_decisions_on_exact_duplicates(model_run, tmp_path, http_server, tiny_models):

@@ -53,12 +53,12 @@ def test_run_id_is_a_hash_of_the_redacted_config():
     config = {"urls": ["https://x.org/a.mp4"], "upload": {"s3": {"url": "s3://b/p", "storage_options": {"secret": "k"}}}}
     same = json.loads(json.dumps(config))
     assert run_id(config) == run_id(same) and len(run_id(config)) == 16
-    assert run_id({**config, "shard_size": 8}) != run_id(config)
+    assert run_id({**config, "urls": ["https://x.org/b.mp4"]}) != run_id(config)
     # The secret is not part of what the id records: the manifest's redacted config gives the same id.
     assert run_id({**config, "upload": {"s3": {"url": "s3://b/p", "storage_options": {"secret": "other"}}}}) == run_id(config)
-    # Keys that change no result: a new upload target, limits, download workers.
-    assert run_id({**config, "upload": {}, "limits": {"extract_s": 9}, "download": {"workers": 9}}) == \
-        run_id({**config, "download": {}})
+    # Keys that change no result: a new upload target, limits, download workers, shard size, frame storage.
+    assert run_id({**config, "upload": {}, "limits": {"extract_s": 9}, "download": {"workers": 9}, "shard_size": 8,
+                   "extract": {"storage": "tar", "tar_mb": 64}}) == run_id({**config, "download": {}, "extract": {}})
     assert run_id({**config, "download": {"max_height": 360}}) != run_id({**config, "download": {}})
 
 

@@ -461,3 +461,24 @@ def test_packed_frames_export_the_same_files_and_metadata_as_loose_ones(tmp_path
         files = [{p.relative_to(tmp_path / name / export): p.read_bytes()
                   for p in (tmp_path / name / export).rglob("*") if p.is_file()} for name in ("loose", "packed")]
         assert files[0] == files[1] and len(files[0]) > 3
+
+
+def test_a_frame_privacy_could_not_check_goes_into_no_export(tmp_path):
+    """With privacy on, the split table keeps out the frames the privacy tables do not
+    vouch for (unreadable when it looked, or absent): they would go out unblurred."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from video_miner.blur import unchecked_frames
+    from video_miner.splits import UNCHECKED
+
+    frames = frames_table({"a": 3})
+    ids = frames["frame_id"].tolist()
+    pq.write_table(pa.table({"frame_id": ids[:2], "kept": [True, False]}), tmp_path / "privacy.parquet")
+    unchecked = unchecked_frames([tmp_path / "privacy.parquet"], frames["frame_id"])
+    assert unchecked == {ids[1], ids[2]}  # unreadable, and absent
+    _, split_table, _ = make_splits(frames, None, None, SplitSettings(), None, unchecked)
+    rows = split_table.set_index("frame_id")
+    assert rows.loc[ids[0], "kept"] and not rows.loc[ids[1:], "kept"].any()
+    assert (rows.loc[ids[1:], "reason"] == UNCHECKED).all()
+    assert split_table["kept"].sum() == 1

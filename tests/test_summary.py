@@ -1,12 +1,16 @@
 import json
+from pathlib import Path
 
 import pandas as pd
 
 from video_miner.download import DOWNLOAD_FIELDS
+from video_miner.logs import JOB_FAILED
 from video_miner.probe import PROBE_FIELDS
 from video_miner.summary import STATUS_COLUMNS, VIDEO_TABLE_COLUMNS, summarize_files
 from video_miner.tables.frame import FRAME
 from video_miner.tables.video import VIDEO
+
+DISK_FULL = "OSError: [Errno 28] No space left on device"
 
 
 def frame_rows(video_id, count, kept=True, **extra):
@@ -109,7 +113,8 @@ def test_a_failed_run_summarises_what_finished_and_names_the_failed_jobs(tmp_pat
     def log(name, shard, age_s=0.0):
         path = tmp_path / stage(name).log(shard)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("Traceback ...\n")
+        path.write_text(f"2026-01-01 00:00:00,000 INFO video_miner: started\n2026-01-01 00:00:01,000 {JOB_FAILED}"
+                        "OSError: [Errno 28] No space left on device\nTraceback ...\n")
         os.utime(path, (started - age_s, started - age_s))
 
     # a: downloaded and extracted. b: downloaded, its extract job failed in this run.
@@ -139,18 +144,20 @@ def test_a_failed_run_summarises_what_finished_and_names_the_failed_jobs(tmp_pat
     assert summary["splits"]["frames"]["train"] + summary["splits"]["frames"]["val"] + \
         summary["splits"]["frames"]["test"] == 2
     assert summary["failed_jobs"] == [
-        {"stage": "download", "shard": "s-aaaaaa-00002", "log": "logs/download/s-aaaaaa-00002.log", "videos": 1},
-        {"stage": "extract", "shard": "s-aaaaaa-00001", "log": "logs/extract/s-aaaaaa-00001.log", "videos": 1},
+        {"stage": "download", "shard": "s-aaaaaa-00002", "log": "logs/download/s-aaaaaa-00002.log",
+         "error": DISK_FULL, "videos": 1},
+        {"stage": "extract", "shard": "s-aaaaaa-00001", "log": "logs/extract/s-aaaaaa-00001.log",
+         "error": DISK_FULL, "videos": 1},
     ]
     assert summary["jobs_not_run"] == 2
     table = pd.read_csv(tmp_path / "results" / "status.tsv", sep="\t").set_index("video_id")
     assert table.loc["a", "status"] == "complete"
     assert table.loc["d", "status"] == "downloaded" and pd.isna(table.loc["d", "failed_stage"])
     assert table.loc["b", ["status", "failed_stage", "reason"]].tolist() == [
-        "failed", "extract", "extract job failed; see logs/extract/s-aaaaaa-00001.log"]
+        "failed", "extract", f"extract job failed: {DISK_FULL}; see logs/extract/s-aaaaaa-00001.log"]
     assert table.loc["c", ["status", "failed_stage", "location", "source"]].tolist() == [
         "failed", "download", "https://x/c.mp4", "url"]
-    assert table.loc["c", "reason"] == "download job failed; see logs/download/s-aaaaaa-00002.log"
+    assert table.loc["c", "reason"] == f"download job failed: {DISK_FULL}; see logs/download/s-aaaaaa-00002.log"
 
 
 def test_filtered_and_duplicate_videos_are_rejected_not_failed(tmp_path):
@@ -213,17 +220,18 @@ def test_clips_are_counted_and_a_failed_shots_job_ends_with_the_summary(tmp_path
     assert summary["funnel"][-1] == {"stage": "shots", "level": "clip", "label": "clips within the length limits",
                                      "count": 2}
     assert summary["failed_jobs"] == [{"stage": "shots", "shard": "s-aaaaaa-00001",
-                                       "log": "logs/shots/s-aaaaaa-00001.log", "videos": 1}]
+                                       "log": "logs/shots/s-aaaaaa-00001.log", "error": None, "videos": 1}]
     table = pd.read_csv(tmp_path / "results" / "status.tsv", sep="\t").set_index("video_id")
     assert table.loc["a", ["status", "clips_shots"]].tolist() == ["complete", 2]
     assert table.loc["b", ["status", "failed_stage", "reason"]].tolist() == ["failed", "shots", "empty file"]
     assert table.loc["c", ["status", "failed_stage"]].tolist() == ["failed", "shots"]
 
 
-def test_captions_and_audio_sections_add_up_their_jobs_and_fail_videos_with_the_reason(tmp_path):
+def test_captions_audio_and_privacy_sections_add_up_their_jobs_and_fail_videos_with_the_reason(tmp_path):
     """Two captions jobs' records add up (made, failed by reason, tokens); a video with a
     failed request is failed at captions, one the spend guard held back is not; audio
-    counts its videos. The report's funnel says what the captions cost."""
+    counts its videos; two privacy jobs add up (frames checked, with regions, unreadable).
+    The report's funnel says what the captions cost."""
 
     from video_miner.report import plot_report
     from video_miner.tables import write_parquet
@@ -243,18 +251,48 @@ def test_captions_and_audio_sections_add_up_their_jobs_and_fail_videos_with_the_
                       {"captions": record, "video_outcomes": outcomes, "seconds": 1.0})
     VIDEO.write(tmp_path / "audio.parquet", VIDEO.table([{"video_id": v, "kept": True} for v in "abc"]),
                 {"audio": {"videos": 3, "transcribed": 1, "no_audio": 2, "failed": 0, "segments": 4}})
+    from video_miner.privacy import PRIVACY_FIELDS
+
+    for n, record in enumerate([{"frames": 3, "frames_with_regions": 1, "regions": 2, "unreadable": 0},
+                                {"frames": 2, "frames_with_regions": 2, "regions": 2, "unreadable": 1}]):
+        FRAME.write(tmp_path / f"privacy{n}.parquet", FRAME.table([], *PRIVACY_FIELDS),
+                    {"privacy": {**record, "classes": ["face"]}, "seconds": 0.5})
     tables = {"download": [tmp_path / "download.parquet"], "audio": [tmp_path / "audio.parquet"],
-              "captions": [tmp_path / "captions0.parquet", tmp_path / "captions1.parquet"]}
+              "captions": [tmp_path / "captions0.parquet", tmp_path / "captions1.parquet"],
+              "privacy": [tmp_path / "privacy0.parquet", tmp_path / "privacy1.parquet"]}
     summary = summarize_files(tables, [], 0, tmp_path / "s.json", tmp_path / "s.tsv")
     assert summary["captions"] == {"frames": 5, "clips": 1, "captioned": 4, "sent": 5, "cached": 0,
                                    "failed": {"captions API: HTTP 400: bad": 1,
                                               "not sent: captions.max_items (5) reached": 1},
                                    "tokens": {"prompt": 40, "completion": 8, "total": 48}}
     assert summary["audio"] == {"videos": 3, "transcribed": 1, "no_audio": 2, "failed": 0, "segments": 4}
-    assert [(s["stage"], s["count"]) for s in summary["funnel"]] == [("download", 3), ("audio", 3), ("captions", 4)]
+    # privacy: the frames checked in the funnel, its own section
+    assert summary["privacy"] == {"frames": 5, "frames_with_regions": 3, "regions": 4, "unreadable": 1}
+    assert [(s["stage"], s["count"]) for s in summary["funnel"]] == [("download", 3), ("audio", 3), ("captions", 4),
+                                                                     ("privacy", 5)]
     status = pd.read_csv(tmp_path / "s.tsv", sep="\t").set_index("video_id")
     assert status.loc["a", ["status", "failed_stage", "reason"]].tolist() == ["failed", "captions",
                                                                              "captions API: HTTP 400: bad"]
     assert status.loc["b", "status"] == status.loc["c", "status"] == "complete"
     plot_report({k: str(tmp_path / f"{k}.png") for k in ("funnel", "scores", "detections")}, summary, None, [], [])
     assert (tmp_path / "funnel.png").stat().st_size > 0
+
+
+def test_an_exception_that_ends_a_job_is_in_its_log_in_one_line(tmp_path):
+    """Snakemake shows a script's stderr on its console only: the job's log gets the
+    exception (the traceback, and one line the summary quotes)."""
+    import subprocess
+    import sys
+
+    from video_miner.logs import job_error
+
+    log = tmp_path / "job.log"
+    script = ("import sys; sys.path.insert(0, %r)\n"
+              "from video_miner.logs import log_to_file\n"
+              "log_to_file(%r)\n"
+              "raise RuntimeError('model org/m is not in the local cache: run fetch-models\\nsecond line')\n"
+              % (str(Path(__file__).resolve().parents[1]), str(log)))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 1 and "Traceback" in log.read_text()
+    assert job_error(log) == "RuntimeError: model org/m is not in the local cache: run fetch-models"
+    assert job_error(tmp_path / "missing.log") is None

@@ -33,21 +33,29 @@ def blurred(image: Image.Image, regions: Sequence[Sequence[float]]) -> Image.Ima
     return out
 
 
-def export_frame(path: str, target: str | os.PathLike, regions: Sequence[Sequence[float]] = ()) -> None:
-    """Write a frame for an export: the same file when it has no region to blur, else
+def export_bytes(path: str, regions: Sequence[Sequence[float]] = ()) -> bytes:
+    """A frame's bytes for an export: the same bytes when it has no region to blur, else
     the frame blurred in its regions, encoded again in its own format."""
     if not len(regions):
-        framestore.copy_to(path, target)
-        return
+        return framestore.read_bytes(path)
     fmt, options = _SAVE.get(Path(path).suffix.lower(), ("PNG", {}))
     with framestore.open_image(path) as image:
         out = blurred(image, regions)
     buffer = io.BytesIO()
     out.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def export_frame(path: str, target: str | os.PathLike, regions: Sequence[Sequence[float]] = ()) -> None:
+    """Write a frame for an export (:func:`export_bytes`): a hard link or copy when it has
+    no region to blur."""
+    if not len(regions):
+        framestore.copy_to(path, target)
+        return
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.unlink(missing_ok=True)  # never write through a hard link to the original
-    target.write_bytes(buffer.getvalue())
+    target.write_bytes(export_bytes(path, regions))
 
 
 def read_regions(tables: Sequence[str]) -> dict[str, list[list[float]]]:
@@ -61,3 +69,17 @@ def read_regions(tables: Sequence[str]) -> dict[str, list[list[float]]]:
             if regions:
                 out[frame] = regions
     return out
+
+
+def unchecked_frames(tables: Sequence[str], frame_ids) -> set[str]:
+    """The frames of ``frame_ids`` the privacy tables do not vouch for (unreadable when
+    the stage looked, or absent): the split stage leaves them out of every export rather
+    than let one go out unblurred."""
+    import pyarrow.parquet as pq
+
+    checked = set()
+    for path in tables:
+        table = pq.read_table(path, columns=["frame_id", "kept"])
+        checked.update(f for f, kept in zip(table.column("frame_id").to_pylist(), table.column("kept").to_pylist())
+                       if kept)
+    return set(frame_ids) - checked

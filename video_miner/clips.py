@@ -12,7 +12,6 @@ the source's display rotation (a phone video's clip plays upright).
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from video_miner.defaults import section_defaults
+from video_miner.framestore import add_member
 from video_miner.fsutil import atomic_dir, atomic_path, safe_name
 from video_miner.provenance import PROVENANCE_FIELDS
 from video_miner.tables.clip import CLIP
@@ -417,13 +417,8 @@ def write_webdataset(out_dir: str | os.PathLike, export_dir: str | os.PathLike, 
             with tarfile.open(Path(tmp, f"shard-{tars:06d}.tar"), "w", format=tarfile.USTAR_FORMAT) as tar:
                 for line in kept[first : first + max_clips]:
                     key = safe_name(line["clip_id"]).replace(".", "_")
-                    _add(tar, f"{key}.mp4", (export_dir / line["path"]).read_bytes())
-                    _add(tar, f"{key}.json", json.dumps(line, ensure_ascii=False, sort_keys=True).encode())
+                    add_member(tar, f"{key}.mp4", (export_dir / line["path"]).read_bytes())
+                    add_member(tar, f"{key}.json", json.dumps(line, ensure_ascii=False, sort_keys=True).encode())
             tars += 1
     return {"tars": tars, "clips": len(kept)}
 
-
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode, info.uname, info.gname = len(data), 0, 0o644, "video-miner", "video-miner"
-    tar.addfile(info, io.BytesIO(data))

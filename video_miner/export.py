@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 
 from video_miner import framestore
-from video_miner.blur import export_frame
+from video_miner.blur import blurred, export_frame
 from video_miner.fsutil import atomic_dir, safe_name, write_json_atomic
 from video_miner.provenance import PROVENANCE_FIELDS
 from video_miner.tables.frame import FRAME
@@ -70,8 +70,11 @@ def with_provenance(frames: pd.DataFrame, videos: dict[str, dict]) -> pd.DataFra
     return frames
 
 
-def _coco_image(image_id: int, row) -> dict:
+def _coco_image(image_id: int, row, regions: dict[str, list] | None = None) -> dict:
     text = {c: _text(getattr(row, c)) for c in (*TEXT_COLUMNS, *PROVENANCE_FIELDS) if hasattr(row, c)}
+    # With privacy on, the regions blurred in the image (the dataset's file): an extra field.
+    privacy = {} if regions is None else {"blurred_regions": [[float(v) for v in r]
+                                                              for r in regions.get(row.frame_id, [])]}
     return {
         "id": image_id,
         "file_name": dataset_file_name(row.split, row.video_id, row.frame_index, row.path),
@@ -82,22 +85,25 @@ def _coco_image(image_id: int, row) -> dict:
         "frame_index": int(row.frame_index),
         "timestamp_s": float(row.timestamp_s),
         **text,
+        **privacy,
     }
 
 
-def build_coco(frames: pd.DataFrame, classes: Sequence[str], info: dict | None = None) -> dict:
+def build_coco(frames: pd.DataFrame, classes: Sequence[str], info: dict | None = None,
+               regions: dict[str, list] | None = None) -> dict:
     """A COCO detection file of the split frames (``frames``: the kept rows of the split
     table): every frame is an image (with or without boxes) with its ``split``,
     categories in config order with ids from 1, boxes as xywh with scores. With masks
     (the segment stage), each annotation has its ``segmentation`` as RLE (``counts`` a
-    string) and its ``area`` is the mask's; without, the box's."""
+    string) and its ``area`` is the mask's; without, the box's. ``regions``: with privacy
+    on, the regions blurred per frame id, as each image's ``blurred_regions``."""
     categories = [{"id": i + 1, "name": c, "supercategory": "object"} for i, c in enumerate(classes)]
     category_ids = {c: i + 1 for i, c in enumerate(classes)}
     with_masks = "segmentation" in frames.columns
     images, annotations = [], []
     for row in frames.itertuples(index=False):
         image_id = len(images) + 1
-        images.append(_coco_image(image_id, row))
+        images.append(_coco_image(image_id, row, regions))
         masks = zip(row.segmentation, row.mask_area) if with_masks else [(None, None)] * len(row.bbox)
         for category, score, box, (counts, mask_area) in zip(row.category, row.score, row.bbox, masks):
             x, y, w, h = (round(float(v), 2) for v in box)
@@ -126,18 +132,19 @@ def _coco_file(description: str, images: list, annotations: list, categories: li
     }
 
 
-def build_points_coco(frames: pd.DataFrame, classes: Sequence[str], info: dict | None = None) -> dict:
+def build_points_coco(frames: pd.DataFrame, classes: Sequence[str], info: dict | None = None,
+                      regions: dict[str, list] | None = None) -> dict:
     """The split frames' points as COCO keypoints, apart from the boxes (a point is no
     box): the same images as :func:`build_coco`, each category with one keypoint
     (``point``), one annotation per point with ``keypoints`` ``[x, y, 2]`` and
-    ``num_keypoints`` 1 (no bbox: the point is all a backend gave)."""
+    ``num_keypoints`` 1 (no bbox: the point is all a backend gave); ``regions`` as there."""
     categories = [{"id": i + 1, "name": c, "supercategory": "object", "keypoints": ["point"], "skeleton": []}
                   for i, c in enumerate(classes)]
     category_ids = {c: i + 1 for i, c in enumerate(classes)}
     images, annotations = [], []
     for row in frames.itertuples(index=False):
         image_id = len(images) + 1
-        images.append(_coco_image(image_id, row))
+        images.append(_coco_image(image_id, row, regions))
         for point in (row.points if "points" in frames.columns else []):
             annotations.append({
                 "id": len(annotations) + 1,
@@ -261,9 +268,10 @@ def _colour(index: int) -> tuple[int, int, int]:
 
 
 def draw_detections(path: str, boxes: Sequence, categories: Sequence[str], scores: Sequence[float],
-                    classes: Sequence[str]) -> Image.Image:
+                    classes: Sequence[str], regions: Sequence[Sequence[float]] = ()) -> Image.Image:
+    """The frame with its boxes drawn, on the frame blurred in ``regions`` (privacy)."""
     with framestore.open_image(path) as source:
-        image = source.convert("RGB")
+        image = blurred(source, regions) if len(regions) else source.convert("RGB")
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=max(12, image.height // 30))
     width = max(2, image.height // 200)
@@ -279,15 +287,17 @@ def draw_detections(path: str, boxes: Sequence, categories: Sequence[str], score
 
 
 def write_visualizations(out_dir: str | os.PathLike, detections: pd.DataFrame, classes: Sequence[str],
-                         max_images: int) -> int:
+                         max_images: int, regions: dict[str, list] | None = None) -> int:
     """Frames with boxes drawn: those with detections, highest-scoring first, at most
-    ``max_images``; named after the frame id."""
+    ``max_images``; named after the frame id. ``regions``: with privacy on, the regions
+    to blur per frame id (the drawings are shared like the exports)."""
     with_boxes = detections[detections["has_detections"]]
     top = with_boxes.assign(_best=with_boxes["score"].map(lambda s: float(np.max(s))))
     top = top.sort_values(["_best", "frame_id"], ascending=[False, True]).head(max_images)
     with atomic_dir(out_dir) as tmp:
         for row in top.itertuples(index=False):
-            image = draw_detections(row.path, row.bbox, row.category, row.score, classes)
+            image = draw_detections(row.path, row.bbox, row.category, row.score, classes,
+                                    (regions or {}).get(row.frame_id, []))
             image.save(Path(tmp, safe_name(row.frame_id.replace("/", "_")) + ".jpg"), quality=90)
     return len(top)
 

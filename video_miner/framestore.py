@@ -230,6 +230,14 @@ def copy_to(path: str | os.PathLike, target: str | os.PathLike) -> None:
     target.write_bytes(read_bytes(path))
 
 
+def add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    """Append ``data`` as ``name`` with a fixed time, mode and owner: the same members
+    give the same tar bytes (the WebDataset exports)."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode, info.uname, info.gname = len(data), 0, 0o644, "video-miner", "video-miner"
+    tar.addfile(info, io.BytesIO(data))
+
+
 def tar_files(folder: str | os.PathLike) -> list[Path]:
     """A packed shard folder's tars, in order."""
     return sorted(Path(folder).glob(f"*{TAR_SUFFIX}"))

@@ -45,8 +45,10 @@ PROVENANCE_FIELDS = (*PROVENANCE_COLUMNS.values(), "run_id")
 
 # Keys that decide how a run goes, never what it makes: left out of the run id and the
 # manifests' config, so changing them (a new upload target, a higher time limit, more
-# download workers) reruns no export and re-uploads nothing.
-OPERATIONAL_KEYS = (("upload",), ("limits",), ("download", "workers"))
+# download workers) reruns no export and re-uploads nothing, and packed and loose frames,
+# or two shard sizes, give the same exports.
+OPERATIONAL_KEYS = (("upload",), ("limits",), ("download", "workers"), ("shard_size",), ("extract", "storage"),
+                    ("extract", "tar_mb"))
 
 
 def result_config(config: dict) -> dict:

@@ -178,10 +178,11 @@ def _add_local(collection: VideoCollection, entry: str, root: str, extensions: I
             collection.add(VideoSource(video_id_for_path(location, root), "local", location, entry, group))
 
 
-def collect_videos(config: dict, root: str = ".") -> VideoCollection:
+def collect_videos(config: dict, root: str = ".", searches: dict[str, str] | None = None) -> VideoCollection:
     """All videos named by ``urls``, ``url_files``, ``local_videos``, the video sheet,
     ``archives`` (one source per archive) and the cached results of ``search.queries``,
-    in that order."""
+    in that order. ``searches`` maps a query to its result file where the caller got it
+    from Snakemake (staged from object storage); by default they are read under ``root``."""
     problems = input_problems(config, root)
     if problems:
         raise ConfigError("\n".join(problems))
@@ -203,7 +204,8 @@ def collect_videos(config: dict, root: str = ".") -> VideoCollection:
     _add_sheet(collection, config.get("video_sheet"), root)
     _add_archives(collection, config.get("archives") or {}, root)
     for query in (config.get("search") or {}).get("queries") or []:
-        for i, url in enumerate(cached_search_urls(query, root)):
+        result = (searches or {}).get(query) or Path(root, search_result_path(query))
+        for i, url in enumerate(search_urls(result)):
             _add_url(collection, url, f"search {query!r}[{i}]", f"search:{query}")
     if config.get("max_videos"):
         sample_videos(collection, config["max_videos"])
@@ -279,9 +281,9 @@ def search_result_path(query: str) -> str:
     return f"results/search/{query_slug(query)}.json"
 
 
-def cached_search_urls(query: str, root: str = ".") -> list[str]:
-    """The URLs a query found, once its search ran (the result is cached on disk)."""
-    path = Path(root, search_result_path(query))
+def search_urls(path: str | os.PathLike) -> list[str]:
+    """The URLs a query found, once its search ran (its result file exists)."""
+    path = Path(path)
     if not path.exists():
         return []
     return [entry["url"] for entry in json.loads(path.read_text()).get("entries", [])]

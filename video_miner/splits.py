@@ -48,6 +48,8 @@ from video_miner.tables.video import VIDEO
 # COCO annotations_<split>.json, YOLO images/<split>/, the imagefolder's <split>/ folders
 # (the datasets library reads ``val`` as its ``validation`` split).
 SPLIT_NAMES = ("train", "val", "test")
+# Why a frame the privacy stage could not read is in no export (it would go out unblurred).
+UNCHECKED = "privacy: not checked for faces and licence plates (unreadable); left out of the exports"
 # Frames without boxes, as a class of their own for max_frames_per_class.
 NO_BOXES = "(no boxes)"
 _DEFAULTS = section_defaults("splits")
@@ -249,8 +251,8 @@ def split_frame_fields(frames: pd.DataFrame) -> list[pa.Field]:
 
 
 def make_splits(frames: pd.DataFrame, copies: pd.DataFrame | None, links: pd.DataFrame | None,
-                settings: SplitSettings, removed: Mapping[str, str] | None = None
-                ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+                settings: SplitSettings, removed: Mapping[str, str] | None = None,
+                unchecked: Iterable[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """``frames``: the final frames (kept rows of the last frame stage, of the kept videos).
     ``copies``: video_dedup's table (``video_id``, ``duplicate_of``), None when off.
     ``links``: the cross-video dedup table (``video_id``, ``duplicate_of`` frame ids),
@@ -259,7 +261,9 @@ def make_splits(frames: pd.DataFrame, copies: pd.DataFrame | None, links: pd.Dat
     (the final frames with their split; kept false with the reason for those over a cap)
     and the record (the report of :func:`split_report`; ``takedown``: the videos of
     ``removed``, id -> reason, and their frames, which are left out of both tables after the
-    assignment, so a takedown never moves another video between splits)."""
+    assignment, so a takedown never moves another video between splits). ``unchecked``:
+    frame ids privacy could not check, kept false (:data:`UNCHECKED`): never exported
+    unblurred."""
     columns = [*FRAME_COLUMNS, *(c for c in ANNOTATION_COLUMNS if c in frames.columns)]
     frames = frames.reindex(columns=columns)  # a run without any frame table has only the keys
     frames = frames.sort_values(["video_id", "frame_index"], kind="stable").reset_index(drop=True)
@@ -274,6 +278,7 @@ def make_splits(frames: pd.DataFrame, copies: pd.DataFrame | None, links: pd.Dat
     assignment = assignment[~assignment["video_id"].isin(removed)].reset_index(drop=True)
     reason = np.where(cap_per_video(frames, settings.max_frames_per_video), "",
                       f"over splits.max_frames_per_video ({settings.max_frames_per_video})").astype(object)
+    reason[frames["frame_id"].isin(set(unchecked)).to_numpy()] = UNCHECKED
     within = reason == ""
     by_class = cap_per_class(frames[within], settings.max_frames_per_class, settings.seed)
     reason[np.flatnonzero(within)] = by_class

@@ -112,7 +112,7 @@ STAGES: tuple[Stage, ...] = (
           counted="captioned", annotates=True),
     # The faces and licence plates the exporters blur in the final frames.
     Stage("privacy", "frame", "privacy_checked", "frames checked for faces and licence plates", "privacy_checked",
-          switch="privacy", annotates=True),
+          switch="privacy", counted="frames", annotates=True),
 )
 BY_NAME = {stage.name: stage for stage in STAGES}
 # The frame stages whose tables carry boxes (and points, masks): detection and what refines it.

@@ -15,6 +15,7 @@ import pandas as pd
 
 from video_miner.ids import archive_video_id
 from video_miner.fsutil import atomic_path, write_json_atomic, write_tsv
+from video_miner.logs import job_error
 from video_miner.probe import PROBE_FIELDS
 from video_miner.stages import BOX_STAGES, RESULTS_FORMAT_VERSION, STAGES, TAKEN_DOWN, Stage, stage
 from video_miner.tables import read_metadata, video_outcomes
@@ -89,7 +90,7 @@ def split_finished(stage_names: Sequence[str], shards: dict[str, list[str]], sin
             log = Path(root, current.log(shard))
             failed = log.is_file() and log.stat().st_mtime >= since
             unfinished.append({"stage": name, "shard": shard, "log": current.log(shard), "failed": failed,
-                               "video_ids": video_ids})
+                               "error": job_error(log) if failed else None, "video_ids": video_ids})
     return tables, unfinished
 
 
@@ -138,7 +139,8 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
         reached = enabled[enabled.index(current) - 1].status if enabled.index(current) else "pending"
         for job in unfinished:
             if job["stage"] == current.name and job["failed"]:
-                failures.update(dict.fromkeys(job["video_ids"], f"{current.name} job failed; see {job['log']}"))
+                error = f": {job['error']};" if job["error"] else ";"
+                failures.update(dict.fromkeys(job["video_ids"], f"{current.name} job failed{error} see {job['log']}"))
             elif job["stage"] == current.name:  # never ran: the video got as far as the stage before
                 waiting = status.loc[status.index.intersection(job["video_ids"]), "status"] == "complete"
                 status.loc[waiting[waiting].index, "status"] = reached
@@ -182,8 +184,8 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
         "stages": [s.name for s in enabled],
         # False when jobs failed: the counts are what the finished jobs made.
         "complete": not unfinished,
-        "failed_jobs": [{"stage": j["stage"], "shard": j["shard"], "log": j["log"], "videos": len(j["video_ids"])}
-                        for j in unfinished if j["failed"]],
+        "failed_jobs": [{"stage": j["stage"], "shard": j["shard"], "log": j["log"], "error": j.get("error"),
+                         "videos": len(j["video_ids"])} for j in unfinished if j["failed"]],
         "jobs_not_run": sum(not j["failed"] for j in unfinished),
         "videos": {
             "total": len(status),
@@ -209,6 +211,8 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
         "boxes_dropped_by_verify": _detections_per_class(tables["verify"], "dropped") if "verify" in tables else None,
         "captions": annotations.get("captions"),
         "audio": annotations.get("audio"),
+        # Frames checked, those with regions the exports blur, the regions, frames it could not read.
+        "privacy": annotations.get("privacy"),
         "stage_seconds": {**seconds, "total": round(sum(seconds.values()), 3)},
     }
     return summary, status

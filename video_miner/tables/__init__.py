@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from video_miner.fsutil import atomic_path
+from video_miner.storage import PATH_COLUMNS, logical, staged
 
 META_KEY = b"video_miner"
 CONTRACT_FIELDS = [pa.field("kept", pa.bool_(), nullable=False), pa.field("reason", pa.string(), nullable=False)]
@@ -54,15 +55,18 @@ class Level:
     def table(self, rows: pd.DataFrame | Sequence[dict], *extra: pa.Field) -> pa.Table:
         """Rows (a frame or records) as a table of this level; missing ``reason`` is ''."""
         schema = self.schema(*extra)
+        paths = [c for c in PATH_COLUMNS if c in schema.names]
         if isinstance(rows, pd.DataFrame):
             if rows.empty:  # no rows: pandas cannot tell the type of an empty list column
                 return schema.empty_table()
             frame = rows.copy()
+            for column in paths:  # workflow files as the workflow names them, staged or not
+                frame[column] = frame[column].map(logical)
             if "reason" not in frame:
                 frame["reason"] = ""
             frame["reason"] = frame["reason"].fillna("").astype(str)
             return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
-        records = [{**r, "reason": r.get("reason") or ""} for r in rows]
+        records = [{**r, "reason": r.get("reason") or ""} | {c: logical(r[c]) for c in paths if c in r} for r in rows]
         return pa.Table.from_pylist(records, schema=schema)
 
     def check(self, table: pa.Table) -> None:
@@ -92,6 +96,9 @@ class Level:
             frame = pa.concat_tables(tables, promote_options="default").to_pandas()
         else:
             frame = pd.DataFrame(columns=wanted or [*self.keys, "kept", "reason"])
+        for column in PATH_COLUMNS:  # where this job finds them (their staged copies on object storage)
+            if column in frame:
+                frame[column] = frame[column].map(staged)
         if kept_only:
             frame = frame[frame["kept"].astype(bool)]
         if videos is not None:
