@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -185,6 +185,38 @@ METADATA_FIELDS = [
 ]
 # The download table's columns a frame's metadata carries.
 PROVENANCE = ["location", "title", "source_video_id", "source_start_s", "source_end_s"]
+class FrameExportInputs(NamedTuple):
+    """What a frame export (dataset, WebDataset) writes from."""
+
+    frames: pd.DataFrame  # the split frames, with their captions and transcripts when made
+    videos: dict[str, dict]  # each video's download columns and provenance, by id
+    provenance: dict[str, dict]  # the provenance of the videos that have frames (the manifest's)
+    regions: dict[str, list] | None  # with privacy on, the regions to blur per frame id
+
+
+def frame_export_inputs(split_table, download_tables: Sequence[str], run_id: str, captions: Sequence[str] = (),
+                        segments: Sequence[str] = (), privacy: Sequence[str] = ()) -> FrameExportInputs:
+    """Read what a frame export needs: the split frames with their texts, each video's
+    download row and provenance (tables written before archives were inputs lack some
+    columns: empty), and the privacy regions when privacy is on."""
+    from video_miner.blur import read_regions
+    from video_miner.provenance import video_provenance
+    from video_miner.splits import split_frames
+    from video_miner.tables.video import VIDEO
+    from video_miner.texts import read_captions, read_segments
+
+    downloads = VIDEO.read(list(download_tables))
+    provenance = video_provenance(downloads, run_id)
+    rows = downloads.reindex(columns=["video_id", *PROVENANCE]).set_index("video_id").to_dict("index")
+    frames = with_text(split_frames(split_table), read_captions(captions) if captions else None,
+                       read_segments(segments) if segments else None)
+    return FrameExportInputs(
+        frames=frames,
+        videos={v: {**row, **provenance[v]} for v, row in rows.items()},
+        provenance={v: provenance[v] for v in sorted(set(frames["video_id"])) if v in provenance},
+        regions=read_regions(privacy) if privacy else None)
+
+
 OBJECTS_FIELD = pa.field("objects", pa.struct([
     pa.field("bbox", pa.list_(pa.list_(pa.float32(), 4))),
     pa.field("category", pa.list_(pa.string())),
