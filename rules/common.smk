@@ -49,6 +49,11 @@ def storage_root():
 
 STORAGE_ROOT = storage_root()
 os.environ[ROOT_ENV] = STORAGE_ROOT
+if STORAGE_ROOT and config["local_mode"] == "in_place":
+    raise WorkflowError(
+        "local_mode: in_place has later jobs read your files where they are, which is not "
+        "their declared input: on object storage use local_mode: link (the default) or copy"
+    )
 SEARCH_QUERIES = {query_slug(q): q for q in config["search"]["queries"]}
 ENABLED = [s.name for s in enabled_stages(config)]
 MODEL_GPUS = job_gpus(config["models"]["device"])

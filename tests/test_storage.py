@@ -164,3 +164,12 @@ def test_tables_record_workflow_names_and_jobs_read_staged_paths(tmp_path, monke
     FRAME.write(tmp_path / "t.parquet", FRAME.table([row]), {})
     assert pq.read_table(tmp_path / "t.parquet")["path"].to_pylist() == ["results/extract/s/v/00000000.jpg"]
     assert FRAME.read(tmp_path / "t.parquet")["path"].tolist() == [row["path"]]
+
+
+def test_reading_local_files_in_place_is_refused_on_object_storage(tmp_path, s3_server):
+    """local_mode: in_place has later jobs read the user's path, which object storage
+    cannot stage: one clear error before anything runs."""
+    proc = run_workflow(tmp_path, {"urls": ["https://example.com/a.mp4"], "local_mode": "in_place"},
+                        *s3_args(s3_server), "-n", check=False, env=S3_ENV)
+    assert proc.returncode != 0
+    assert "local_mode: in_place has later jobs read your files" in proc.stdout + proc.stderr
