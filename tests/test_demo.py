@@ -386,6 +386,19 @@ def test_demo_upload_marker_lists_every_file_with_its_hash(demo_run):
         assert hashlib.sha256((target / entry["path"]).read_bytes()).hexdigest() == entry["sha256"]
 
 
+def test_demo_every_export_verifies_against_its_manifest(demo_run):
+    """As Snakemake left them (its hidden timestamp in every folder output included)."""
+    from video_miner.manifest import verify_manifest
+
+    results = demo_run / "results"
+    manifests = [results / "dataset", results / "export" / "yolo", results / "export" / "webdataset",
+                 results / "export" / "clips", results / "clips" / "manifest.json",
+                 results / "detections" / "annotations.manifest.json"]
+    for target in manifests:
+        assert verify_manifest(target) == [], target
+    assert (results / "dataset" / ".snakemake_timestamp").exists()
+
+
 def test_demo_report_has_plots_and_the_gallery(demo_run):
     config = demo_run / "demo.yaml"
     config.write_text((REPO / "config" / "demo.yaml").read_text())

@@ -84,10 +84,17 @@ def model_record(model: str, revision: str = "main") -> dict:
     return {"id": model, "local": False, "revision": commit}
 
 
+def export_files(root: Path) -> list[Path]:
+    """The files of an export folder: not its manifest, and not hidden ones (Snakemake's
+    ``.snakemake_timestamp`` in every folder output; uploads skip them too)."""
+    return [p for p in root.rglob("*") if p.is_file() and p.relative_to(root).as_posix() != MANIFEST
+            and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+
+
 def manifest_files(root: Path, files: Iterable[Path] | None = None) -> list[dict]:
-    """Size and sha256 of ``files`` (default: every file under ``root`` but a manifest)."""
+    """Size and sha256 of ``files`` (default: :func:`export_files` of ``root``)."""
     if files is None:
-        files = [p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST]
+        files = export_files(root)
     return [{"path": p.relative_to(root).as_posix(), "size": p.stat().st_size, "sha256": sha256_file(p)}
             for p in sorted(Path(f) for f in files)]
 
@@ -149,7 +156,7 @@ def verify_manifest(target: str | os.PathLike) -> list[str]:
         elif sha256_file(file) != entry["sha256"]:
             problems.append(f"sha256 differs: {rel}")
     if path.name == MANIFEST:  # a folder's manifest lists every file in it
-        for file in sorted(p for p in root.rglob("*") if p.is_file() and p != path):
+        for file in sorted(export_files(root)):
             if file.relative_to(root).as_posix() not in listed:
                 problems.append(f"not in the manifest: {file.relative_to(root).as_posix()}")
     if manifest.get("config") is not None and run_id(manifest["config"]) != manifest.get("run_id"):
