@@ -73,8 +73,7 @@ def with_provenance(frames: pd.DataFrame, videos: dict[str, dict]) -> pd.DataFra
 def _coco_image(image_id: int, row, regions: dict[str, list] | None = None) -> dict:
     text = {c: _text(getattr(row, c)) for c in (*TEXT_COLUMNS, *PROVENANCE_FIELDS) if hasattr(row, c)}
     # With privacy on, the regions blurred in the image (the dataset's file): an extra field.
-    privacy = {} if regions is None else {"blurred_regions": [[float(v) for v in r]
-                                                              for r in regions.get(row.frame_id, [])]}
+    privacy = {} if regions is None else {"blurred_regions": float_boxes(regions.get(row.frame_id, []))}
     return {
         "id": image_id,
         "file_name": dataset_file_name(row.split, row.video_id, row.frame_index, row.path),
@@ -269,13 +268,9 @@ def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict
                     **{c: _text(getattr(row, c)) for c in texts},
                 }
                 if with_boxes:
-                    line["objects"] = {
-                        "bbox": [[float(v) for v in box] for box in row.bbox],
-                        "category": [str(c) for c in row.category],
-                        "score": [float(s) for s in row.score],
-                    }
+                    line["objects"] = frame_objects(row)
                 if regions is not None:
-                    line["blurred_regions"] = [[float(v) for v in r] for r in blur]
+                    line["blurred_regions"] = float_boxes(blur)
                 lines.append(line)
             if lines:
                 table = pa.Table.from_pylist(lines, schema=schema)
@@ -283,6 +278,17 @@ def write_dataset(out_dir: str | os.PathLike, frames: pd.DataFrame, videos: dict
             per_split[split] = len(lines)
             written += len(lines)
     return {"images": written, "splits": per_split, "missing": missing}
+
+
+def float_boxes(boxes) -> list[list[float]]:
+    """Boxes or regions (xywh) as plain lists of floats."""
+    return [[float(v) for v in box] for box in boxes]
+
+
+def frame_objects(row) -> dict:
+    """A frame's boxes as the dataset and the WebDataset carry them."""
+    return {"bbox": float_boxes(row.bbox), "category": [str(c) for c in row.category],
+            "score": [float(s) for s in row.score]}
 
 
 def _text(value) -> str | None:

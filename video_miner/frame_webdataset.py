@@ -21,7 +21,7 @@ import pandas as pd
 
 from video_miner import framestore
 from video_miner.blur import export_bytes
-from video_miner.export import PROVENANCE, TEXT_COLUMNS
+from video_miner.export import PROVENANCE, TEXT_COLUMNS, float_boxes, frame_objects
 from video_miner.fsutil import atomic_dir, safe_name
 from video_miner.provenance import PROVENANCE_FIELDS
 from video_miner.yolo import yolo_stem
@@ -53,13 +53,9 @@ def sample_json(row, key: str, video: dict, regions: Sequence | None) -> dict:
         **{c: _plain(getattr(row, c)) for c in TEXT_COLUMNS if hasattr(row, c)},
     }
     if hasattr(row, "category"):
-        sample["objects"] = {
-            "bbox": [[float(v) for v in box] for box in row.bbox],
-            "category": [str(c) for c in row.category],
-            "score": [float(s) for s in row.score],
-        }
+        sample["objects"] = frame_objects(row)
     if regions is not None:
-        sample["blurred_regions"] = [[float(v) for v in r] for r in regions]
+        sample["blurred_regions"] = float_boxes(regions)
     return sample
 
 

@@ -209,10 +209,9 @@ def build_summary(tables: dict[str, list[str]], rejected: list[dict], duplicates
         # The final boxes: those of the last stage that writes boxes (verify drops some).
         "detections_per_class": _detections_per_class(tables[boxes[-1]]) if boxes else None,
         "boxes_dropped_by_verify": _detections_per_class(tables["verify"], "dropped") if "verify" in tables else None,
-        "captions": annotations.get("captions"),
-        "audio": annotations.get("audio"),
-        # Frames checked, those with regions the exports blur, the regions, frames it could not read.
-        "privacy": annotations.get("privacy"),
+        # Each annotating stage's section (audio: videos, segments; captions: made, failed by
+        # reason, tokens; privacy: frames checked, with regions, regions, unreadable); null when off.
+        **{s.name: annotations.get(s.name) for s in STAGES if s.annotates},
         "stage_seconds": {**seconds, "total": round(sum(seconds.values()), 3)},
     }
     return summary, status
